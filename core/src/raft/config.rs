@@ -1,0 +1,124 @@
+//! Raft configuration: every limit is a named field with its unit
+
+use super::errors::ConfigError;
+use super::types::NodeId;
+use crate::time::Duration;
+
+/// How one Raft node behaves; build with [`Config::new`] and adjust fields, then the node
+/// validates it in [`super::Raft::new`]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This node's id
+    pub id: NodeId,
+    /// Seed of the node's own random generator (election jitter); same seed, same behaviour
+    pub seed: u64,
+    /// How often a leader sends heartbeats
+    pub heartbeat_interval: Duration,
+    /// Lower bound of the randomized election timeout (inclusive); also the check-quorum period
+    /// and the leader lease a follower honours before granting votes
+    pub election_timeout_min: Duration,
+    /// Upper bound of the randomized election timeout (exclusive, or equal to the minimum for
+    /// no jitter)
+    pub election_timeout_max: Duration,
+    /// Ask for pre-votes before a real election, so a partitioned node cannot raise the term
+    pub pre_vote: bool,
+    /// A leader that has not heard from a quorum within `election_timeout_min` steps down
+    pub check_quorum: bool,
+    /// Most entry bytes in one append message (at least one entry is always sent)
+    pub max_append_bytes: usize,
+    /// Most append messages in flight to one follower in the replicate state
+    pub max_inflight_msgs: usize,
+    /// Most entry bytes in flight to one follower in the replicate state
+    pub max_inflight_bytes: usize,
+    /// Largest command accepted by `propose`, in bytes
+    pub max_entry_bytes: usize,
+    /// Most bytes of uncommitted entries a leader holds before `propose` answers `Busy`
+    pub max_uncommitted_bytes: usize,
+    /// Most messages queued for sending (ready or waiting for persistence) before inputs
+    /// answer `Busy`
+    pub max_outbox_msgs: usize,
+    /// Most writes handed out by `poll_write` and not yet reported persisted; further state is
+    /// coalesced into the next write once one completes
+    pub max_unpersisted_writes: usize,
+}
+
+impl Config {
+    /// Defaults suited to a LAN: 50 ms heartbeats, 500-1000 ms election timeouts, pre-vote and
+    /// check-quorum on
+    pub fn new(id: NodeId, seed: u64) -> Self {
+        Config {
+            id,
+            seed,
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis(500),
+            election_timeout_max: Duration::from_millis(1_000),
+            pre_vote: true,
+            check_quorum: true,
+            max_append_bytes: 1024 * 1024,
+            max_inflight_msgs: 64,
+            max_inflight_bytes: 8 * 1024 * 1024,
+            max_entry_bytes: 1024 * 1024,
+            max_uncommitted_bytes: 64 * 1024 * 1024,
+            max_outbox_msgs: 4096,
+            max_unpersisted_writes: 64,
+        }
+    }
+
+    /// Checks that the limits can work together
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, reason| Err(ConfigError { field, reason });
+        if self.heartbeat_interval == Duration::ZERO {
+            return err("heartbeat_interval", "must be above zero");
+        }
+        if self.election_timeout_min <= self.heartbeat_interval {
+            return err(
+                "election_timeout_min",
+                "must be above heartbeat_interval, or followers time out between heartbeats",
+            );
+        }
+        if self.election_timeout_max < self.election_timeout_min {
+            return err(
+                "election_timeout_max",
+                "must be at least election_timeout_min",
+            );
+        }
+        if self.max_append_bytes == 0 {
+            return err("max_append_bytes", "must be above zero");
+        }
+        if self.max_inflight_msgs == 0 {
+            return err("max_inflight_msgs", "must be above zero");
+        }
+        if self.max_inflight_bytes < self.max_append_bytes {
+            return err("max_inflight_bytes", "must be at least max_append_bytes");
+        }
+        if self.max_entry_bytes == 0 {
+            return err("max_entry_bytes", "must be above zero");
+        }
+        if self.max_uncommitted_bytes < self.max_entry_bytes {
+            return err("max_uncommitted_bytes", "must be at least max_entry_bytes");
+        }
+        if self.max_outbox_msgs < 64 {
+            return err("max_outbox_msgs", "must be at least 64");
+        }
+        if self.max_unpersisted_writes == 0 {
+            return err("max_unpersisted_writes", "must be above zero");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_name_their_field() {
+        assert_eq!(Config::new(1, 0).validate(), Ok(()));
+        let mut c = Config::new(1, 0);
+        c.election_timeout_min = c.heartbeat_interval;
+        assert_eq!(c.validate().unwrap_err().field, "election_timeout_min");
+        let mut c = Config::new(1, 0);
+        c.max_inflight_msgs = 0;
+        assert_eq!(c.validate().unwrap_err().field, "max_inflight_msgs");
+    }
+}

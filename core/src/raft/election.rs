@@ -1,0 +1,295 @@
+//! Terms, roles and elections: pre-vote, vote, the vote lease, check-quorum
+//!
+//! Reference: Raft paper §5.2 (leader election), §5.4.1 (election restriction); thesis §9.6
+//! (pre-vote, check-quorum and the vote lease that stops removed or partitioned servers from
+//! disrupting a healthy leader).
+
+use super::message::Message;
+use super::progress::Progress;
+use super::types::{Entry, EntryKind, LogId, NodeId, Payload, Role, Term};
+use super::{Raft, ReplicationState};
+
+impl Raft {
+    /// Handles one message from a known voter (the entry point of every message)
+    pub(super) fn step(&mut self, from: NodeId, message: Message) {
+        let msg_term = message.term();
+        if msg_term > self.term {
+            match message {
+                Message::PreVote { .. } | Message::Vote { .. } if self.in_leader_lease() => {
+                    // A healthy leader exists: ignore, so a partitioned node rejoining cannot
+                    // unseat it (thesis §9.6).
+                    return;
+                }
+                // A pre-vote changes nothing on the receiver, and a granted pre-vote answer
+                // carries the asked term, not a term anyone is in.
+                Message::PreVote { .. } | Message::PreVoteResponse { granted: true, .. } => {}
+                Message::Append { .. } | Message::Heartbeat { .. } => {
+                    self.become_follower(msg_term, Some(from));
+                }
+                _ => self.become_follower(msg_term, None),
+            }
+        } else if msg_term < self.term {
+            self.answer_stale(from, &message);
+            return;
+        }
+
+        match message {
+            Message::PreVote { term, last_log } => {
+                self.handle_vote_request(from, term, last_log, true)
+            }
+            Message::Vote { term, last_log } => {
+                self.handle_vote_request(from, term, last_log, false)
+            }
+            Message::PreVoteResponse { term, granted } => {
+                if self.role == Role::PreCandidate && term == self.term + 1 {
+                    self.record_vote(from, granted);
+                }
+            }
+            Message::VoteResponse { granted, .. } => {
+                if self.role == Role::Candidate {
+                    self.record_vote(from, granted);
+                }
+            }
+            Message::Append {
+                prev,
+                entries,
+                commit,
+                ..
+            } => {
+                self.follow(from);
+                self.handle_append(from, prev, entries, commit);
+            }
+            Message::Heartbeat { commit, .. } => {
+                self.follow(from);
+                self.handle_heartbeat(from, commit);
+            }
+            Message::AppendResponse { outcome, .. } => {
+                if self.role == Role::Leader {
+                    self.handle_append_response(from, outcome);
+                }
+            }
+            Message::HeartbeatResponse { .. } => {
+                if self.role == Role::Leader {
+                    self.handle_heartbeat_response(from);
+                }
+            }
+        }
+    }
+
+    /// A message from an older term: tell the sender our term where that helps it move on
+    fn answer_stale(&mut self, from: NodeId, message: &Message) {
+        match message {
+            // A stale leader learns of the new term and steps down. Without this, pre-vote and
+            // check-quorum could leave it waiting forever (etcd raft does the same).
+            Message::Append { .. } | Message::Heartbeat { .. } => {
+                let term = self.term;
+                self.send(from, Message::HeartbeatResponse { term });
+            }
+            Message::PreVote { .. } => {
+                let term = self.term;
+                self.send(
+                    from,
+                    Message::PreVoteResponse {
+                        term,
+                        granted: false,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Within an election timeout of hearing from a live leader (with check-quorum on)
+    fn in_leader_lease(&self) -> bool {
+        if !self.config.check_quorum {
+            return false;
+        }
+        if self.role == Role::Leader {
+            return true;
+        }
+        match (self.leader, self.leader_contact) {
+            (Some(_), Some(at)) => self.now.saturating_since(at) < self.config.election_timeout_min,
+            _ => false,
+        }
+    }
+
+    fn handle_vote_request(&mut self, from: NodeId, term: Term, last_log: LogId, pre_vote: bool) {
+        let can_vote = self.vote == Some(from)
+            || (self.vote.is_none() && self.leader.is_none())
+            || (pre_vote && term > self.term);
+        let granted = can_vote && self.log.is_up_to_date(last_log);
+        if pre_vote {
+            let term = if granted { term } else { self.term };
+            self.send(from, Message::PreVoteResponse { term, granted });
+        } else {
+            if granted {
+                self.vote = Some(from);
+                self.persist.mark_hard_state_dirty();
+                self.reset_election_deadline();
+            }
+            let term = self.term;
+            self.send(from, Message::VoteResponse { term, granted });
+        }
+    }
+
+    fn record_vote(&mut self, from: NodeId, granted: bool) {
+        if !self.votes.iter().any(|(id, _)| *id == from) {
+            self.votes.push((from, granted));
+        }
+        self.check_election_result();
+    }
+
+    /// Decides a (pre-)election once a majority answered; our own vote counts only once durable
+    pub(super) fn check_election_result(&mut self) {
+        let me = self.id();
+        let own_vote = match self.role {
+            Role::PreCandidate => true,
+            Role::Candidate => {
+                let durable = self.persist.durable_hard_state();
+                durable.term == self.term && durable.vote == Some(me)
+            }
+            _ => return,
+        };
+        let votes = &self.votes;
+        let result = self.membership.tally(|id| {
+            if id == me {
+                own_vote.then_some(true)
+            } else {
+                votes.iter().find(|(v, _)| *v == id).map(|(_, g)| *g)
+            }
+        });
+        match (self.role, result) {
+            (Role::PreCandidate, Some(true)) => self.become_candidate(),
+            (Role::Candidate, Some(true)) => self.become_leader(),
+            (_, Some(false)) => self.become_follower(self.term, None),
+            _ => {}
+        }
+    }
+
+    /// The election timeout fired: campaign (through pre-vote when configured)
+    pub(super) fn start_election(&mut self) {
+        if self.config.pre_vote {
+            self.become_pre_candidate();
+        } else {
+            self.become_candidate();
+        }
+    }
+
+    fn become_pre_candidate(&mut self) {
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.votes.clear();
+        self.reset_election_deadline();
+        let term = self.term + 1;
+        let last_log = self.log.last_log_id();
+        self.broadcast_to_voters(|| Message::PreVote { term, last_log });
+        self.check_election_result();
+    }
+
+    fn become_candidate(&mut self) {
+        self.role = Role::Candidate;
+        self.term += 1;
+        self.vote = Some(self.id());
+        self.persist.mark_hard_state_dirty();
+        self.leader = None;
+        self.leader_contact = None;
+        self.votes.clear();
+        self.reset_election_deadline();
+        let term = self.term;
+        let last_log = self.log.last_log_id();
+        self.broadcast_to_voters(|| Message::Vote { term, last_log });
+        self.check_election_result();
+    }
+
+    fn broadcast_to_voters(&mut self, message: impl Fn() -> Message) {
+        let me = self.id();
+        for i in 0..self.membership.voters().len() {
+            let id = self.membership.voters()[i];
+            if id != me {
+                self.send(id, message());
+            }
+        }
+    }
+
+    pub(super) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+            self.persist.mark_hard_state_dirty();
+            self.leader_contact = None;
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        if leader.is_some() {
+            self.leader_contact = Some(self.now);
+        }
+        self.votes.clear();
+        self.progress.clear();
+        self.uncommitted_bytes = 0;
+        self.replication_pending = false;
+        self.reset_election_deadline();
+    }
+
+    /// A message from the leader of our term arrived: follow it
+    fn follow(&mut self, leader: NodeId) {
+        if self.role != Role::Follower || self.leader != Some(leader) {
+            self.become_follower(self.term, Some(leader));
+        } else {
+            self.leader_contact = Some(self.now);
+            self.reset_election_deadline();
+        }
+    }
+
+    fn become_leader(&mut self) {
+        debug_assert_eq!(self.role, Role::Candidate);
+        self.role = Role::Leader;
+        self.leader = Some(self.id());
+        self.votes.clear();
+        let next = self.log.last_index() + 1;
+        let now = self.now;
+        let me = self.id();
+        self.progress = self
+            .membership
+            .voters()
+            .iter()
+            .filter(|&&id| id != me)
+            .map(|&id| (id, Progress::new(next, now)))
+            .collect();
+        debug_assert!(
+            self.progress
+                .iter()
+                .all(|(_, p)| p.state == ReplicationState::Probe { paused: false })
+        );
+        self.uncommitted_bytes = 0;
+        self.heartbeat_deadline = now + self.config.heartbeat_interval;
+        self.check_quorum_deadline = now + self.config.election_timeout_min;
+        // A no-op of our own term commits everything before it (paper §8, figure 8).
+        self.log.push(Entry {
+            term: self.term,
+            index: next,
+            kind: EntryKind::Noop,
+            data: Payload::default(),
+        });
+        self.replication_pending = true;
+        self.maybe_commit();
+    }
+
+    /// Check-quorum: did a majority (counting ourselves) talk to us since the last check?
+    pub(super) fn quorum_active(&mut self) -> bool {
+        let me = self.id();
+        let progress = &self.progress;
+        let active = self.membership.tally(|id| {
+            if id == me {
+                return Some(true);
+            }
+            progress
+                .iter()
+                .find(|(p, _)| *p == id)
+                .map(|(_, p)| p.recent_active)
+        });
+        for (_, p) in &mut self.progress {
+            p.recent_active = false;
+        }
+        active == Some(true)
+    }
+}

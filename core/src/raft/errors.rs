@@ -1,0 +1,133 @@
+//! Operating errors: small enums per operation, with `Display` and `core::error::Error`
+
+use core::fmt;
+
+use super::types::{Index, NodeId, Term};
+
+/// Why a proposal was refused; nothing was appended
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProposeError {
+    /// This node is not the leader; `hint` is the leader it knows of, if any
+    NotLeader {
+        /// The current leader as far as this node knows
+        hint: Option<NodeId>,
+    },
+    /// Back-pressure: too many uncommitted bytes or a full output queue; retry later
+    Busy,
+    /// The command is larger than `max_entry_bytes`
+    TooLarge {
+        /// Size of the refused command, in bytes
+        size_bytes: usize,
+        /// The configured limit, in bytes
+        max_bytes: usize,
+    },
+}
+
+impl fmt::Display for ProposeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProposeError::NotLeader { hint: Some(id) } => {
+                write!(f, "not the leader; try node {id}")
+            }
+            ProposeError::NotLeader { hint: None } => f.write_str("not the leader; leader unknown"),
+            ProposeError::Busy => f.write_str("busy: too much uncommitted or unsent work; retry"),
+            ProposeError::TooLarge {
+                size_bytes,
+                max_bytes,
+            } => write!(
+                f,
+                "command of {size_bytes} bytes exceeds the limit of {max_bytes} bytes"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for ProposeError {}
+
+/// Back-pressure on an input: the output queue is full; drain the `poll_*` outputs and retry
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Busy;
+
+impl fmt::Display for Busy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("busy: output queue full; drain outputs and retry")
+    }
+}
+
+impl core::error::Error for Busy {}
+
+/// A configuration that cannot work; names the field at fault
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The field at fault
+    pub field: &'static str,
+    /// What is wrong with it
+    pub reason: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid raft config: {}: {}", self.field, self.reason)
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+/// Recovered state that cannot be right (a corrupt or mixed-up disk); the node refuses to start
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecoveryError {
+    /// The entry at position `position` of the recovered log has index `found`, not `expected`
+    NotContiguous {
+        /// Position in the recovered entries
+        position: usize,
+        /// The index that entry should have
+        expected: Index,
+        /// The index it has
+        found: Index,
+    },
+    /// An entry's term is lower than the entry before it
+    TermsOutOfOrder {
+        /// The index of the entry
+        index: Index,
+    },
+    /// An entry's term is above the recovered hard state's term
+    TermAheadOfHardState {
+        /// The index of the entry
+        index: Index,
+        /// The entry's term
+        entry_term: Term,
+        /// The hard state's term
+        hard_state_term: Term,
+    },
+}
+
+impl fmt::Display for RecoveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecoveryError::NotContiguous {
+                position,
+                expected,
+                found,
+            } => write!(
+                f,
+                "recovered log is not contiguous: entry #{position} has index {found}, expected {expected}"
+            ),
+            RecoveryError::TermsOutOfOrder { index } => {
+                write!(
+                    f,
+                    "recovered log has a term going backwards at index {index}"
+                )
+            }
+            RecoveryError::TermAheadOfHardState {
+                index,
+                entry_term,
+                hard_state_term,
+            } => write!(
+                f,
+                "recovered entry {index} has term {entry_term}, above the hard state's term {hard_state_term}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for RecoveryError {}

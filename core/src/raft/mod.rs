@@ -1,0 +1,501 @@
+//! Raft consensus for one group, sans-IO
+//!
+//! [`Raft`] is the state machine of one node of one group. See its documentation for the call
+//! order; the crate documentation shows a complete driving loop.
+
+mod config;
+mod election;
+mod errors;
+mod log;
+mod membership;
+mod message;
+mod persist;
+mod progress;
+mod replication;
+mod types;
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+pub use config::Config;
+pub use errors::{Busy, ConfigError, ProposeError, RecoveryError};
+pub use membership::Membership;
+pub use message::{AppendOutcome, Message};
+pub use persist::{Write, WriteId};
+pub use progress::{Progress, ReplicationState};
+pub use types::{
+    ENTRY_OVERHEAD_BYTES, Entry, EntryKind, HardState, Index, LogId, NodeId, Payload, Role, Term,
+};
+
+use log::RaftLog;
+use persist::PersistTracker;
+
+use crate::rng::Rng;
+use crate::time::Instant;
+
+/// A message to send: deliver `message` from `from` to `to`
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Outgoing {
+    /// The sending node (this node)
+    pub from: NodeId,
+    /// The receiving node
+    pub to: NodeId,
+    /// What to deliver
+    pub message: Message,
+}
+
+/// What a node recovered from its disk; `Recovered::default()` for a brand-new node
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// The last durable term and vote
+    pub hard_state: HardState,
+    /// The durable log, contiguous from index 1
+    pub entries: Vec<Entry>,
+}
+
+/// One node of a Raft group, as a deterministic state machine with no IO
+///
+/// # Call order
+///
+/// Methods come in four kinds:
+///
+/// - **Getters** (`&self`): [`role`](Self::role), [`term`](Self::term),
+///   [`leader_hint`](Self::leader_hint), [`commit_index`](Self::commit_index), ...
+/// - **Inputs**, named `handle_*`: [`handle_message`](Self::handle_message) for a message
+///   from a peer, [`handle_timeout`](Self::handle_timeout) when the time from
+///   [`poll_timeout`](Self::poll_timeout) has come, [`handle_persisted`](Self::handle_persisted)
+///   when writes became durable.
+/// - **Commands**: [`propose`](Self::propose).
+/// - **Outputs**, named `poll_*`, each drained one item per call until `None`.
+///
+/// After every input or command, drain the outputs in this order:
+///
+/// 1. [`poll_write`](Self::poll_write): make each write durable, in order, then call
+///    [`handle_persisted`](Self::handle_persisted) (at once for a synchronous disk, later for
+///    an asynchronous one; persisting releases more outputs, so drain again afterwards);
+/// 2. [`poll_message`](Self::poll_message): send each message (it is safe to send now: the
+///    core holds back anything whose state is not yet durable);
+/// 3. [`poll_apply`](Self::poll_apply): apply each committed entry to the state machine;
+/// 4. [`poll_timeout`](Self::poll_timeout): arm a timer for the next deadline.
+///
+/// Every input takes `now`; time must not go backwards (an earlier `now` is treated as the
+/// latest one seen).
+///
+/// Bounded queues: inputs return [`Busy`] (and change nothing) when the outbox is too full to
+/// take the messages the input could produce; proposals return [`ProposeError::Busy`] past
+/// `max_uncommitted_bytes`. Nothing a peer sends can make the node panic or grow without bound.
+#[derive(Debug)]
+pub struct Raft {
+    config: Config,
+    rng: Rng,
+    now: Instant,
+    membership: Membership,
+
+    term: Term,
+    vote: Option<NodeId>,
+    role: Role,
+    leader: Option<NodeId>,
+    log: RaftLog,
+    commit: Index,
+    applied: Index,
+
+    /// Follower and candidates: when to start an election
+    election_deadline: Instant,
+    /// When this node last heard from a leader of its current term (for the vote lease)
+    leader_contact: Option<Instant>,
+    /// Votes received in the current (pre-)election, from peers; own vote counted separately
+    votes: Vec<(NodeId, bool)>,
+
+    /// Leader: progress of every other voter
+    progress: Vec<(NodeId, Progress)>,
+    heartbeat_deadline: Instant,
+    check_quorum_deadline: Instant,
+    uncommitted_bytes: usize,
+    /// Leader: appends may need sending (new entries, new commit, acks)
+    replication_pending: bool,
+
+    persist: PersistTracker,
+    /// Messages ready to send
+    outbox: VecDeque<Outgoing>,
+    /// Messages waiting for a write to become durable
+    held: VecDeque<(WriteId, Outgoing)>,
+}
+
+impl Raft {
+    /// A node that starts (or restarts) from `recovered`, among `voters`, at time `now`
+    ///
+    /// Fails on an invalid `config`; see [`Raft::recover`] for checking a recovered log.
+    pub fn new(
+        config: Config,
+        voters: &[NodeId],
+        recovered: Recovered,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        if voters.is_empty() {
+            return Err(ConfigError {
+                field: "voters",
+                reason: "a group needs at least one voter",
+            });
+        }
+        let disk_last = recovered.entries.len() as Index;
+        let mut node = Raft {
+            rng: Rng::new(config.seed),
+            now,
+            membership: Membership::new(voters),
+            term: recovered.hard_state.term,
+            vote: recovered.hard_state.vote,
+            role: Role::Follower,
+            leader: None,
+            log: RaftLog::recovered(recovered.entries),
+            commit: 0,
+            applied: 0,
+            election_deadline: now,
+            leader_contact: None,
+            votes: Vec::new(),
+            progress: Vec::new(),
+            heartbeat_deadline: now,
+            check_quorum_deadline: now,
+            uncommitted_bytes: 0,
+            replication_pending: false,
+            persist: PersistTracker::recovered(recovered.hard_state, disk_last),
+            outbox: VecDeque::new(),
+            held: VecDeque::new(),
+            config,
+        };
+        node.reset_election_deadline();
+        Ok(node)
+    }
+
+    /// Checks a recovered log before handing it to [`Raft::new`]: contiguous from index 1,
+    /// terms never decreasing and never above the hard state's term
+    pub fn recover(recovered: &Recovered) -> Result<(), RecoveryError> {
+        let mut prev_term = 0;
+        for (position, entry) in recovered.entries.iter().enumerate() {
+            let expected = position as Index + 1;
+            if entry.index != expected {
+                return Err(RecoveryError::NotContiguous {
+                    position,
+                    expected,
+                    found: entry.index,
+                });
+            }
+            if entry.term < prev_term {
+                return Err(RecoveryError::TermsOutOfOrder { index: entry.index });
+            }
+            if entry.term > recovered.hard_state.term {
+                return Err(RecoveryError::TermAheadOfHardState {
+                    index: entry.index,
+                    entry_term: entry.term,
+                    hard_state_term: recovered.hard_state.term,
+                });
+            }
+            prev_term = entry.term;
+        }
+        Ok(())
+    }
+
+    // ----- getters -----
+
+    /// This node's id
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The configuration this node runs with
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The voters of the group
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// Current role
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Current term
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// Whom this node voted for in the current term
+    pub fn vote(&self) -> Option<NodeId> {
+        self.vote
+    }
+
+    /// The term and vote as currently held in memory (possibly not yet durable)
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+        }
+    }
+
+    /// The leader of the current term as far as this node knows
+    pub fn leader_hint(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// Highest index known committed
+    pub fn commit_index(&self) -> Index {
+        self.commit
+    }
+
+    /// Highest index handed out by [`poll_apply`](Self::poll_apply)
+    pub fn applied_index(&self) -> Index {
+        self.applied
+    }
+
+    /// Index of the last entry in the log
+    pub fn last_index(&self) -> Index {
+        self.log.last_index()
+    }
+
+    /// Id of the last entry in the log
+    pub fn last_log_id(&self) -> LogId {
+        self.log.last_log_id()
+    }
+
+    /// Highest index durable (reported persisted) and matching the in-memory log
+    pub fn durable_index(&self) -> Index {
+        self.persist.durable_index(&self.log)
+    }
+
+    /// The entry at `index`, if held
+    pub fn entry(&self, index: Index) -> Option<&Entry> {
+        self.log.get(index)
+    }
+
+    /// The held entries from `low` through `high` inclusive
+    pub fn entries(&self, low: Index, high: Index) -> &[Entry] {
+        self.log.range(low, high)
+    }
+
+    /// Leader: what it knows of follower `id`
+    pub fn progress(&self, id: NodeId) -> Option<&Progress> {
+        self.progress.iter().find(|(p, _)| *p == id).map(|(_, p)| p)
+    }
+
+    /// Leader: bytes of entries proposed but not yet committed
+    pub fn uncommitted_bytes(&self) -> usize {
+        self.uncommitted_bytes
+    }
+
+    /// Writes handed out by [`poll_write`](Self::poll_write) and not yet reported persisted
+    pub fn unpersisted_writes(&self) -> usize {
+        self.persist.unpersisted_writes()
+    }
+
+    /// Messages queued (ready or waiting for persistence)
+    pub fn queued_messages(&self) -> usize {
+        self.outbox.len() + self.held.len()
+    }
+
+    // ----- commands -----
+
+    /// Proposes a command; on success returns the id the entry will be applied under
+    ///
+    /// The entry is committed once a majority holds it durably; watch
+    /// [`poll_apply`](Self::poll_apply) for an entry with the returned id. Another id at that
+    /// index means the proposal was lost to a leader change.
+    pub fn propose(
+        &mut self,
+        now: Instant,
+        data: impl Into<Payload>,
+    ) -> Result<LogId, ProposeError> {
+        self.observe_time(now);
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { hint: self.leader });
+        }
+        let data = data.into();
+        if data.len() > self.config.max_entry_bytes {
+            return Err(ProposeError::TooLarge {
+                size_bytes: data.len(),
+                max_bytes: self.config.max_entry_bytes,
+            });
+        }
+        let size = data.len() + ENTRY_OVERHEAD_BYTES;
+        if self.uncommitted_bytes > 0
+            && self.uncommitted_bytes + size > self.config.max_uncommitted_bytes
+        {
+            return Err(ProposeError::Busy);
+        }
+        if self.outbox_room() == 0 {
+            return Err(ProposeError::Busy);
+        }
+        let id = LogId::new(self.term, self.log.last_index() + 1);
+        self.log.push(Entry {
+            term: id.term,
+            index: id.index,
+            kind: EntryKind::Command,
+            data,
+        });
+        self.uncommitted_bytes += size;
+        self.replication_pending = true;
+        Ok(id)
+    }
+
+    // ----- inputs -----
+
+    /// A message `message` arrived from node `from`
+    ///
+    /// Messages from unknown nodes, of stale terms or with impossible contents are dropped or
+    /// answered as Raft says; they never cause a panic.
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        message: Message,
+    ) -> Result<(), Busy> {
+        self.observe_time(now);
+        if self.outbox_room() == 0 {
+            return Err(Busy);
+        }
+        if from == self.id() || !self.membership.is_voter(from) {
+            return Ok(());
+        }
+        self.step(from, message);
+        Ok(())
+    }
+
+    /// The time returned by [`poll_timeout`](Self::poll_timeout) has come (calling it early or
+    /// late is harmless)
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Busy> {
+        self.observe_time(now);
+        if self.outbox_room() == 0 {
+            return Err(Busy);
+        }
+        if self.role == Role::Leader {
+            if now >= self.check_quorum_deadline {
+                self.check_quorum_deadline = now + self.config.election_timeout_min;
+                if self.config.check_quorum && !self.quorum_active() {
+                    self.become_follower(self.term, None);
+                    return Ok(());
+                }
+            }
+            if now >= self.heartbeat_deadline {
+                self.heartbeat_deadline = now + self.config.heartbeat_interval;
+                self.broadcast_heartbeat();
+            }
+        } else if now >= self.election_deadline && self.membership.is_voter(self.id()) {
+            self.start_election();
+        }
+        Ok(())
+    }
+
+    /// Every write up to and including `id` is durable
+    pub fn handle_persisted(&mut self, now: Instant, id: WriteId) {
+        self.observe_time(now);
+        self.persist.persisted(id);
+        while let Some((barrier, _)) = self.held.front() {
+            if !self.persist.is_durable(*barrier) {
+                break;
+            }
+            if let Some((_, out)) = self.held.pop_front() {
+                self.outbox.push_back(out);
+            }
+        }
+        match self.role {
+            Role::Leader => self.maybe_commit(),
+            Role::Candidate => self.check_election_result(),
+            _ => {}
+        }
+    }
+
+    // ----- outputs -----
+
+    /// The next write to make durable, if any (see [`Write`] for its order)
+    #[must_use]
+    pub fn poll_write(&mut self) -> Option<Write> {
+        let hard_state = self.hard_state();
+        self.persist.next_write(
+            hard_state,
+            &mut self.log,
+            self.config.max_unpersisted_writes,
+        )
+    }
+
+    /// The next message to send, if any
+    #[must_use]
+    pub fn poll_message(&mut self) -> Option<Outgoing> {
+        if self.replication_pending && self.role == Role::Leader {
+            self.replication_pending = false;
+            self.send_appends();
+        }
+        self.outbox.pop_front()
+    }
+
+    /// The next committed entry to apply, in index order, if any
+    ///
+    /// Only entries durable on this node are handed out.
+    #[must_use]
+    pub fn poll_apply(&mut self) -> Option<Entry> {
+        let limit = self.commit.min(self.durable_index());
+        if self.applied >= limit {
+            return None;
+        }
+        let entry = self.log.get(self.applied + 1)?.clone();
+        self.applied += 1;
+        Some(entry)
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.role {
+            Role::Leader => Some(self.heartbeat_deadline.min(self.check_quorum_deadline)),
+            _ if self.membership.is_voter(self.id()) => Some(self.election_deadline),
+            _ => None,
+        }
+    }
+
+    // ----- internals shared by the role files -----
+
+    fn observe_time(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    /// How many more messages the outbox takes before inputs must answer `Busy`
+    fn outbox_room(&self) -> usize {
+        let reserve = self.membership.voters().len() + 1;
+        self.config
+            .max_outbox_msgs
+            .saturating_sub(self.queued_messages() + reserve)
+    }
+
+    /// Queues `message` to `to`, held back until the state it reflects is durable
+    fn send(&mut self, to: NodeId, message: Message) {
+        let out = Outgoing {
+            from: self.id(),
+            to,
+            message,
+        };
+        match self.persist.barrier(&self.log) {
+            Some(id) => self.held.push_back((id, out)),
+            None => self.outbox.push_back(out),
+        }
+    }
+
+    /// Queues a leader's message, which depends on no pending write: the leader's term and vote
+    /// were durable before it won, and it may send entries before its own append completes
+    fn send_now(&mut self, to: NodeId, message: Message) {
+        self.outbox.push_back(Outgoing {
+            from: self.id(),
+            to,
+            message,
+        });
+    }
+
+    fn reset_election_deadline(&mut self) {
+        let min = self.config.election_timeout_min.as_micros();
+        let max = self.config.election_timeout_max.as_micros();
+        let timeout = crate::time::Duration::from_micros(self.rng.range(min, max.max(min + 1)));
+        self.election_deadline = self.now + timeout;
+    }
+}
