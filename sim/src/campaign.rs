@@ -1,0 +1,185 @@
+//! Random fault campaigns: each seed draws its own cluster size, fault rates and schedule
+//! (swarm testing), runs a workload through a safety phase full of faults, then heals everything
+//! and requires the group to converge (liveness phase)
+
+use shale_core::raft::Config;
+use shale_core::rng::Rng;
+use shale_core::time::Duration;
+
+use crate::cluster::{Sim, SimConfig, SimError};
+use crate::disk::DiskConfig;
+use crate::network::NetworkConfig;
+
+/// What one campaign run did
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CampaignReport {
+    /// The seed
+    pub seed: u64,
+    /// Cluster size drawn for this seed
+    pub nodes: usize,
+    /// Faults injected
+    pub faults: u64,
+    /// Proposals accepted by a leader
+    pub proposals: u64,
+    /// Entries known committed at the end
+    pub committed: u64,
+    /// Hash of the whole trace (equal for two runs of one seed)
+    pub trace_hash: u64,
+}
+
+/// Virtual time of the safety phase of a campaign run
+pub const SAFETY_PHASE: Duration = Duration::from_secs(20);
+/// Virtual time the liveness phase may take
+pub const LIVENESS_BUDGET: Duration = Duration::from_secs(30);
+
+/// Draws the swarm configuration of `seed`
+pub fn swarm_config(seed: u64) -> SimConfig {
+    let mut rng = Rng::new(seed ^ 0x5157_4152_4d00);
+    let nodes = [3, 5, 7][rng.below(3) as usize];
+    let mut raft = Config::new(0, 0);
+    raft.heartbeat_interval = Duration::from_millis(rng.range(20, 60));
+    raft.election_timeout_min = Duration::from_millis(rng.range(150, 400));
+    raft.election_timeout_max = raft.election_timeout_min.saturating_mul(2);
+    raft.pre_vote = rng.chance(3, 4);
+    raft.check_quorum = rng.chance(3, 4);
+    raft.max_inflight_msgs = [1, 4, 64][rng.below(3) as usize];
+    raft.max_append_bytes = [64, 1024, 1 << 20][rng.below(3) as usize];
+    raft.max_inflight_bytes = raft.max_append_bytes.saturating_mul(8);
+    raft.max_unpersisted_writes = [1, 8, 64][rng.below(3) as usize];
+    let network = NetworkConfig {
+        delay_min: Duration::ZERO,
+        delay_max: Duration::from_millis(rng.range(1, 30)),
+        drop_per_million: rng.below(200_000),
+        duplicate_per_million: rng.below(50_000),
+        long_delay_per_million: if rng.chance(1, 3) {
+            rng.below(100_000)
+        } else {
+            0
+        },
+        ..NetworkConfig::reliable()
+    };
+    let disk = DiskConfig {
+        latency_min: Duration::from_micros(rng.range(0, 500)),
+        latency_max: Duration::from_millis(rng.range(1, 20)),
+        torn_write_per_million: rng.below(1_000_000),
+    };
+    SimConfig {
+        seed,
+        nodes,
+        raft,
+        network,
+        disk,
+        clock_drift_ppm_max: rng.below(1_000),
+    }
+}
+
+/// Runs the campaign of `seed`: invariant violations panic (with the seed); a failure to
+/// converge after healing is an `Err`
+pub fn run_seed(seed: u64) -> Result<CampaignReport, SimError> {
+    let config = swarm_config(seed);
+    let nodes = config.nodes;
+    let mut sim = Sim::new(config);
+    let (mut faults, mut proposals) = (0u64, 0u64);
+    let end = sim.now() + SAFETY_PHASE;
+    let mut next_fault = sim.now() + Duration::from_millis(500);
+    let mut counter = 0u64;
+    while sim.now() < end {
+        let pause = Duration::from_millis(sim.workload_rng().range(5, 40));
+        sim.run_for(pause);
+        counter += 1;
+        let payload = format!("s{seed}-op{counter}");
+        if sim.propose_to_leader(payload.as_bytes()).is_ok() {
+            proposals += 1;
+        }
+        if sim.now() >= next_fault {
+            inject_fault(&mut sim);
+            faults += 1;
+            let gap = if sim.fault_rng().chance(1, 2) {
+                (10, 200)
+            } else {
+                (100, 1_000)
+            };
+            next_fault = sim.now() + Duration::from_millis(sim.fault_rng().range(gap.0, gap.1));
+        }
+    }
+    sim.set_network(NetworkConfig::reliable());
+    sim.check_liveness_after_heal(LIVENESS_BUDGET)?;
+    Ok(CampaignReport {
+        seed,
+        nodes,
+        faults,
+        proposals,
+        committed: sim.checker().commit_index(),
+        trace_hash: sim.trace_hash(),
+    })
+}
+
+fn inject_fault(sim: &mut Sim) {
+    let ids = sim.ids();
+    let n = ids.len() as u64;
+    let rng = sim.fault_rng();
+    let choice = rng.below(13);
+    let victim = ids[rng.below(n) as usize];
+    let other = ids[rng.below(n) as usize];
+    match choice {
+        0 | 1 => {
+            // Crash, but keep a majority of nodes running most of the time.
+            let down = ids.iter().filter(|&&id| !sim.is_up(id)).count();
+            if down < ids.len() / 2 {
+                sim.crash(victim);
+            }
+        }
+        2 | 3 => {
+            if let Some(&down) = ids.iter().find(|&&id| !sim.is_up(id)) {
+                sim.restart(down);
+            }
+        }
+        4 => {
+            let mut shuffled = ids.clone();
+            for i in (1..shuffled.len()).rev() {
+                let j = sim.fault_rng().below(i as u64 + 1) as usize;
+                shuffled.swap(i, j);
+            }
+            let cut = 1 + sim.fault_rng().below(n - 1) as usize;
+            let (a, b) = shuffled.split_at(cut);
+            sim.partition(&[a, b]);
+        }
+        5 => {
+            if let Some(leader) = sim.leader() {
+                sim.disconnect(leader);
+            }
+        }
+        6 => sim.heal(),
+        7 => {
+            if sim.is_paused(victim) {
+                sim.resume(victim);
+            } else if sim.is_up(victim) {
+                sim.pause(victim);
+            }
+        }
+        8 => {
+            if victim != other {
+                sim.set_link(victim, other, false);
+            }
+        }
+        // The Figure 8 pattern: crash whoever leads, and bring a stopped node back.
+        10..=12 => {
+            if let Some(leader) = sim.leader() {
+                sim.crash(leader);
+            }
+            let down: Vec<_> = ids.iter().copied().filter(|&id| !sim.is_up(id)).collect();
+            if !down.is_empty() && (down.len() > ids.len() / 2 || sim.fault_rng().chance(1, 2)) {
+                let pick = down[sim.fault_rng().below(down.len() as u64) as usize];
+                sim.restart(pick);
+            }
+        }
+        _ => {
+            for id in ids {
+                if sim.is_paused(id) {
+                    sim.resume(id);
+                }
+            }
+            sim.heal();
+        }
+    }
+}

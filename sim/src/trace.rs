@@ -1,0 +1,57 @@
+//! A trace of simulated events: a ring buffer of recent lines for failure reports, and a
+//! running hash of every line so two runs of one seed can be compared bit for bit
+
+use std::collections::VecDeque;
+
+/// How many recent lines a failure report shows
+pub const TRACE_TAIL_LINES: usize = 60;
+
+/// The event trace of one simulation
+#[derive(Debug, Default)]
+pub struct Trace {
+    recent: VecDeque<String>,
+    hash: u64,
+    lines: u64,
+    /// Print every line to stderr as it happens
+    pub echo: bool,
+}
+
+impl Trace {
+    /// Records one line
+    pub fn record(&mut self, line: String) {
+        for b in line.as_bytes() {
+            self.hash ^= u64::from(*b);
+            self.hash = self.hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.hash = self.hash.rotate_left(5) ^ self.lines;
+        self.lines += 1;
+        if self.echo {
+            eprintln!("{line}");
+        }
+        if self.recent.len() == TRACE_TAIL_LINES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(line);
+    }
+
+    /// Hash of every line recorded so far
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// Number of lines recorded so far
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// The most recent lines, oldest first
+    pub fn tail(&self) -> String {
+        let mut out = String::new();
+        for l in &self.recent {
+            out.push_str("  ");
+            out.push_str(l);
+            out.push('\n');
+        }
+        out
+    }
+}
