@@ -242,7 +242,7 @@ mod tests {
         };
         let mut now = Instant::ZERO;
         let mut raft = Raft::new(Config::new(id, id), &[id], recovered, now).unwrap();
-        let mut settle = |raft: &mut Raft, now: Instant| {
+        let settle = |raft: &mut Raft, now: Instant| {
             while let Some(w) = raft.poll_write() {
                 raft.handle_persisted(now, w.id);
             }
