@@ -1,1 +1,67 @@
-//! placeholder
+//! Shale's integration suites: simulated Raft scenarios over many seeds
+//!
+//! Every scenario runs once per seed. `SHALE_SEEDS=N` sets how many seeds (default
+//! [`DEFAULT_SEEDS`]); `SHALE_SEED=S` replays exactly one. A failure names its seed:
+//!
+//! ```text
+//! SHALE_SEEDS=500 cargo test -p shale-tests --release
+//! SHALE_SEED=1234 cargo test -p shale-tests --release -- figure_8
+//! ```
+//!
+//! Time bounds are written in multiples of the Raft timing the scenario configures (see
+//! [`raft_config`]), not in wall-clock time: the simulator runs in virtual time.
+
+use shale_core::raft::Config;
+use shale_core::time::Duration;
+use shale_sim::{Sim, SimConfig, SimError};
+
+/// Seeds each scenario runs in CI when `SHALE_SEEDS` is not set
+pub const DEFAULT_SEEDS: u64 = 20;
+
+/// Heartbeat interval of the scenario clusters
+pub const HEARTBEAT: Duration = Duration::from_millis(50);
+/// Lower bound of the election timeout of the scenario clusters (the upper bound is twice it)
+pub const ELECTION_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The seeds to run: `SHALE_SEED` alone, else `0..SHALE_SEEDS`
+pub fn seeds() -> Vec<u64> {
+    if let Some(seed) = env_u64("SHALE_SEED") {
+        return vec![seed];
+    }
+    (0..env_u64("SHALE_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect()
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.trim().parse().ok()
+}
+
+/// The Raft config scenario clusters use: 50 ms heartbeats, 500-1000 ms election timeouts
+pub fn raft_config() -> Config {
+    let mut c = Config::new(0, 0);
+    c.heartbeat_interval = HEARTBEAT;
+    c.election_timeout_min = ELECTION_TIMEOUT;
+    c.election_timeout_max = ELECTION_TIMEOUT.saturating_mul(2);
+    c
+}
+
+/// A simulation of `nodes` nodes with [`raft_config`] on a reliable network
+pub fn sim(seed: u64, nodes: usize) -> Sim {
+    let mut config = SimConfig::new(seed, nodes);
+    config.raft = raft_config();
+    Sim::new(config)
+}
+
+/// Runs `scenario` for every seed of [`seeds`]; panics naming the first failing seed (an
+/// invariant violation inside the simulator panics with its seed too)
+pub fn for_each_seed(name: &str, scenario: impl Fn(u64) -> Result<(), SimError>) {
+    for seed in seeds() {
+        if let Err(e) = scenario(seed) {
+            panic!("scenario {name} failed: {e}\nreplay: SHALE_SEED={seed} cargo test -p shale-tests {name}");
+        }
+    }
+}
+
+/// `Err` with `message` unless `condition` holds
+pub fn ensure(sim: &Sim, condition: bool, message: impl FnOnce() -> String) -> Result<(), SimError> {
+    if condition { Ok(()) } else { Err(sim.error(message())) }
+}
