@@ -41,7 +41,7 @@ impl Raft {
                 self.handle_vote_request(from, term, last_log, false)
             }
             Message::PreVoteResponse { term, granted } => {
-                if self.role == Role::PreCandidate && term == self.term + 1 {
+                if self.role == Role::PreCandidate && Some(term) == self.term.checked_add(1) {
                     self.record_vote(from, granted);
                 }
             }
@@ -168,6 +168,11 @@ impl Raft {
 
     /// The election timeout fired: campaign (through pre-vote when configured)
     pub(super) fn start_election(&mut self) {
+        if self.term == Term::MAX {
+            // A peer pushed the term to its limit; there is no next term to campaign in.
+            self.reset_election_deadline();
+            return;
+        }
         if self.config.pre_vote {
             self.become_pre_candidate();
         } else {

@@ -100,7 +100,9 @@ impl Raft {
             } => {
                 let stale = match pr.state {
                     ReplicationState::Replicate => rejected_prev <= pr.match_index,
-                    ReplicationState::Probe { .. } => rejected_prev + 1 != pr.next_index,
+                    ReplicationState::Probe { .. } => {
+                        rejected_prev.checked_add(1) != Some(pr.next_index)
+                    }
                 };
                 if stale {
                     return;
