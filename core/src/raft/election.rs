@@ -41,7 +41,14 @@ impl Raft {
                 self.handle_vote_request(from, term, last_log, false)
             }
             Message::PreVoteResponse { term, granted } => {
-                if self.role == Role::PreCandidate && Some(term) == self.term.checked_add(1) {
+                // A grant names the asked term; a refusal carries the responder's own term,
+                // which is ours (a higher one already made us a follower above).
+                let ours = if granted {
+                    Some(term) == self.term.checked_add(1)
+                } else {
+                    term == self.term
+                };
+                if self.role == Role::PreCandidate && ours {
                     self.record_vote(from, granted);
                 }
             }
