@@ -66,7 +66,7 @@ impl RaftLog {
 
     /// Entries from `low` through `high` inclusive, at most `max_bytes` of them but at least one
     pub(crate) fn slice(&self, low: Index, high: Index, max_bytes: usize) -> Vec<Entry> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.range(low, high).len());
         let mut bytes = 0;
         let mut index = low;
         while index <= high {

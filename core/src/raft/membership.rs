@@ -56,9 +56,22 @@ impl Membership {
 
     /// The highest index that a majority holds, given each voter's match index
     pub fn committed(&self, match_index: impl Fn(NodeId) -> Index) -> Index {
-        let mut matches: Vec<Index> = self.voters.iter().map(|&id| match_index(id)).collect();
-        if matches.is_empty() {
+        // Groups are small: sort on the stack, and allocate only for unusually large groups.
+        const STACK_VOTERS: usize = 16;
+        let n = self.voters.len();
+        if n == 0 {
             return 0;
+        }
+        let mut stack = [0; STACK_VOTERS];
+        let mut heap = Vec::new();
+        let matches: &mut [Index] = if n <= STACK_VOTERS {
+            &mut stack[..n]
+        } else {
+            heap.resize(n, 0);
+            &mut heap
+        };
+        for (slot, &id) in matches.iter_mut().zip(&self.voters) {
+            *slot = match_index(id);
         }
         matches.sort_unstable_by(|a, b| b.cmp(a));
         matches[self.quorum() - 1]
@@ -80,5 +93,7 @@ mod tests {
         assert_eq!(m.tally(|id| (id != 3).then_some(false)), Some(false));
         let five = Membership::new(&[1, 2, 3, 4, 5]);
         assert_eq!(five.committed(|id| id * 10), 30);
+        let big: Vec<NodeId> = (1..=21).collect();
+        assert_eq!(Membership::new(&big).committed(|id| id), 11);
     }
 }
