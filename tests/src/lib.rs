@@ -56,12 +56,22 @@ pub fn sim(seed: u64, nodes: usize) -> Sim {
 pub fn for_each_seed(name: &str, scenario: impl Fn(u64) -> Result<(), SimError>) {
     for seed in seeds() {
         if let Err(e) = scenario(seed) {
-            panic!("scenario {name} failed: {e}\nreplay: SHALE_SEED={seed} cargo test -p shale-tests {name}");
+            panic!(
+                "scenario {name} failed: {e}\nreplay: SHALE_SEED={seed} cargo test -p shale-tests {name}"
+            );
         }
     }
 }
 
 /// `Err` with `message` unless `condition` holds
-pub fn ensure(sim: &Sim, condition: bool, message: impl FnOnce() -> String) -> Result<(), SimError> {
-    if condition { Ok(()) } else { Err(sim.error(message())) }
+pub fn ensure(
+    sim: &Sim,
+    condition: bool,
+    message: impl FnOnce() -> String,
+) -> Result<(), SimError> {
+    if condition {
+        Ok(())
+    } else {
+        Err(sim.error(message()))
+    }
 }
