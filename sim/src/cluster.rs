@@ -338,15 +338,16 @@ impl Sim {
         self.trace.record(format!("{} n{id} DISCONNECT", self.now));
     }
 
-    /// Restores every link to and from node `id`
+    /// Reconnects node `id` to every node that is not disconnected itself (the nodes it can
+    /// reach again are those still in the connected set, as in the classic lab harness)
     pub fn connect(&mut self, id: NodeId) {
+        self.nodes[(id - 1) as usize].disconnected = false;
         for other in self.ids() {
-            if other != id {
+            if other != id && self.is_connected(other) {
                 self.network.set_cut(id, other, false);
                 self.network.set_cut(other, id, false);
             }
         }
-        self.nodes[(id - 1) as usize].disconnected = false;
         self.trace.record(format!("{} n{id} CONNECT", self.now));
     }
 
