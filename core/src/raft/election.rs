@@ -265,7 +265,7 @@ impl Raft {
             .voters()
             .iter()
             .filter(|&&id| id != me)
-            .map(|&id| (id, Progress::new(next, now)))
+            .map(|&id| (id, Progress::new(next)))
             .collect();
         debug_assert!(
             self.progress

@@ -30,31 +30,28 @@ pub struct Progress {
     pub recent_active: bool,
     /// Highest commit index told to the follower
     pub sent_commit: Index,
-    /// When `match_index` last advanced (or replication started)
-    pub(crate) progress_at: Instant,
-    /// Appends in flight in the replicate state: (last index sent, entry bytes)
-    pub(crate) inflight: VecDeque<(Index, usize)>,
+    /// Appends in flight in the replicate state: (last index sent, entry bytes, when sent)
+    pub(crate) inflight: VecDeque<(Index, usize, Instant)>,
     /// Sum of the bytes in `inflight`
     pub(crate) inflight_bytes: usize,
 }
 
 impl Progress {
-    pub(crate) fn new(next_index: Index, now: Instant) -> Self {
+    pub(crate) fn new(next_index: Index) -> Self {
         Progress {
             match_index: 0,
             next_index,
             state: ReplicationState::Probe { paused: false },
             recent_active: true,
             sent_commit: 0,
-            progress_at: now,
             inflight: VecDeque::new(),
             inflight_bytes: 0,
         }
     }
 
     /// Records that the follower holds everything up to `index`; `true` if that is news
-    pub(crate) fn advance_match(&mut self, index: Index, now: Instant) -> bool {
-        while let Some(&(last, bytes)) = self.inflight.front() {
+    pub(crate) fn advance_match(&mut self, index: Index) -> bool {
+        while let Some(&(last, bytes, _)) = self.inflight.front() {
             if last > index {
                 break;
             }
@@ -66,7 +63,6 @@ impl Progress {
         }
         self.match_index = index;
         self.next_index = self.next_index.max(index + 1);
-        self.progress_at = now;
         true
     }
 
@@ -77,10 +73,9 @@ impl Progress {
         self.inflight_bytes = 0;
     }
 
-    pub(crate) fn become_replicate(&mut self, now: Instant) {
+    pub(crate) fn become_replicate(&mut self) {
         self.state = ReplicationState::Replicate;
         self.next_index = self.match_index + 1;
-        self.progress_at = now;
         self.inflight.clear();
         self.inflight_bytes = 0;
     }
@@ -95,15 +90,20 @@ impl Progress {
         }
     }
 
-    /// Records an append that carried entries through `last` (`bytes` of them)
-    pub(crate) fn on_sent(&mut self, last: Index, bytes: usize) {
+    /// When the oldest unacknowledged append in the replicate state was sent
+    pub(crate) fn oldest_inflight_sent_at(&self) -> Option<Instant> {
+        self.inflight.front().map(|&(_, _, at)| at)
+    }
+
+    /// Records an append sent at `now` that carried entries through `last` (`bytes` of them)
+    pub(crate) fn on_sent(&mut self, last: Index, bytes: usize, now: Instant) {
         match self.state {
             ReplicationState::Probe { .. } => {
                 self.state = ReplicationState::Probe { paused: true };
             }
             ReplicationState::Replicate => {
                 self.next_index = last + 1;
-                self.inflight.push_back((last, bytes));
+                self.inflight.push_back((last, bytes, now));
                 self.inflight_bytes += bytes;
             }
         }
@@ -117,22 +117,25 @@ mod tests {
     #[test]
     fn window_fills_and_drains_on_acks() {
         let now = Instant::ZERO;
-        let mut p = Progress::new(1, now);
+        let later = Instant::from_micros(5);
+        let mut p = Progress::new(1);
         assert!(p.can_send(2, 100));
-        p.on_sent(0, 0);
+        p.on_sent(0, 0, now);
         assert!(!p.can_send(2, 100), "a probe waits for its answer");
-        assert!(!p.advance_match(0, now));
-        p.advance_match(5, now);
-        p.become_replicate(now);
+        assert!(!p.advance_match(0));
+        p.advance_match(5);
+        p.become_replicate();
         assert_eq!(p.next_index, 6);
-        p.on_sent(7, 60);
-        p.on_sent(9, 60);
+        p.on_sent(7, 60, now);
+        p.on_sent(9, 60, later);
         assert!(!p.can_send(2, 1000), "message window full");
         assert_eq!(p.next_index, 10);
-        p.advance_match(7, now);
+        assert_eq!(p.oldest_inflight_sent_at(), Some(now));
+        p.advance_match(7);
         assert!(p.can_send(2, 1000));
         assert_eq!(p.inflight_bytes, 60);
-        p.advance_match(9, now);
+        assert_eq!(p.oldest_inflight_sent_at(), Some(later));
+        p.advance_match(9);
         assert!(p.inflight.is_empty());
     }
 }

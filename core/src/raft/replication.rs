@@ -73,7 +73,6 @@ impl Raft {
     // ----- leader side -----
 
     pub(super) fn handle_append_response(&mut self, from: NodeId, outcome: AppendOutcome) {
-        let now = self.now;
         let last_index = self.log.last_index();
         let Some(pr) = self.progress_mut(from) else {
             return;
@@ -84,10 +83,10 @@ impl Raft {
                 if match_index > last_index {
                     return; // impossible: the follower claims entries we never had
                 }
-                let advanced = pr.advance_match(match_index, now);
+                let advanced = pr.advance_match(match_index);
                 if let ReplicationState::Probe { .. } = pr.state {
                     // The match point is known now: stream from it.
-                    pr.become_replicate(now);
+                    pr.become_replicate();
                 }
                 if advanced {
                     self.maybe_commit();
@@ -132,9 +131,13 @@ impl Raft {
         match pr.state {
             // The outstanding probe may be lost: send again.
             ReplicationState::Probe { .. } => pr.state = ReplicationState::Probe { paused: false },
-            // Pipelined appends may be lost: if nothing was acknowledged for a while, probe.
+            // Pipelined appends may be lost: if the oldest one in flight went unanswered for
+            // two heartbeat intervals, find the match point again.
             ReplicationState::Replicate => {
-                if now.saturating_since(pr.progress_at) >= stall {
+                let stalled = pr
+                    .oldest_inflight_sent_at()
+                    .is_some_and(|sent| now.saturating_since(sent) >= stall);
+                if stalled {
                     let next = pr.match_index + 1;
                     pr.become_probe(next);
                 }
@@ -153,6 +156,7 @@ impl Raft {
     }
 
     fn send_appends_to(&mut self, to: NodeId) {
+        let now = self.now;
         let last_index = self.log.last_index();
         let commit = self.commit;
         let term = self.term;
@@ -188,7 +192,7 @@ impl Raft {
             let Some(pr) = self.progress_mut(to) else {
                 return;
             };
-            pr.on_sent(sent_last, bytes);
+            pr.on_sent(sent_last, bytes, now);
             pr.sent_commit = pr.sent_commit.max(commit.min(sent_last));
             let message = Message::Append {
                 term,
