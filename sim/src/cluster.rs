@@ -303,7 +303,8 @@ impl Sim {
         self.crash(id);
         let i = (id - 1) as usize;
         self.nodes[i].restarts += 1;
-        self.checker.on_restart(id);
+        let durable_term = self.nodes[i].disk.durable.hard_state.term;
+        self.checker.on_restart(id, durable_term);
         self.boot(id);
         self.trace.record(format!("{} n{id} RESTART", self.now));
         self.after_event(id);

@@ -34,7 +34,7 @@ struct NodeWatch {
     applied: Index,
     /// Role and term seen last
     role: Option<(Role, Term)>,
-    /// Highest term ever seen on the node, across restarts (terms are durable)
+    /// Highest term the node held in this life (reset to its durable term on restart)
     max_term: Term,
 }
 
@@ -65,12 +65,15 @@ impl Checker {
         self.leaders.get(&term).copied()
     }
 
-    /// A node restarted: its volatile indexes start again from zero
-    pub fn on_restart(&mut self, id: NodeId) {
+    /// A node restarted from a disk holding `durable_term`: its volatile indexes start again
+    /// from zero, and terms it held only in memory (or in writes lost in the crash) are
+    /// forgotten, since nothing it sent could depend on them
+    pub fn on_restart(&mut self, id: NodeId, durable_term: Term) {
         let w = self.nodes.entry(id).or_default();
         w.commit = 0;
         w.applied = 0;
         w.role = None;
+        w.max_term = durable_term;
     }
 
     /// Checks a write the node emitted against the log-matching registry
