@@ -9,7 +9,7 @@
 //! use shale_core::raft::{Message, Outgoing};
 //! use shale_core::wire::{decode_message, encode_message, read_frame, write_frame};
 //!
-//! let out = Outgoing { from: 1, to: 2, message: Message::HeartbeatResponse { term: 7 } };
+//! let out = Outgoing { from: 1, to: 2, message: Message::HeartbeatResponse { term: 7, round: 3 } };
 //! let mut payload = Vec::new();
 //! encode_message(&out, &mut payload);
 //! let mut stream = Vec::new();

@@ -5,7 +5,7 @@
 
 use proptest::prelude::*;
 use shale_core::raft::{
-    AppendOutcome, Config, Entry, EntryKind, LogId, Message, Raft, Recovered, Role,
+    AppendOutcome, Config, Entry, EntryKind, LogId, Message, Raft, ReadConsistency, Recovered, Role,
 };
 use shale_core::time::{Duration, Instant};
 
@@ -44,8 +44,11 @@ fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(term, last_log)| Message::PreVote { term, last_log }),
         (small_or_extreme(), any::<bool>())
             .prop_map(|(term, granted)| Message::PreVoteResponse { term, granted }),
-        (small_or_extreme(), log_id())
-            .prop_map(|(term, last_log)| Message::Vote { term, last_log }),
+        (small_or_extreme(), log_id()).prop_map(|(term, last_log)| Message::Vote {
+            term,
+            last_log,
+            transfer: term % 2 == 0
+        }),
         (small_or_extreme(), any::<bool>())
             .prop_map(|(term, granted)| Message::VoteResponse { term, granted }),
         (small_or_extreme(), log_id(), entries(), small_or_extreme()).prop_map(
@@ -69,9 +72,24 @@ fn message() -> impl Strategy<Value = Message> {
                 },
             }
         }),
+        (small_or_extreme(), small_or_extreme(), small_or_extreme()).prop_map(
+            |(term, commit, round)| Message::Heartbeat {
+                term,
+                commit,
+                round
+            }
+        ),
         (small_or_extreme(), small_or_extreme())
-            .prop_map(|(term, commit)| Message::Heartbeat { term, commit }),
-        small_or_extreme().prop_map(|term| Message::HeartbeatResponse { term }),
+            .prop_map(|(term, round)| Message::HeartbeatResponse { term, round }),
+        (small_or_extreme(), small_or_extreme())
+            .prop_map(|(term, ctx)| Message::ReadIndex { term, ctx }),
+        (
+            small_or_extreme(),
+            small_or_extreme(),
+            proptest::option::of(small_or_extreme())
+        )
+            .prop_map(|(term, ctx, index)| Message::ReadIndexResponse { term, ctx, index }),
+        small_or_extreme().prop_map(|term| Message::TimeoutNow { term }),
     ]
 }
 
@@ -81,6 +99,8 @@ enum Input {
     Timeout,
     Persist,
     Propose,
+    Read(bool),
+    Transfer(u64),
 }
 
 fn input() -> impl Strategy<Value = Input> {
@@ -89,6 +109,8 @@ fn input() -> impl Strategy<Value = Input> {
         2 => Just(Input::Timeout),
         2 => Just(Input::Persist),
         1 => Just(Input::Propose),
+        1 => any::<bool>().prop_map(Input::Read),
+        1 => (0u64..5).prop_map(Input::Transfer),
     ]
 }
 
@@ -109,8 +131,18 @@ proptest! {
                     }
                 }
                 Input::Propose => { let _ = node.propose(now, b"cmd"); }
+                Input::Read(linear) => {
+                    let consistency = if linear { ReadConsistency::Linearizable } else { ReadConsistency::Serializable };
+                    let _ = node.read(now, 7, consistency);
+                }
+                Input::Transfer(to) => { let _ = node.transfer_leader(now, to); }
             }
             while node.poll_message().is_some() {}
+            while let Some(read) = node.poll_read() {
+                if let Ok(index) = read.result {
+                    prop_assert!(index <= node.last_index().max(node.commit_index()) || read.ctx == 7);
+                }
+            }
             while let Some(e) = node.poll_apply() {
                 prop_assert!(e.index <= node.commit_index());
             }

@@ -40,6 +40,19 @@ pub struct Config {
     /// Most writes handed out by `poll_write` and not yet reported persisted; further state is
     /// coalesced into the next write once one completes
     pub max_unpersisted_writes: usize,
+    /// Serve linearizable leader reads from a time-bounded lease instead of a heartbeat round
+    /// per batch; needs `check_quorum`. A leader whose lease lapsed falls back to ReadIndex.
+    pub lease_reads: bool,
+    /// The most two nodes' clocks may disagree about the length of one election timeout; the
+    /// lease is `election_timeout_min` minus this margin
+    pub max_clock_drift: Duration,
+    /// Most reads waiting for confirmation (local and forwarded); more answer `Busy`
+    pub max_pending_reads: usize,
+    /// DELIBERATELY UNSAFE, for testing the test suite only: a leader serves linearizable reads
+    /// at once, without confirming leadership. A partitioned old leader then serves stale
+    /// reads, which the simulator's linearizability check must catch.
+    #[doc(hidden)]
+    pub unsafe_reads_without_quorum: bool,
 }
 
 impl Config {
@@ -61,6 +74,10 @@ impl Config {
             max_uncommitted_bytes: 64 * 1024 * 1024,
             max_outbox_msgs: 4096,
             max_unpersisted_writes: 64,
+            lease_reads: false,
+            max_clock_drift: Duration::from_millis(50),
+            max_pending_reads: 4096,
+            unsafe_reads_without_quorum: false,
         }
     }
 
@@ -103,6 +120,21 @@ impl Config {
         if self.max_unpersisted_writes == 0 {
             return err("max_unpersisted_writes", "must be above zero");
         }
+        if self.lease_reads && !self.check_quorum {
+            return err(
+                "lease_reads",
+                "needs check_quorum, or a deposed leader could keep serving from its lease",
+            );
+        }
+        if self.lease_reads && self.max_clock_drift >= self.election_timeout_min {
+            return err(
+                "max_clock_drift",
+                "must be below election_timeout_min for a lease to remain",
+            );
+        }
+        if self.max_pending_reads == 0 {
+            return err("max_pending_reads", "must be above zero");
+        }
         Ok(())
     }
 }
@@ -120,5 +152,12 @@ mod tests {
         let mut c = Config::new(1, 0);
         c.max_inflight_msgs = 0;
         assert_eq!(c.validate().unwrap_err().field, "max_inflight_msgs");
+        let mut c = Config::new(1, 0);
+        c.lease_reads = true;
+        c.check_quorum = false;
+        assert_eq!(c.validate().unwrap_err().field, "lease_reads");
+        c.check_quorum = true;
+        c.max_clock_drift = c.election_timeout_min;
+        assert_eq!(c.validate().unwrap_err().field, "max_clock_drift");
     }
 }

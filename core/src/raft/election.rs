@@ -15,7 +15,10 @@ impl Raft {
         let msg_term = message.term();
         if msg_term > self.term {
             match message {
-                Message::PreVote { .. } | Message::Vote { .. } if self.in_leader_lease() => {
+                Message::PreVote { .. }
+                | Message::Vote {
+                    transfer: false, ..
+                } if self.in_leader_lease() => {
                     // A healthy leader exists: ignore, so a partitioned node rejoining cannot
                     // unseat it (thesis §9.6).
                     return;
@@ -23,7 +26,7 @@ impl Raft {
                 // A pre-vote changes nothing on the receiver, and a granted pre-vote answer
                 // carries the asked term, not a term anyone is in.
                 Message::PreVote { .. } | Message::PreVoteResponse { granted: true, .. } => {}
-                Message::Append { .. } | Message::Heartbeat { .. } => {
+                Message::Append { .. } | Message::Heartbeat { .. } | Message::TimeoutNow { .. } => {
                     self.become_follower(msg_term, Some(from));
                 }
                 _ => self.become_follower(msg_term, None),
@@ -37,7 +40,7 @@ impl Raft {
             Message::PreVote { term, last_log } => {
                 self.handle_vote_request(from, term, last_log, true)
             }
-            Message::Vote { term, last_log } => {
+            Message::Vote { term, last_log, .. } => {
                 self.handle_vote_request(from, term, last_log, false)
             }
             Message::PreVoteResponse { term, granted } => {
@@ -66,18 +69,29 @@ impl Raft {
                 self.follow(from);
                 self.handle_append(from, prev, entries, commit);
             }
-            Message::Heartbeat { commit, .. } => {
+            Message::Heartbeat { commit, round, .. } => {
                 self.follow(from);
-                self.handle_heartbeat(from, commit);
+                self.handle_heartbeat(from, commit, round);
+            }
+            Message::ReadIndex { ctx, .. } => self.handle_read_index(from, ctx),
+            Message::ReadIndexResponse { ctx, index, .. } => {
+                if self.leader == Some(from) {
+                    self.handle_read_index_response(ctx, index);
+                }
+            }
+            Message::TimeoutNow { .. } => {
+                if self.leader == Some(from) {
+                    self.handle_timeout_now();
+                }
             }
             Message::AppendResponse { outcome, .. } => {
                 if self.role == Role::Leader {
                     self.handle_append_response(from, outcome);
                 }
             }
-            Message::HeartbeatResponse { .. } => {
+            Message::HeartbeatResponse { round, .. } => {
                 if self.role == Role::Leader {
-                    self.handle_heartbeat_response(from);
+                    self.handle_heartbeat_response(from, round);
                 }
             }
         }
@@ -90,7 +104,7 @@ impl Raft {
             // check-quorum could leave it waiting forever (etcd raft does the same).
             Message::Append { .. } | Message::Heartbeat { .. } => {
                 let term = self.term;
-                self.send(from, Message::HeartbeatResponse { term });
+                self.send(from, Message::HeartbeatResponse { term, round: 0 });
             }
             Message::PreVote { .. } => {
                 let term = self.term;
@@ -166,7 +180,7 @@ impl Raft {
             }
         });
         match (self.role, result) {
-            (Role::PreCandidate, Some(true)) => self.become_candidate(),
+            (Role::PreCandidate, Some(true)) => self.campaign(false),
             (Role::Candidate, Some(true)) => self.become_leader(),
             (_, Some(false)) => self.become_follower(self.term, None),
             _ => {}
@@ -183,11 +197,12 @@ impl Raft {
         if self.config.pre_vote {
             self.become_pre_candidate();
         } else {
-            self.become_candidate();
+            self.campaign(false);
         }
     }
 
     fn become_pre_candidate(&mut self) {
+        self.fail_reads();
         self.role = Role::PreCandidate;
         self.leader = None;
         self.votes.clear();
@@ -198,7 +213,14 @@ impl Raft {
         self.check_election_result();
     }
 
-    fn become_candidate(&mut self) {
+    /// Becomes a candidate in the next term and asks for votes; `transfer` marks an election
+    /// the old leader asked for, which voters grant despite their leader lease
+    pub(super) fn campaign(&mut self, transfer: bool) {
+        if self.term == Term::MAX {
+            return; // a peer pushed the term to its limit: there is no next term
+        }
+        self.fail_reads();
+        self.transfer = None;
         self.role = Role::Candidate;
         self.term += 1;
         self.vote = Some(self.id());
@@ -209,7 +231,11 @@ impl Raft {
         self.reset_election_deadline();
         let term = self.term;
         let last_log = self.log.last_log_id();
-        self.broadcast_to_voters(|| Message::Vote { term, last_log });
+        self.broadcast_to_voters(|| Message::Vote {
+            term,
+            last_log,
+            transfer,
+        });
         self.check_election_result();
     }
 
@@ -224,6 +250,10 @@ impl Raft {
     }
 
     pub(super) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if self.role != Role::Follower || self.leader != leader || term > self.term {
+            self.fail_reads();
+        }
+        self.transfer = None;
         if term > self.term {
             self.term = term;
             self.vote = None;
@@ -273,6 +303,8 @@ impl Raft {
                 .all(|(_, p)| p.state == ReplicationState::Probe { paused: false })
         );
         self.uncommitted_bytes = 0;
+        self.term_start_index = next;
+        self.transfer = None;
         self.heartbeat_deadline = now + self.config.heartbeat_interval;
         self.check_quorum_deadline = now + self.config.election_timeout_min;
         // A no-op of our own term commits everything before it (paper §8, figure 8).

@@ -14,6 +14,12 @@ pub enum ProposeError {
     },
     /// Back-pressure: too many uncommitted bytes or a full output queue; retry later
     Busy,
+    /// Leadership is being handed to `target`; retry there, or here once the transfer ends
+    /// (within an election timeout)
+    Transferring {
+        /// The node taking over
+        target: NodeId,
+    },
     /// The command is larger than `max_entry_bytes`
     TooLarge {
         /// Size of the refused command, in bytes
@@ -31,6 +37,9 @@ impl fmt::Display for ProposeError {
             }
             ProposeError::NotLeader { hint: None } => f.write_str("not the leader; leader unknown"),
             ProposeError::Busy => f.write_str("busy: too much uncommitted or unsent work; retry"),
+            ProposeError::Transferring { target } => {
+                write!(f, "leadership is moving to node {target}; retry there")
+            }
             ProposeError::TooLarge {
                 size_bytes,
                 max_bytes,
@@ -131,3 +140,77 @@ impl fmt::Display for RecoveryError {
 }
 
 impl core::error::Error for RecoveryError {}
+
+/// Why a read cannot be served
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// No leader to confirm the read through; `hint` is the leader this node knows of, if any
+    NotLeader {
+        /// The current leader as far as this node knows
+        hint: Option<NodeId>,
+    },
+    /// Too many reads are waiting for confirmation; retry later
+    Busy,
+    /// Leadership changed before the read was confirmed; retry
+    LeaderChanged,
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::NotLeader { hint: Some(id) } => {
+                write!(f, "no leader to confirm the read here; try node {id}")
+            }
+            ReadError::NotLeader { hint: None } => {
+                f.write_str("no leader known to confirm the read")
+            }
+            ReadError::Busy => f.write_str("busy: too many reads waiting; retry"),
+            ReadError::LeaderChanged => {
+                f.write_str("leadership changed before the read was confirmed; retry")
+            }
+        }
+    }
+}
+
+impl core::error::Error for ReadError {}
+
+/// Why a leadership transfer was refused or ended without success
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferError {
+    /// Only the leader can hand leadership over
+    NotLeader {
+        /// The current leader as far as this node knows
+        hint: Option<NodeId>,
+    },
+    /// The target is not a voter of the group (or is this node)
+    NotAVoter {
+        /// The refused target
+        target: NodeId,
+    },
+    /// Another transfer is already under way
+    InProgress {
+        /// Its target
+        target: NodeId,
+    },
+}
+
+impl fmt::Display for TransferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransferError::NotLeader { hint: Some(id) } => {
+                write!(f, "not the leader; try node {id}")
+            }
+            TransferError::NotLeader { hint: None } => {
+                f.write_str("not the leader; leader unknown")
+            }
+            TransferError::NotAVoter { target } => {
+                write!(f, "node {target} is not another voter of this group")
+            }
+            TransferError::InProgress { target } => {
+                write!(f, "a transfer to node {target} is already under way")
+            }
+        }
+    }
+}
+
+impl core::error::Error for TransferError {}

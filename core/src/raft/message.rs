@@ -33,6 +33,9 @@ pub enum Message {
         term: Term,
         /// The candidate's last log entry
         last_log: LogId,
+        /// The old leader handed leadership over ([`Message::TimeoutNow`]): voters disregard
+        /// their leader lease for this request
+        transfer: bool,
     },
     /// Answer to [`Message::Vote`]
     VoteResponse {
@@ -65,10 +68,37 @@ pub enum Message {
         term: Term,
         /// Commit index, never above what the follower is known to hold
         commit: Index,
+        /// The leader's heartbeat round, echoed back; a round a quorum echoed confirms
+        /// leadership for the reads waiting on it
+        round: u64,
     },
     /// Follower to leader: heartbeat received
     HeartbeatResponse {
         /// The follower's term
+        term: Term,
+        /// The round of the heartbeat answered (0 when answering a stale leader)
+        round: u64,
+    },
+    /// Follower to leader: confirm leadership and tell me the read index for my read `ctx`
+    ReadIndex {
+        /// The follower's term
+        term: Term,
+        /// The follower's identifier of the read
+        ctx: u64,
+    },
+    /// Leader to follower: the read `ctx` may be served once `index` is applied (`None`: not
+    /// possible here, retry elsewhere)
+    ReadIndexResponse {
+        /// The leader's term
+        term: Term,
+        /// The follower's identifier of the read
+        ctx: u64,
+        /// The read index, or `None` if refused
+        index: Option<Index>,
+    },
+    /// Leader to its chosen successor: start an election now (leadership transfer)
+    TimeoutNow {
+        /// The leader's term
         term: Term,
     },
 }
@@ -103,7 +133,10 @@ impl Message {
             | Message::Append { term, .. }
             | Message::AppendResponse { term, .. }
             | Message::Heartbeat { term, .. }
-            | Message::HeartbeatResponse { term } => *term,
+            | Message::HeartbeatResponse { term, .. }
+            | Message::ReadIndex { term, .. }
+            | Message::ReadIndexResponse { term, .. }
+            | Message::TimeoutNow { term } => *term,
         }
     }
 
@@ -118,6 +151,9 @@ impl Message {
             Message::AppendResponse { .. } => "AppendResponse",
             Message::Heartbeat { .. } => "Heartbeat",
             Message::HeartbeatResponse { .. } => "HeartbeatResponse",
+            Message::ReadIndex { .. } => "ReadIndex",
+            Message::ReadIndexResponse { .. } => "ReadIndexResponse",
+            Message::TimeoutNow { .. } => "TimeoutNow",
         }
     }
 

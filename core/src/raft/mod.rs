@@ -11,24 +11,29 @@ mod membership;
 mod message;
 mod persist;
 mod progress;
+mod read;
 mod replication;
+mod transfer;
 mod types;
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 pub use config::Config;
-pub use errors::{Busy, ConfigError, ProposeError, RecoveryError};
+pub use errors::{Busy, ConfigError, ProposeError, ReadError, RecoveryError, TransferError};
 pub use membership::Membership;
 pub use message::{AppendOutcome, Message};
 pub use persist::{Write, WriteId};
 pub use progress::{Progress, ReplicationState};
+pub use read::{ReadConsistency, ReadState};
 pub use types::{
     ENTRY_OVERHEAD_BYTES, Entry, EntryKind, HardState, Index, LogId, NodeId, Payload, Role, Term,
 };
 
 use log::RaftLog;
 use persist::PersistTracker;
+use read::Reads;
+use transfer::Transfer;
 
 use crate::rng::Rng;
 use crate::time::Instant;
@@ -65,7 +70,8 @@ pub struct Recovered {
 ///   from a peer, [`handle_timeout`](Self::handle_timeout) when the time from
 ///   [`poll_timeout`](Self::poll_timeout) has come, [`handle_persisted`](Self::handle_persisted)
 ///   when writes became durable.
-/// - **Commands**: [`propose`](Self::propose).
+/// - **Commands**: [`propose`](Self::propose), [`read`](Self::read),
+///   [`transfer_leader`](Self::transfer_leader).
 /// - **Outputs**, named `poll_*`, each drained one item per call until `None`.
 ///
 /// After every input or command, drain the outputs in this order:
@@ -76,7 +82,8 @@ pub struct Recovered {
 /// 2. [`poll_message`](Self::poll_message): send each message (it is safe to send now: the
 ///    core holds back anything whose state is not yet durable);
 /// 3. [`poll_apply`](Self::poll_apply): apply each committed entry to the state machine;
-/// 4. [`poll_timeout`](Self::poll_timeout): arm a timer for the next deadline.
+/// 4. [`poll_read`](Self::poll_read): serve each confirmed read once its index is applied;
+/// 5. [`poll_timeout`](Self::poll_timeout): arm a timer for the next deadline.
 ///
 /// Every input takes `now`; time must not go backwards (an earlier `now` is treated as the
 /// latest one seen).
@@ -113,6 +120,12 @@ pub struct Raft {
     uncommitted_bytes: usize,
     /// Leader: appends may need sending (new entries, new commit, acks)
     replication_pending: bool,
+    /// Leader: index of the first entry of its term (its no-op)
+    term_start_index: Index,
+    /// Leader: the leadership transfer under way
+    transfer: Option<Transfer>,
+    /// Reads waiting and reads ready
+    reads: Reads,
 
     persist: PersistTracker,
     /// Messages ready to send
@@ -158,6 +171,9 @@ impl Raft {
             check_quorum_deadline: now,
             uncommitted_bytes: 0,
             replication_pending: false,
+            term_start_index: 0,
+            transfer: None,
+            reads: Reads::default(),
             persist: PersistTracker::recovered(recovered.hard_state, disk_last),
             outbox: VecDeque::new(),
             held: VecDeque::new(),
@@ -324,6 +340,9 @@ impl Raft {
         {
             return Err(ProposeError::Busy);
         }
+        if let Some(t) = self.transfer {
+            return Err(ProposeError::Transferring { target: t.target });
+        }
         if self.outbox_room() == 0 {
             return Err(ProposeError::Busy);
         }
@@ -370,6 +389,7 @@ impl Raft {
             return Err(Busy);
         }
         if self.role == Role::Leader {
+            self.check_transfer_deadline();
             if now >= self.check_quorum_deadline {
                 self.check_quorum_deadline = now + self.config.election_timeout_min;
                 if self.config.check_quorum && !self.quorum_active() {
@@ -378,7 +398,6 @@ impl Raft {
                 }
             }
             if now >= self.heartbeat_deadline {
-                self.heartbeat_deadline = now + self.config.heartbeat_interval;
                 self.broadcast_heartbeat();
             }
         } else if now >= self.election_deadline && self.membership.is_voter(self.id()) {
@@ -422,9 +441,14 @@ impl Raft {
     /// The next message to send, if any
     #[must_use]
     pub fn poll_message(&mut self) -> Option<Outgoing> {
-        if self.replication_pending && self.role == Role::Leader {
-            self.replication_pending = false;
-            self.send_appends();
+        if self.role == Role::Leader {
+            if self.replication_pending {
+                self.replication_pending = false;
+                self.send_appends();
+            }
+            if self.reads.round_wanted {
+                self.broadcast_heartbeat();
+            }
         }
         self.outbox.pop_front()
     }
@@ -447,7 +471,10 @@ impl Raft {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.role {
-            Role::Leader => Some(self.heartbeat_deadline.min(self.check_quorum_deadline)),
+            Role::Leader => {
+                let next = self.heartbeat_deadline.min(self.check_quorum_deadline);
+                Some(self.transfer.map_or(next, |t| next.min(t.deadline)))
+            }
             _ if self.membership.is_voter(self.id()) => Some(self.election_deadline),
             _ => None,
         }

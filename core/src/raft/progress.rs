@@ -30,6 +30,8 @@ pub struct Progress {
     pub recent_active: bool,
     /// Highest commit index told to the follower
     pub sent_commit: Index,
+    /// Latest heartbeat round the follower answered
+    pub acked_round: u64,
     /// Appends in flight in the replicate state: (last index sent, entry bytes, when sent)
     pub(crate) inflight: VecDeque<(Index, usize, Instant)>,
     /// Sum of the bytes in `inflight`
@@ -44,6 +46,7 @@ impl Progress {
             state: ReplicationState::Probe { paused: false },
             recent_active: true,
             sent_commit: 0,
+            acked_round: 0,
             inflight: VecDeque::new(),
             inflight_bytes: 0,
         }

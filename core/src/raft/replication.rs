@@ -60,14 +60,14 @@ impl Raft {
         (new_prev, entries)
     }
 
-    pub(super) fn handle_heartbeat(&mut self, from: NodeId, commit: Index) {
+    pub(super) fn handle_heartbeat(&mut self, from: NodeId, commit: Index, round: u64) {
         // The leader never sends a commit above what it knows we hold; clamp anyway.
         let commit = commit.min(self.log.last_index());
         if commit > self.commit {
             self.commit = commit;
         }
         let term = self.term;
-        self.send(from, Message::HeartbeatResponse { term });
+        self.send(from, Message::HeartbeatResponse { term, round });
     }
 
     // ----- leader side -----
@@ -90,6 +90,9 @@ impl Raft {
                 }
                 if advanced {
                     self.maybe_commit();
+                    if self.transfer.is_some_and(|t| t.target == from) {
+                        self.maybe_send_timeout_now();
+                    }
                 }
                 self.replication_pending = true;
             }
@@ -117,7 +120,8 @@ impl Raft {
         }
     }
 
-    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId) {
+    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, round: u64) {
+        self.on_round_acked(from, round);
         let now = self.now;
         let last_index = self.log.last_index();
         let stall = self.config.heartbeat_interval.saturating_mul(2);
@@ -207,12 +211,23 @@ impl Raft {
         }
     }
 
+    /// Sends a heartbeat round to every follower (also the confirmation round for reads)
     pub(super) fn broadcast_heartbeat(&mut self) {
+        self.heartbeat_deadline = self.now + self.config.heartbeat_interval;
+        self.on_round_started();
         let term = self.term;
+        let round = self.reads.round;
         for i in 0..self.progress.len() {
             let (id, ref pr) = self.progress[i];
             let commit = self.commit.min(pr.match_index);
-            self.send_now(id, Message::Heartbeat { term, commit });
+            self.send_now(
+                id,
+                Message::Heartbeat {
+                    term,
+                    commit,
+                    round,
+                },
+            );
         }
     }
 
@@ -245,10 +260,11 @@ impl Raft {
             self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(released);
             self.commit = committed;
             self.replication_pending = true;
+            self.release_reads();
         }
     }
 
-    fn progress_mut(&mut self, id: NodeId) -> Option<&mut super::Progress> {
+    pub(super) fn progress_mut(&mut self, id: NodeId) -> Option<&mut super::Progress> {
         self.progress
             .iter_mut()
             .find(|(p, _)| *p == id)

@@ -1,6 +1,8 @@
 //! Commands that build, rebuild and inspect nodes, and propose commands
 
-use shale_core::raft::{Config, Entry, EntryKind, HardState, NodeId, Payload, ReplicationState};
+use shale_core::raft::{
+    Config, Entry, EntryKind, HardState, NodeId, Payload, ReadConsistency, ReplicationState,
+};
 use shale_core::time::Duration;
 
 use super::args::Args;
@@ -17,6 +19,7 @@ pub fn add_nodes(env: &mut Env, args: &Args, out: &mut Vec<String>) -> Result<()
         "heartbeat-ms",
         "max-inflight-msgs",
         "max-append-bytes",
+        "lease",
     ])?;
     if !env.nodes.is_empty() {
         return Err("add-nodes: the cluster already has nodes".to_owned());
@@ -47,11 +50,15 @@ pub fn add_nodes(env: &mut Env, args: &Args, out: &mut Vec<String>) -> Result<()
         if let Some(v) = args.option("max-append-bytes")? {
             config.max_append_bytes = v;
         }
+        if let Some(v) = args.option("lease")? {
+            config.lease_reads = v;
+        }
         env.boot(id, config, Disk::default())?;
     }
     let c = &env.slot(1)?.config;
+    let lease = if c.lease_reads { " lease-reads" } else { "" };
     out.push(format!(
-        "{n} nodes: pre-vote={} check-quorum={} election={}ms heartbeat={}ms",
+        "{n} nodes: pre-vote={} check-quorum={}{lease} election={}ms heartbeat={}ms",
         c.pre_vote,
         c.check_quorum,
         c.election_timeout_min.as_millis(),
@@ -186,6 +193,44 @@ pub fn propose(env: &mut Env, args: &Args, out: &mut Vec<String>) -> Result<(), 
             Ok(log_id) => out.push(format!("{id} proposed {log_id} {w:?}")),
             Err(e) => out.push(format!("{id} refused {w:?}: {e}")),
         }
+    }
+    Ok(())
+}
+
+/// Asks node `ID` for a read with context `CTX` (linearizable unless `serializable` follows);
+/// the answer shows up when the node's outputs are next drained (`apply`, `stabilize`)
+pub fn read(env: &mut Env, args: &Args, out: &mut Vec<String>) -> Result<(), String> {
+    // Example: read 1 7
+    // Example: read 2 8 serializable
+    args.allow_options(&[])?;
+    let (id, words) = args.id_and_rest()?;
+    let (ctx, consistency) = match words {
+        [ctx] => (ctx, ReadConsistency::Linearizable),
+        [ctx, mode] if mode.as_str() == "serializable" => (ctx, ReadConsistency::Serializable),
+        _ => return Err("read: expected ID CTX [serializable]".to_owned()),
+    };
+    let ctx: u64 = ctx.parse().map_err(|_| "read: CTX must be a number")?;
+    match env.input(id, out, |raft, now| raft.read(now, ctx, consistency))? {
+        Ok(()) => out.push(format!("{id} read {ctx} asked")),
+        Err(e) => out.push(format!("{id} read {ctx} refused: {e}")),
+    }
+    Ok(())
+}
+
+/// Asks leader `ID` to hand leadership to `TO`
+pub fn transfer_leader(env: &mut Env, args: &Args, out: &mut Vec<String>) -> Result<(), String> {
+    // Example: transfer-leader 1 3
+    args.allow_options(&[])?;
+    let (id, words) = args.id_and_rest()?;
+    let to: NodeId = match words {
+        [to] => to
+            .parse()
+            .map_err(|_| "transfer-leader: TO must be a node id")?,
+        _ => return Err("transfer-leader: expected ID TO".to_owned()),
+    };
+    match env.input(id, out, |raft, now| raft.transfer_leader(now, to))? {
+        Ok(()) => out.push(format!("{id} transferring leadership to {to}")),
+        Err(e) => out.push(format!("{id} refused the transfer: {e}")),
     }
     Ok(())
 }

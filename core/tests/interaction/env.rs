@@ -230,7 +230,15 @@ impl Env {
                     .map(|l| format!("{id} apply {l}")),
             );
         }
-        Ok(applied.len())
+        let mut reads = 0;
+        while let Some(read) = raft.poll_read() {
+            reads += 1;
+            out.push(match read.result {
+                Ok(index) => format!("{id} read {} ready at index {index}", read.ctx),
+                Err(e) => format!("{id} read {} failed: {e}", read.ctx),
+            });
+        }
+        Ok(applied.len() + reads)
     }
 
     /// Moves every message the nodes have ready onto the network queue; returns how many

@@ -40,6 +40,8 @@
 //! | `campaign ID` | jump to a non-leader's election deadline and fire only it |
 //! | `tick-heartbeat ID` | jump to a leader's next deadline and fire only it |
 //! | `propose ID DATA...` | propose one command per word |
+//! | `read ID CTX [serializable]` | ask node ID for a read; answers print when outputs drain |
+//! | `transfer-leader ID TO` | ask leader ID to hand leadership to TO |
 //! | `process-writes [ID...]` | print, store and acknowledge each write |
 //! | `process-writes-noack [ID...]` | print writes but leave them pending |
 //! | `ack-writes ID [upto=W]` | store and acknowledge pending writes |
@@ -177,6 +179,8 @@ pub fn handle(env: &mut Env, command: &str) -> Result<Vec<String>, String> {
         "raft-log" => cmd_nodes::raft_log(env, &args, &mut out)?,
         "raft-progress" => cmd_nodes::raft_progress(env, &args, &mut out)?,
         "propose" => cmd_nodes::propose(env, &args, &mut out)?,
+        "read" => cmd_nodes::read(env, &args, &mut out)?,
+        "transfer-leader" => cmd_nodes::transfer_leader(env, &args, &mut out)?,
         "elapse" => cmd_time::elapse(env, &args, &mut out)?,
         "campaign" => cmd_time::campaign(env, &args, &mut out)?,
         "tick-heartbeat" => cmd_time::tick_heartbeat(env, &args, &mut out)?,

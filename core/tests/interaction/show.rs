@@ -47,7 +47,14 @@ pub fn message(m: &Message) -> String {
         Message::PreVoteResponse { term, granted } => {
             format!("PreVoteResponse term={term} {}", verdict(*granted))
         }
-        Message::Vote { term, last_log } => format!("Vote term={term} last={last_log}"),
+        Message::Vote {
+            term,
+            last_log,
+            transfer,
+        } => {
+            let transfer = if *transfer { " transfer" } else { "" };
+            format!("Vote term={term} last={last_log}{transfer}")
+        }
         Message::VoteResponse { term, granted } => {
             format!("VoteResponse term={term} {}", verdict(*granted))
         }
@@ -72,8 +79,20 @@ pub fn message(m: &Message) -> String {
                     hint,
                 },
         } => format!("AppendResponse term={term} rejected prev={rejected_prev} hint={hint}"),
-        Message::Heartbeat { term, commit } => format!("Heartbeat term={term} commit={commit}"),
-        Message::HeartbeatResponse { term } => format!("HeartbeatResponse term={term}"),
+        Message::Heartbeat {
+            term,
+            commit,
+            round,
+        } => format!("Heartbeat term={term} commit={commit} round={round}"),
+        Message::HeartbeatResponse { term, round } => {
+            format!("HeartbeatResponse term={term} round={round}")
+        }
+        Message::ReadIndex { term, ctx } => format!("ReadIndex term={term} ctx={ctx}"),
+        Message::ReadIndexResponse { term, ctx, index } => match index {
+            Some(i) => format!("ReadIndexResponse term={term} ctx={ctx} index={i}"),
+            None => format!("ReadIndexResponse term={term} ctx={ctx} refused"),
+        },
+        Message::TimeoutNow { term } => format!("TimeoutNow term={term}"),
     }
 }
 
