@@ -183,10 +183,11 @@ impl Raft {
     /// Leader: a follower answered heartbeat round `round`
     pub(super) fn on_round_acked(&mut self, from: NodeId, round: u64) {
         let latest = self.reads.round;
-        if let Some(pr) = self.progress_mut(from) {
-            if round <= latest && round > pr.acked_round {
-                pr.acked_round = round;
-            }
+        if let Some(pr) = self.progress_mut(from)
+            && round <= latest
+            && round > pr.acked_round
+        {
+            pr.acked_round = round;
         }
         self.confirm_rounds();
     }
