@@ -57,6 +57,7 @@ mod network;
 mod trace;
 
 pub mod campaign;
+pub mod linearizability;
 
 pub use cluster::{Sim, SimConfig, SimError};
 pub use disk::DiskConfig;
