@@ -241,7 +241,7 @@ mod tests {
     fn lone_leader(id: NodeId, term: Term, commands: &[&str]) -> Raft {
         let recovered = Recovered {
             hard_state: HardState { term, vote: None },
-            entries: Vec::new(),
+            ..Recovered::default()
         };
         let mut now = Instant::ZERO;
         let mut raft = Raft::new(Config::new(id, id), &[id], recovered, now).unwrap();
@@ -314,8 +314,8 @@ mod tests {
         };
         let write = |e: Entry| Write {
             id: 9,
-            hard_state: None,
             entries: vec![e],
+            ..Write::default()
         };
         checker.on_write(&a, &write(entry("x"))).unwrap();
         let err = checker.on_write(&a, &write(entry("other"))).unwrap_err();

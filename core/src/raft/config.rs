@@ -48,6 +48,17 @@ pub struct Config {
     pub max_clock_drift: Duration,
     /// Most reads waiting for confirmation (local and forwarded); more answer `Busy`
     pub max_pending_reads: usize,
+    /// Ask the application for a snapshot once this many bytes of entries were applied since
+    /// the last one
+    pub snapshot_threshold_bytes: usize,
+    /// Largest snapshot chunk sent in one message, in bytes
+    pub snapshot_chunk_bytes: usize,
+    /// Bytes of entries before a new snapshot kept in memory for followers slightly behind;
+    /// a follower further behind gets the snapshot
+    pub snapshot_trailing_bytes: usize,
+    /// Most bytes of entries the log may hold in memory; past it a leader answers proposals
+    /// with `Busy` until a snapshot lets it compact
+    pub max_log_bytes: usize,
     /// DELIBERATELY UNSAFE, for testing the test suite only: a leader serves linearizable reads
     /// at once, without confirming leadership. A partitioned old leader then serves stale
     /// reads, which the simulator's linearizability check must catch.
@@ -77,6 +88,10 @@ impl Config {
             lease_reads: false,
             max_clock_drift: Duration::from_millis(50),
             max_pending_reads: 4096,
+            snapshot_threshold_bytes: 8 * 1024 * 1024,
+            snapshot_chunk_bytes: 1024 * 1024,
+            snapshot_trailing_bytes: 1024 * 1024,
+            max_log_bytes: 256 * 1024 * 1024,
             unsafe_reads_without_quorum: false,
         }
     }
@@ -134,6 +149,19 @@ impl Config {
         }
         if self.max_pending_reads == 0 {
             return err("max_pending_reads", "must be above zero");
+        }
+        if self.snapshot_chunk_bytes == 0 {
+            return err("snapshot_chunk_bytes", "must be above zero");
+        }
+        if self.max_log_bytes
+            < self
+                .max_uncommitted_bytes
+                .min(self.snapshot_threshold_bytes)
+        {
+            return err(
+                "max_log_bytes",
+                "must be at least max_uncommitted_bytes or snapshot_threshold_bytes",
+            );
         }
         Ok(())
     }

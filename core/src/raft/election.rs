@@ -26,7 +26,10 @@ impl Raft {
                 // A pre-vote changes nothing on the receiver, and a granted pre-vote answer
                 // carries the asked term, not a term anyone is in.
                 Message::PreVote { .. } | Message::PreVoteResponse { granted: true, .. } => {}
-                Message::Append { .. } | Message::Heartbeat { .. } | Message::TimeoutNow { .. } => {
+                Message::Append { .. }
+                | Message::Heartbeat { .. }
+                | Message::TimeoutNow { .. }
+                | Message::InstallSnapshot { .. } => {
                     self.become_follower(msg_term, Some(from));
                 }
                 _ => self.become_follower(msg_term, None),
@@ -84,6 +87,23 @@ impl Raft {
                     self.handle_timeout_now();
                 }
             }
+            Message::InstallSnapshot {
+                meta,
+                offset,
+                data,
+                done,
+                ..
+            } => {
+                self.follow(from);
+                self.handle_install_snapshot(from, meta, offset, data, done);
+            }
+            Message::InstallSnapshotResponse {
+                index, next_offset, ..
+            } => {
+                if self.role == Role::Leader {
+                    self.handle_snapshot_response(from, index, next_offset);
+                }
+            }
             Message::AppendResponse { outcome, .. } => {
                 if self.role == Role::Leader {
                     self.handle_append_response(from, outcome);
@@ -102,7 +122,9 @@ impl Raft {
         match message {
             // A stale leader learns of the new term and steps down. Without this, pre-vote and
             // check-quorum could leave it waiting forever (etcd raft does the same).
-            Message::Append { .. } | Message::Heartbeat { .. } => {
+            Message::Append { .. }
+            | Message::Heartbeat { .. }
+            | Message::InstallSnapshot { .. } => {
                 let term = self.term;
                 self.send(from, Message::HeartbeatResponse { term, round: 0 });
             }
@@ -126,6 +148,13 @@ impl Raft {
             return false;
         }
         if self.role == Role::Leader {
+            return true;
+        }
+        // With lease reads, a restarted node may have answered an old leader's round just before
+        // crashing: it honours that leader's lease for one election timeout after starting.
+        if self.config.lease_reads
+            && self.now.saturating_since(self.started_at) < self.config.election_timeout_min
+        {
             return true;
         }
         match (self.leader, self.leader_contact) {
@@ -241,9 +270,8 @@ impl Raft {
 
     fn broadcast_to_voters(&mut self, message: impl Fn() -> Message) {
         let me = self.id();
-        for i in 0..self.membership.voters().len() {
-            let id = self.membership.voters()[i];
-            if id != me {
+        for id in self.membership.members() {
+            if id != me && self.membership.is_voter(id) {
                 self.send(id, message());
             }
         }
@@ -292,10 +320,10 @@ impl Raft {
         let me = self.id();
         self.progress = self
             .membership
-            .voters()
-            .iter()
-            .filter(|&&id| id != me)
-            .map(|&id| (id, Progress::new(next)))
+            .members()
+            .into_iter()
+            .filter(|&id| id != me)
+            .map(|id| (id, Progress::new(next)))
             .collect();
         debug_assert!(
             self.progress
@@ -305,6 +333,7 @@ impl Raft {
         self.uncommitted_bytes = 0;
         self.term_start_index = next;
         self.transfer = None;
+        self.reads.lease_revoked = false;
         self.heartbeat_deadline = now + self.config.heartbeat_interval;
         self.check_quorum_deadline = now + self.config.election_timeout_min;
         // A no-op of our own term commits everything before it (paper §8, figure 8).

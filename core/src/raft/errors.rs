@@ -153,6 +153,8 @@ pub enum ReadError {
     Busy,
     /// Leadership changed before the read was confirmed; retry
     LeaderChanged,
+    /// The leader did not answer a forwarded read within an election timeout; retry
+    TimedOut,
 }
 
 impl fmt::Display for ReadError {
@@ -168,6 +170,7 @@ impl fmt::Display for ReadError {
             ReadError::LeaderChanged => {
                 f.write_str("leadership changed before the read was confirmed; retry")
             }
+            ReadError::TimedOut => f.write_str("the leader did not answer the read in time; retry"),
         }
     }
 }

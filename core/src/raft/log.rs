@@ -18,18 +18,65 @@ pub(crate) struct RaftLog {
     offset_term: Term,
     /// First index not yet handed out in a write
     unwritten_from: Index,
+    /// Sum of `size_bytes` over `entries`
+    bytes: usize,
 }
 
 impl RaftLog {
     /// A log holding `entries`, which the caller has checked are contiguous from 1 and durable
+    #[cfg(test)]
     pub(crate) fn recovered(entries: Vec<Entry>) -> Self {
-        let next = entries.len() as Index + 1;
+        Self::after(LogId::new(0, 0), entries)
+    }
+
+    /// A log that starts after `base` (a snapshot's last entry, or 0/0) and holds `entries`,
+    /// which the caller has checked follow `base` contiguously and are durable
+    pub(crate) fn after(base: LogId, entries: Vec<Entry>) -> Self {
+        let bytes = entries.iter().map(Entry::size_bytes).sum();
+        let next = base.index + entries.len() as Index + 1;
         RaftLog {
             entries,
-            offset: 0,
-            offset_term: 0,
+            offset: base.index,
+            offset_term: base.term,
             unwritten_from: next,
+            bytes,
         }
+    }
+
+    /// Index of the entry just before the first one held (the compaction point)
+    pub(crate) fn offset(&self) -> Index {
+        self.offset
+    }
+
+    /// Bytes of the entries held (payload plus fixed overhead each)
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Drops the entries up to and including `index` (which must be held or be the offset)
+    pub(crate) fn compact_through(&mut self, index: Index) {
+        if index <= self.offset {
+            return;
+        }
+        let Some(term) = self.term(index) else { return };
+        let n = (index - self.offset) as usize;
+        let dropped: usize = self.entries[..n].iter().map(Entry::size_bytes).sum();
+        self.entries.drain(..n);
+        self.bytes -= dropped;
+        self.offset = index;
+        self.offset_term = term;
+        if self.unwritten_from <= index {
+            self.unwritten_from = index + 1;
+        }
+    }
+
+    /// Replaces the whole log by a snapshot ending at `last`
+    pub(crate) fn install_snapshot(&mut self, last: LogId) {
+        self.entries.clear();
+        self.bytes = 0;
+        self.offset = last.index;
+        self.offset_term = last.term;
+        self.unwritten_from = last.index + 1;
     }
 
     pub(crate) fn last_index(&self) -> Index {
@@ -97,6 +144,7 @@ impl RaftLog {
     pub(crate) fn push(&mut self, entry: Entry) {
         debug_assert_eq!(entry.index, self.last_index() + 1);
         debug_assert!(entry.term >= self.last_term());
+        self.bytes += entry.size_bytes();
         self.entries.push(entry);
     }
 
@@ -123,6 +171,7 @@ impl RaftLog {
             if self.unwritten_from > e.index {
                 self.unwritten_from = e.index;
             }
+            self.bytes += e.size_bytes();
             self.entries.push(e);
         }
         last_new
@@ -131,7 +180,10 @@ impl RaftLog {
     /// Drops every entry at or after `index`
     fn truncate_from(&mut self, index: Index) {
         debug_assert!(index > self.offset);
-        self.entries.truncate((index - self.offset - 1) as usize);
+        let keep = (index - self.offset - 1) as usize;
+        let dropped: usize = self.entries[keep..].iter().map(Entry::size_bytes).sum();
+        self.entries.truncate(keep);
+        self.bytes -= dropped;
         if self.unwritten_from > index {
             self.unwritten_from = index;
         }
@@ -164,6 +216,11 @@ impl RaftLog {
 
     pub(crate) fn has_unwritten(&self) -> bool {
         self.unwritten_from <= self.last_index()
+    }
+
+    /// Sum of `size_bytes` over the entries from `low` through `high`
+    pub(crate) fn range_bytes(&self, low: Index, high: Index) -> usize {
+        self.range(low, high).iter().map(Entry::size_bytes).sum()
     }
 
     /// Everything not yet handed out for persistence; marks it handed out
@@ -210,6 +267,28 @@ mod tests {
         assert_eq!(log.last_log_id(), LogId::new(3, 3));
         assert_eq!(log.unwritten_from(), 3);
         assert_eq!(log.take_unwritten().len(), 1);
+        assert!(!log.has_unwritten());
+        assert_eq!(log.bytes(), 3 * ENTRY);
+    }
+
+    #[test]
+    fn compaction_and_install_keep_terms_and_bytes() {
+        let mut log = log_of(&[1, 1, 2, 2, 3]);
+        log.compact_through(3);
+        assert_eq!(log.offset(), 3);
+        assert_eq!(log.term(3), Some(2));
+        assert_eq!(log.term(2), None);
+        assert!(log.get(3).is_none() && log.get(4).is_some());
+        assert_eq!(log.bytes(), 2 * ENTRY);
+        assert_eq!(log.find_conflict_by_term(5, 2), LogId::new(2, 4));
+        assert_eq!(
+            log.find_conflict_by_term(5, 1),
+            LogId::new(2, 3),
+            "never below the offset"
+        );
+        log.install_snapshot(LogId::new(7, 40));
+        assert_eq!(log.last_log_id(), LogId::new(7, 40));
+        assert_eq!(log.bytes(), 0);
         assert!(!log.has_unwritten());
     }
 

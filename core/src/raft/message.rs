@@ -7,7 +7,8 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{Entry, Index, LogId, Term};
+use super::snapshot::SnapshotMeta;
+use super::types::{Entry, Index, LogId, Payload, Term};
 
 /// A Raft message; the sender and receiver travel beside it (see [`super::Outgoing`])
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +102,29 @@ pub enum Message {
         /// The leader's term
         term: Term,
     },
+    /// Leader to follower: a chunk of a snapshot, for a follower behind the compacted log
+    InstallSnapshot {
+        /// The leader's term
+        term: Term,
+        /// The snapshot
+        meta: SnapshotMeta,
+        /// Where `data` starts in the snapshot, in bytes
+        offset: u64,
+        /// The chunk
+        data: Payload,
+        /// This is the last chunk
+        done: bool,
+    },
+    /// Follower to leader: snapshot data received and durable up to `next_offset` (0: start
+    /// again; at least the size, or 1 for an empty snapshot: installed)
+    InstallSnapshotResponse {
+        /// The follower's term
+        term: Term,
+        /// Last index of the snapshot
+        index: Index,
+        /// The next byte the follower expects
+        next_offset: u64,
+    },
 }
 
 /// The result of an append on the follower
@@ -136,7 +160,9 @@ impl Message {
             | Message::HeartbeatResponse { term, .. }
             | Message::ReadIndex { term, .. }
             | Message::ReadIndexResponse { term, .. }
-            | Message::TimeoutNow { term } => *term,
+            | Message::TimeoutNow { term }
+            | Message::InstallSnapshot { term, .. }
+            | Message::InstallSnapshotResponse { term, .. } => *term,
         }
     }
 
@@ -154,6 +180,8 @@ impl Message {
             Message::ReadIndex { .. } => "ReadIndex",
             Message::ReadIndexResponse { .. } => "ReadIndexResponse",
             Message::TimeoutNow { .. } => "TimeoutNow",
+            Message::InstallSnapshot { .. } => "InstallSnapshot",
+            Message::InstallSnapshotResponse { .. } => "InstallSnapshotResponse",
         }
     }
 

@@ -13,6 +13,7 @@ mod persist;
 mod progress;
 mod read;
 mod replication;
+mod snapshot;
 mod transfer;
 mod types;
 
@@ -26,6 +27,7 @@ pub use message::{AppendOutcome, Message};
 pub use persist::{Write, WriteId};
 pub use progress::{Progress, ReplicationState};
 pub use read::{ReadConsistency, ReadState};
+pub use snapshot::{SnapshotChunk, SnapshotMeta, SnapshotTask};
 pub use types::{
     ENTRY_OVERHEAD_BYTES, Entry, EntryKind, HardState, Index, LogId, NodeId, Payload, Role, Term,
 };
@@ -33,6 +35,7 @@ pub use types::{
 use log::RaftLog;
 use persist::PersistTracker;
 use read::Reads;
+use snapshot::Snapshots;
 use transfer::Transfer;
 
 use crate::rng::Rng;
@@ -54,7 +57,10 @@ pub struct Outgoing {
 pub struct Recovered {
     /// The last durable term and vote
     pub hard_state: HardState,
-    /// The durable log, contiguous from index 1
+    /// The durable snapshot, if any (the application restores its state from it)
+    pub snapshot: Option<SnapshotMeta>,
+    /// The durable log: contiguous, starting at or before the entry after the snapshot (or at
+    /// index 1); entries the snapshot covers are skipped
     pub entries: Vec<Entry>,
 }
 
@@ -81,9 +87,13 @@ pub struct Recovered {
 ///    an asynchronous one; persisting releases more outputs, so drain again afterwards);
 /// 2. [`poll_message`](Self::poll_message): send each message (it is safe to send now: the
 ///    core holds back anything whose state is not yet durable);
-/// 3. [`poll_apply`](Self::poll_apply): apply each committed entry to the state machine;
+/// 3. [`poll_restore`](Self::poll_restore): load the state machine from a snapshot that was
+///    installed here, then [`poll_apply`](Self::poll_apply): apply each committed entry;
 /// 4. [`poll_read`](Self::poll_read): serve each confirmed read once its index is applied;
-/// 5. [`poll_timeout`](Self::poll_timeout): arm a timer for the next deadline.
+/// 5. [`poll_snapshot_task`](Self::poll_snapshot_task): take a snapshot, or read a chunk of one
+///    for a follower, and report back with [`handle_snapshot_taken`](Self::handle_snapshot_taken)
+///    or [`handle_snapshot_chunk`](Self::handle_snapshot_chunk);
+/// 6. [`poll_timeout`](Self::poll_timeout): arm a timer for the next deadline.
 ///
 /// Every input takes `now`; time must not go backwards (an earlier `now` is treated as the
 /// latest one seen).
@@ -96,6 +106,8 @@ pub struct Raft {
     config: Config,
     rng: Rng,
     now: Instant,
+    /// When this node (re)started
+    started_at: Instant,
     membership: Membership,
 
     term: Term,
@@ -126,6 +138,8 @@ pub struct Raft {
     transfer: Option<Transfer>,
     /// Reads waiting and reads ready
     reads: Reads,
+    /// Snapshots taken, sent and received
+    snapshots: Snapshots,
 
     persist: PersistTracker,
     /// Messages ready to send
@@ -145,24 +159,44 @@ impl Raft {
         now: Instant,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        if voters.is_empty() {
+        if voters.is_empty() && recovered.snapshot.is_none() {
             return Err(ConfigError {
                 field: "voters",
                 reason: "a group needs at least one voter",
             });
         }
-        let disk_last = recovered.entries.len() as Index;
+        if config.max_outbox_msgs < 4 * (voters.len() + 1) {
+            return Err(ConfigError {
+                field: "max_outbox_msgs",
+                reason: "must be at least four messages per member, or every input answers Busy",
+            });
+        }
+        let base = recovered
+            .snapshot
+            .as_ref()
+            .map_or(LogId::default(), |s| s.last);
+        let membership = match &recovered.snapshot {
+            Some(s) => s.membership.clone(),
+            None => Membership::new(voters),
+        };
+        let entries: Vec<Entry> = recovered
+            .entries
+            .into_iter()
+            .filter(|e| e.index > base.index)
+            .collect();
+        let disk_last = base.index + entries.len() as Index;
         let mut node = Raft {
             rng: Rng::new(config.seed),
             now,
-            membership: Membership::new(voters),
+            started_at: now,
+            membership,
             term: recovered.hard_state.term,
             vote: recovered.hard_state.vote,
             role: Role::Follower,
             leader: None,
-            log: RaftLog::recovered(recovered.entries),
-            commit: 0,
-            applied: 0,
+            log: RaftLog::after(base, entries),
+            commit: base.index,
+            applied: base.index,
             election_deadline: now,
             leader_contact: None,
             votes: Vec::new(),
@@ -174,6 +208,10 @@ impl Raft {
             term_start_index: 0,
             transfer: None,
             reads: Reads::default(),
+            snapshots: Snapshots {
+                current: recovered.snapshot,
+                ..Snapshots::default()
+            },
             persist: PersistTracker::recovered(recovered.hard_state, disk_last),
             outbox: VecDeque::new(),
             held: VecDeque::new(),
@@ -183,12 +221,28 @@ impl Raft {
         Ok(node)
     }
 
-    /// Checks a recovered log before handing it to [`Raft::new`]: contiguous from index 1,
-    /// terms never decreasing and never above the hard state's term
+    /// Checks a recovered state before handing it to [`Raft::new`]: the log contiguous and
+    /// reaching the entry after the snapshot, terms never decreasing and never above the hard
+    /// state's term, and agreeing with the snapshot where they overlap
     pub fn recover(recovered: &Recovered) -> Result<(), RecoveryError> {
+        let base = recovered
+            .snapshot
+            .as_ref()
+            .map_or(LogId::default(), |s| s.last);
+        let first = recovered
+            .entries
+            .first()
+            .map_or(base.index + 1, |e| e.index);
+        if first > base.index + 1 {
+            return Err(RecoveryError::NotContiguous {
+                position: 0,
+                expected: base.index + 1,
+                found: first,
+            });
+        }
         let mut prev_term = 0;
         for (position, entry) in recovered.entries.iter().enumerate() {
-            let expected = position as Index + 1;
+            let expected = first + position as Index;
             if entry.index != expected {
                 return Err(RecoveryError::NotContiguous {
                     position,
@@ -196,7 +250,7 @@ impl Raft {
                     found: entry.index,
                 });
             }
-            if entry.term < prev_term {
+            if entry.term < prev_term || (entry.index == base.index && entry.term != base.term) {
                 return Err(RecoveryError::TermsOutOfOrder { index: entry.index });
             }
             if entry.term > recovered.hard_state.term {
@@ -284,6 +338,21 @@ impl Raft {
     /// The entry at `index`, if held
     pub fn entry(&self, index: Index) -> Option<&Entry> {
         self.log.get(index)
+    }
+
+    /// The term of the entry at `index`, if held or at the compaction point
+    pub fn term_at(&self, index: Index) -> Option<Term> {
+        self.log.term(index)
+    }
+
+    /// Index of the first entry held in memory (entries before it are in the snapshot)
+    pub fn first_index(&self) -> Index {
+        self.log.offset() + 1
+    }
+
+    /// Bytes of the entries held in memory (payloads plus a fixed overhead each)
+    pub fn log_bytes(&self) -> usize {
+        self.log.bytes()
     }
 
     /// The held entries from `low` through `high` inclusive
@@ -400,8 +469,11 @@ impl Raft {
             if now >= self.heartbeat_deadline {
                 self.broadcast_heartbeat();
             }
-        } else if now >= self.election_deadline && self.membership.is_voter(self.id()) {
-            self.start_election();
+        } else {
+            self.expire_forwarded_reads();
+            if now >= self.election_deadline && self.membership.is_voter(self.id()) {
+                self.start_election();
+            }
         }
         Ok(())
     }
@@ -409,7 +481,9 @@ impl Raft {
     /// Every write up to and including `id` is durable
     pub fn handle_persisted(&mut self, now: Instant, id: WriteId) {
         self.observe_time(now);
-        self.persist.persisted(id);
+        if let Some(installed) = self.persist.persisted(id) {
+            self.snapshots.restore = Some(installed);
+        }
         while let Some((barrier, _)) = self.held.front() {
             if !self.persist.is_durable(*barrier) {
                 break;
@@ -445,6 +519,7 @@ impl Raft {
             if self.replication_pending {
                 self.replication_pending = false;
                 self.send_appends();
+                self.request_snapshot_chunks();
             }
             if self.reads.round_wanted {
                 self.broadcast_heartbeat();
@@ -458,12 +533,17 @@ impl Raft {
     /// Only entries durable on this node are handed out.
     #[must_use]
     pub fn poll_apply(&mut self) -> Option<Entry> {
+        if self.snapshots.restore.is_some() {
+            return None; // the application restores the snapshot first
+        }
         let limit = self.commit.min(self.durable_index());
         if self.applied >= limit {
             return None;
         }
         let entry = self.log.get(self.applied + 1)?.clone();
         self.applied += 1;
+        self.snapshots.applied_bytes += entry.size_bytes();
+        self.maybe_ask_snapshot();
         Some(entry)
     }
 
@@ -475,9 +555,22 @@ impl Raft {
                 let next = self.heartbeat_deadline.min(self.check_quorum_deadline);
                 Some(self.transfer.map_or(next, |t| next.min(t.deadline)))
             }
-            _ if self.membership.is_voter(self.id()) => Some(self.election_deadline),
-            _ => None,
+            _ => {
+                let election = self
+                    .membership
+                    .is_voter(self.id())
+                    .then_some(self.election_deadline);
+                match (election, self.forwarded_read_deadline()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
         }
+    }
+
+    /// The membership in force at `index` (used for snapshots)
+    fn membership_at(&self, _index: Index) -> Membership {
+        self.membership.clone()
     }
 
     // ----- internals shared by the role files -----
@@ -490,7 +583,7 @@ impl Raft {
 
     /// How many more messages the outbox takes before inputs must answer `Busy`
     fn outbox_room(&self) -> usize {
-        let reserve = self.membership.voters().len() + 1;
+        let reserve = self.progress.len() + self.membership.voters().len() + 2;
         self.config
             .max_outbox_msgs
             .saturating_sub(self.queued_messages() + reserve)
@@ -522,7 +615,8 @@ impl Raft {
     fn reset_election_deadline(&mut self) {
         let min = self.config.election_timeout_min.as_micros();
         let max = self.config.election_timeout_max.as_micros();
-        let timeout = crate::time::Duration::from_micros(self.rng.range(min, max.max(min + 1)));
+        let timeout =
+            crate::time::Duration::from_micros(self.rng.range(min, max.max(min.saturating_add(1))));
         self.election_deadline = self.now + timeout;
     }
 }

@@ -15,6 +15,18 @@ pub enum ReplicationState {
     },
     /// The follower is known to match: stream appends up to the in-flight window
     Replicate,
+    /// The follower needs entries the leader compacted: send it the snapshot ending at `index`,
+    /// one chunk at a time
+    Snapshot {
+        /// Last index of the snapshot being sent
+        index: Index,
+        /// Bytes the follower acknowledged so far
+        offset: u64,
+        /// A chunk was asked of the runtime and not yet handed over
+        requested: bool,
+        /// When the outstanding chunk was asked for or sent, if one is outstanding
+        sent_at: Option<Instant>,
+    },
 }
 
 /// A leader's view of one follower
@@ -90,7 +102,20 @@ impl Progress {
             ReplicationState::Replicate => {
                 self.inflight.len() < max_msgs && self.inflight_bytes < max_bytes
             }
+            ReplicationState::Snapshot { .. } => false,
         }
+    }
+
+    /// Starts (or restarts) sending the snapshot ending at `index`
+    pub(crate) fn become_snapshot(&mut self, index: Index) {
+        self.state = ReplicationState::Snapshot {
+            index,
+            offset: 0,
+            requested: false,
+            sent_at: None,
+        };
+        self.inflight.clear();
+        self.inflight_bytes = 0;
     }
 
     /// When the oldest unacknowledged append in the replicate state was sent
@@ -109,6 +134,7 @@ impl Progress {
                 self.inflight.push_back((last, bytes, now));
                 self.inflight_bytes += bytes;
             }
+            ReplicationState::Snapshot { .. } => {}
         }
     }
 }

@@ -52,8 +52,8 @@ struct PendingRead {
 pub(crate) struct Reads {
     /// Leader: reads waiting for their round
     pending: VecDeque<PendingRead>,
-    /// Follower: reads forwarded to the leader, by context
-    forwarded: VecDeque<u64>,
+    /// Follower: reads forwarded to the leader, by context, with when each gives up
+    forwarded: VecDeque<(u64, Instant)>,
     /// Output queue
     ready: VecDeque<ReadState>,
     /// Leader: the latest heartbeat round started
@@ -67,6 +67,8 @@ pub(crate) struct Reads {
     round_sent_at: VecDeque<(u64, Instant)>,
     /// Leader: lease reads are safe until this time
     lease_until: Option<Instant>,
+    /// Leader: leadership was handed over this term (TimeoutNow sent): no lease any more
+    pub(crate) lease_revoked: bool,
 }
 
 /// Rounds remembered for the lease; older unanswered rounds are forgotten
@@ -109,7 +111,8 @@ impl Raft {
                 Ok(())
             }
             (_, Some(leader)) => {
-                self.reads.forwarded.push_back(ctx);
+                let deadline = self.now + self.config.election_timeout_min;
+                self.reads.forwarded.push_back((ctx, deadline));
                 let term = self.term;
                 self.send(leader, Message::ReadIndex { term, ctx });
                 Ok(())
@@ -129,6 +132,7 @@ impl Raft {
         self.role == Role::Leader
             && self.config.lease_reads
             && self.transfer.is_none()
+            && !self.reads.lease_revoked
             && self.reads.lease_until.is_some_and(|until| self.now < until)
     }
 
@@ -175,9 +179,8 @@ impl Raft {
             self.reads.round_sent_at.pop_front();
         }
         self.reads.round_sent_at.push_back((round, self.now));
-        if self.membership.quorum() == 1 {
-            self.confirm_rounds();
-        }
+        // A lone voter confirms its own round at once.
+        self.confirm_rounds();
     }
 
     /// Leader: a follower answered heartbeat round `round`
@@ -217,7 +220,7 @@ impl Raft {
                 break;
             }
             self.reads.round_sent_at.pop_front();
-            if round == confirmed {
+            if round == confirmed && !self.reads.lease_revoked {
                 let lease = self.config.election_timeout_min - self.config.max_clock_drift;
                 self.reads.lease_until = Some(sent_at + lease);
             }
@@ -268,7 +271,7 @@ impl Raft {
 
     /// Handles [`Message::ReadIndexResponse`] from the leader
     pub(super) fn handle_read_index_response(&mut self, ctx: u64, index: Option<Index>) {
-        let Some(pos) = self.reads.forwarded.iter().position(|c| *c == ctx) else {
+        let Some(pos) = self.reads.forwarded.iter().position(|(c, _)| *c == ctx) else {
             return; // a duplicate, or a read already failed
         };
         self.reads.forwarded.remove(pos);
@@ -276,12 +279,32 @@ impl Raft {
         self.reads.ready.push_back(ReadState { ctx, result });
     }
 
+    /// Follower: when the oldest forwarded read gives up, if any
+    pub(super) fn forwarded_read_deadline(&self) -> Option<Instant> {
+        self.reads.forwarded.front().map(|(_, deadline)| *deadline)
+    }
+
+    /// Follower: fails forwarded reads the leader did not answer in time (their request or
+    /// answer was lost), so their slots free up and callers retry
+    pub(super) fn expire_forwarded_reads(&mut self) {
+        while let Some(&(ctx, deadline)) = self.reads.forwarded.front() {
+            if deadline > self.now {
+                break;
+            }
+            self.reads.forwarded.pop_front();
+            self.reads.ready.push_back(ReadState {
+                ctx,
+                result: Err(ReadError::TimedOut),
+            });
+        }
+    }
+
     /// Leadership or the known leader changed: every read in progress fails, so callers retry
     pub(super) fn fail_reads(&mut self) {
         while let Some(read) = self.reads.pending.pop_front() {
             self.answer_read(read.ctx, read.from, Err(ReadError::LeaderChanged));
         }
-        while let Some(ctx) = self.reads.forwarded.pop_front() {
+        while let Some((ctx, _)) = self.reads.forwarded.pop_front() {
             self.reads.ready.push_back(ReadState {
                 ctx,
                 result: Err(ReadError::LeaderChanged),

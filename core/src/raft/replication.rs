@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use super::Raft;
 use super::message::{AppendOutcome, Message};
 use super::progress::ReplicationState;
-use super::types::{Entry, Index, LogId, NodeId, Role};
+use super::types::{Entry, EntryKind, Index, LogId, NodeId, Role};
 
 impl Raft {
     // ----- follower side -----
@@ -47,17 +47,15 @@ impl Raft {
     }
 
     /// Drops entries at or below our commit index: they are committed, so they already match
+    /// (and may be compacted away here); the append then continues from our commit point
     fn skip_committed(&self, prev: LogId, mut entries: Vec<Entry>) -> (LogId, Vec<Entry>) {
         if prev.index >= self.commit {
             return (prev, entries);
         }
         let skip = ((self.commit - prev.index) as usize).min(entries.len());
-        if skip == 0 {
-            return (prev, entries);
-        }
-        let new_prev = entries[skip - 1].log_id();
         entries.drain(..skip);
-        (new_prev, entries)
+        let commit_term = self.log.term(self.commit).unwrap_or(0);
+        (LogId::new(commit_term, self.commit), entries)
     }
 
     pub(super) fn handle_heartbeat(&mut self, from: NodeId, commit: Index, round: u64) {
@@ -84,7 +82,13 @@ impl Raft {
                     return; // impossible: the follower claims entries we never had
                 }
                 let advanced = pr.advance_match(match_index);
-                if let ReplicationState::Probe { .. } = pr.state {
+                let leave = match pr.state {
+                    ReplicationState::Replicate => false,
+                    ReplicationState::Probe { .. } => true,
+                    // Only once the follower holds everything the snapshot covers.
+                    ReplicationState::Snapshot { index, .. } => pr.match_index >= index,
+                };
+                if leave {
                     // The match point is known now: stream from it.
                     pr.become_replicate();
                 }
@@ -105,6 +109,7 @@ impl Raft {
                     ReplicationState::Probe { .. } => {
                         rejected_prev.checked_add(1) != Some(pr.next_index)
                     }
+                    ReplicationState::Snapshot { .. } => true,
                 };
                 if stale {
                     return;
@@ -146,6 +151,24 @@ impl Raft {
                     pr.become_probe(next);
                 }
             }
+            // A chunk (or the runtime's read of it) may be lost: ask again from the offset the
+            // follower acknowledged.
+            ReplicationState::Snapshot {
+                index,
+                offset,
+                sent_at: Some(sent),
+                ..
+            } => {
+                if now.saturating_since(sent) >= stall {
+                    pr.state = ReplicationState::Snapshot {
+                        index,
+                        offset,
+                        requested: false,
+                        sent_at: None,
+                    };
+                }
+            }
+            ReplicationState::Snapshot { .. } => {}
         }
         self.replication_pending = true;
     }
@@ -184,7 +207,12 @@ impl Raft {
             }
             let prev_index = next - 1;
             let Some(prev_term) = self.log.term(prev_index) else {
-                return; // unreachable without compaction: next never passes last + 1
+                // The entries it needs were compacted: send the snapshot instead.
+                let snapshot = self.snapshots.current.as_ref().map(|s| s.last.index);
+                if let (Some(index), Some(pr)) = (snapshot, self.progress_mut(to)) {
+                    pr.become_snapshot(index);
+                }
+                return;
             };
             let entries = if has_entries {
                 self.log.slice(next, last_index, max_append)
@@ -251,10 +279,12 @@ impl Raft {
         });
         // Only entries of the current term commit by counting (paper §5.4.2, figure 8).
         if committed > self.commit && self.log.term(committed) == Some(self.term) {
+            // Only this term's proposals were counted as uncommitted.
             let released: usize = self
                 .log
-                .range(self.commit + 1, committed)
+                .range(self.commit.max(self.term_start_index) + 1, committed)
                 .iter()
+                .filter(|e| e.kind == EntryKind::Command)
                 .map(Entry::size_bytes)
                 .sum();
             self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(released);

@@ -62,6 +62,8 @@ impl Raft {
             .is_some_and(|p| p.match_index == self.log.last_index());
         if caught_up {
             let term = self.term;
+            // The target's election ignores vote leases, so ours ends here for good.
+            self.reads.lease_revoked = true;
             self.send_now(t.target, Message::TimeoutNow { term });
             if let Some(t) = self.transfer.as_mut() {
                 t.timeout_now_sent = true;

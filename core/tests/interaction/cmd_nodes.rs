@@ -167,6 +167,7 @@ pub fn raft_progress(env: &mut Env, args: &Args, out: &mut Vec<String>) -> Resul
             ReplicationState::Probe { paused: false } => "probe",
             ReplicationState::Probe { paused: true } => "probe(paused)",
             ReplicationState::Replicate => "replicate",
+            ReplicationState::Snapshot { .. } => "snapshot",
         };
         out.push(format!(
             "{peer}: {state} match={} next={} sent-commit={} active={}",

@@ -109,6 +109,7 @@ impl Env {
     pub fn boot(&mut self, id: NodeId, config: Config, disk: Disk) -> Result<(), String> {
         let recovered = Recovered {
             hard_state: disk.hard_state,
+            snapshot: None,
             entries: disk.entries.clone(),
         };
         Raft::recover(&recovered).map_err(|e| format!("node {id}: {e}"))?;

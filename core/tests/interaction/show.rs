@@ -93,6 +93,23 @@ pub fn message(m: &Message) -> String {
             None => format!("ReadIndexResponse term={term} ctx={ctx} refused"),
         },
         Message::TimeoutNow { term } => format!("TimeoutNow term={term}"),
+        Message::InstallSnapshot {
+            term,
+            meta,
+            offset,
+            data,
+            done,
+        } => format!(
+            "InstallSnapshot term={term} last={} offset={offset} bytes={}{}",
+            meta.last,
+            data.len(),
+            if *done { " done" } else { "" }
+        ),
+        Message::InstallSnapshotResponse {
+            term,
+            index,
+            next_offset,
+        } => format!("InstallSnapshotResponse term={term} index={index} next={next_offset}"),
     }
 }
 
