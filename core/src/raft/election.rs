@@ -12,6 +12,10 @@ use super::{Raft, ReplicationState};
 impl Raft {
     /// Handles one message from a known voter (the entry point of every message)
     pub(super) fn step(&mut self, from: NodeId, message: Message) {
+        let vote_request = matches!(message, Message::PreVote { .. } | Message::Vote { .. });
+        if vote_request && !self.membership.is_voter(from) {
+            return; // only voters may campaign; a removed node must not disturb the group
+        }
         let msg_term = message.term();
         if msg_term > self.term {
             match message {

@@ -217,3 +217,57 @@ impl fmt::Display for TransferError {
 }
 
 impl core::error::Error for TransferError {}
+
+/// Why a membership change was refused; nothing was appended
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeError {
+    /// Only the leader changes membership
+    NotLeader {
+        /// The current leader as far as this node knows
+        hint: Option<NodeId>,
+    },
+    /// The leader has not yet committed an entry of its own term (changing membership before
+    /// that is unsafe); retry shortly
+    NotReady,
+    /// Another change (or the automatic end of a joint configuration) is not yet committed
+    InProgress,
+    /// A learner to promote has not caught up with the commit index
+    LearnerBehind {
+        /// The learner
+        id: NodeId,
+        /// What it is known to hold
+        match_index: Index,
+        /// The leader's commit index
+        commit: Index,
+    },
+    /// The target has no voters
+    NoVoters,
+    /// A leadership transfer is under way
+    Transferring,
+}
+
+impl fmt::Display for ChangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChangeError::NotLeader { hint: Some(id) } => write!(f, "not the leader; try node {id}"),
+            ChangeError::NotLeader { hint: None } => f.write_str("not the leader; leader unknown"),
+            ChangeError::NotReady => {
+                f.write_str("the leader has not committed an entry of its term yet; retry")
+            }
+            ChangeError::InProgress => f.write_str("another membership change is in progress"),
+            ChangeError::LearnerBehind {
+                id,
+                match_index,
+                commit,
+            } => write!(
+                f,
+                "learner {id} holds entries up to {match_index}, behind the commit index {commit}; \
+                 promote it once it has caught up"
+            ),
+            ChangeError::NoVoters => f.write_str("a membership needs at least one voter"),
+            ChangeError::Transferring => f.write_str("a leadership transfer is under way"),
+        }
+    }
+}
+
+impl core::error::Error for ChangeError {}

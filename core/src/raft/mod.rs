@@ -12,6 +12,7 @@ mod message;
 mod persist;
 mod progress;
 mod read;
+mod reconfig;
 mod replication;
 mod snapshot;
 mod transfer;
@@ -21,7 +22,9 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 pub use config::Config;
-pub use errors::{Busy, ConfigError, ProposeError, ReadError, RecoveryError, TransferError};
+pub use errors::{
+    Busy, ChangeError, ConfigError, ProposeError, ReadError, RecoveryError, TransferError,
+};
 pub use membership::Membership;
 pub use message::{AppendOutcome, Message};
 pub use persist::{Write, WriteId};
@@ -35,6 +38,7 @@ pub use types::{
 use log::RaftLog;
 use persist::PersistTracker;
 use read::Reads;
+use reconfig::MembershipLog;
 use snapshot::Snapshots;
 use transfer::Transfer;
 
@@ -77,7 +81,7 @@ pub struct Recovered {
 ///   [`poll_timeout`](Self::poll_timeout) has come, [`handle_persisted`](Self::handle_persisted)
 ///   when writes became durable.
 /// - **Commands**: [`propose`](Self::propose), [`read`](Self::read),
-///   [`transfer_leader`](Self::transfer_leader).
+///   [`transfer_leader`](Self::transfer_leader), [`change_membership`](Self::change_membership).
 /// - **Outputs**, named `poll_*`, each drained one item per call until `None`.
 ///
 /// After every input or command, drain the outputs in this order:
@@ -140,6 +144,8 @@ pub struct Raft {
     reads: Reads,
     /// Snapshots taken, sent and received
     snapshots: Snapshots,
+    /// Configuration entries in the log and the membership before them
+    memberships: MembershipLog,
 
     persist: PersistTracker,
     /// Messages ready to send
@@ -151,6 +157,10 @@ pub struct Raft {
 impl Raft {
     /// A node that starts (or restarts) from `recovered`, among `voters`, at time `now`
     ///
+    /// `voters` is the group's first membership, used only when neither the recovered snapshot
+    /// nor the log holds one. A node joining an existing group starts with no voters: it
+    /// campaigns for nothing and learns the membership from the leader's log or snapshot.
+    ///
     /// Fails on an invalid `config`; see [`Raft::recover`] for checking a recovered log.
     pub fn new(
         config: Config,
@@ -159,12 +169,6 @@ impl Raft {
         now: Instant,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        if voters.is_empty() && recovered.snapshot.is_none() {
-            return Err(ConfigError {
-                field: "voters",
-                reason: "a group needs at least one voter",
-            });
-        }
         if config.max_outbox_msgs < 4 * (voters.len() + 1) {
             return Err(ConfigError {
                 field: "max_outbox_msgs",
@@ -175,7 +179,7 @@ impl Raft {
             .snapshot
             .as_ref()
             .map_or(LogId::default(), |s| s.last);
-        let membership = match &recovered.snapshot {
+        let base_membership = match &recovered.snapshot {
             Some(s) => s.membership.clone(),
             None => Membership::new(voters),
         };
@@ -184,6 +188,14 @@ impl Raft {
             .into_iter()
             .filter(|e| e.index > base.index)
             .collect();
+        let memberships = MembershipLog {
+            base: base_membership,
+            entries: entries
+                .iter()
+                .filter_map(|e| reconfig::decode_membership(e).map(|m| (e.index, m)))
+                .collect(),
+        };
+        let membership = memberships.latest().clone();
         let disk_last = base.index + entries.len() as Index;
         let mut node = Raft {
             rng: Rng::new(config.seed),
@@ -212,6 +224,7 @@ impl Raft {
                 current: recovered.snapshot,
                 ..Snapshots::default()
             },
+            memberships,
             persist: PersistTracker::recovered(recovered.hard_state, disk_last),
             outbox: VecDeque::new(),
             held: VecDeque::new(),
@@ -275,11 +288,6 @@ impl Raft {
     /// The configuration this node runs with
     pub fn config(&self) -> &Config {
         &self.config
-    }
-
-    /// The voters of the group
-    pub fn membership(&self) -> &Membership {
-        &self.membership
     }
 
     /// Current role
@@ -443,7 +451,7 @@ impl Raft {
         if self.outbox_room() == 0 {
             return Err(Busy);
         }
-        if from == self.id() || !self.membership.is_voter(from) {
+        if from == self.id() {
             return Ok(());
         }
         self.step(from, message);
@@ -566,11 +574,6 @@ impl Raft {
                 }
             }
         }
-    }
-
-    /// The membership in force at `index` (used for snapshots)
-    fn membership_at(&self, _index: Index) -> Membership {
-        self.membership.clone()
     }
 
     // ----- internals shared by the role files -----

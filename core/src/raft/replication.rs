@@ -37,7 +37,15 @@ impl Raft {
             self.send(from, Message::AppendResponse { term, outcome });
             return;
         }
+        let configs: Vec<Entry> = entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Membership)
+            .cloned()
+            .collect();
         let match_index = self.log.append_after_match(prev.index, entries);
+        if !configs.is_empty() || self.memberships.latest_index() > prev.index {
+            self.sync_memberships_after_append(&configs);
+        }
         let commit = commit.min(match_index);
         if commit > self.commit {
             self.commit = commit;
@@ -291,6 +299,7 @@ impl Raft {
             self.commit = committed;
             self.replication_pending = true;
             self.release_reads();
+            self.after_commit_reconfigure();
         }
     }
 

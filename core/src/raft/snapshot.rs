@@ -162,6 +162,8 @@ impl Raft {
             keep_from -= 1;
         }
         let compact = keep_from - 1;
+        self.memberships.base = self.memberships.at(compact);
+        self.memberships.entries.retain(|(i, _)| *i > compact);
         self.log.compact_through(compact);
         self.persist.compact_through(compact);
         // Followers receiving an older snapshot restart with this one.
@@ -364,7 +366,9 @@ impl Raft {
         if install {
             self.snapshots.receiving = None;
             self.log.install_snapshot(meta.last);
-            self.membership = meta.membership.clone();
+            self.memberships.base = meta.membership.clone();
+            self.memberships.entries.clear();
+            self.adopt_latest_membership();
             self.commit = self.commit.max(index);
             self.snapshots.current = Some(meta);
         } else if let Some(r) = self.snapshots.receiving.as_mut() {

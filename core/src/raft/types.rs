@@ -128,6 +128,9 @@ pub enum EntryKind {
     Noop,
     /// An application command; the payload is opaque to Raft
     Command,
+    /// A new membership (the payload is the encoded [`super::Membership`]); it takes effect
+    /// on each node as soon as it is in that node's log
+    Membership,
 }
 
 /// One log entry

@@ -235,3 +235,49 @@ pub fn transfer_leader(env: &mut Env, args: &Args, out: &mut Vec<String>) -> Res
     }
     Ok(())
 }
+
+/// Adds node `N + 1` as a brand-new node joining the group: empty disk, no known voters, so it
+/// learns the membership from the leader
+pub fn add_node(env: &mut Env, args: &Args, out: &mut Vec<String>) -> Result<(), String> {
+    // Example: add-node
+    args.allow_options(&[])?;
+    if !args.positional.is_empty() {
+        return Err("add-node: takes no arguments".to_owned());
+    }
+    let id = env.nodes.len() as NodeId + 1;
+    let mut config = env.slot(1)?.config.clone();
+    config.id = id;
+    config.seed = id;
+    env.boot(id, config, Disk::default())?;
+    if let Some(groups) = env.groups.as_mut() {
+        groups.push(usize::MAX); // a new node starts cut off from every partition group
+    }
+    out.push(format!("{id} joins with an empty disk, knowing no voters"));
+    Ok(())
+}
+
+/// Asks leader `ID` to change the membership to `voters=A,B,C` and `learners=D,E`
+pub fn change_membership(env: &mut Env, args: &Args, out: &mut Vec<String>) -> Result<(), String> {
+    // Example: change-membership 1 voters=1,2,4 learners=5
+    args.allow_options(&["voters", "learners"])?;
+    let id = args.one_id()?;
+    let list = |key: &str| -> Result<Vec<NodeId>, String> {
+        let raw: Option<String> = args.option(key)?;
+        raw.unwrap_or_default()
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| format!("change-membership: bad id {s:?} in {key}"))
+            })
+            .collect()
+    };
+    let (voters, learners) = (list("voters")?, list("learners")?);
+    match env.input(id, out, |raft, now| {
+        raft.change_membership(now, &voters, &learners)
+    })? {
+        Ok(log_id) => out.push(format!("{id} proposed membership change at {log_id}")),
+        Err(e) => out.push(format!("{id} refused the membership change: {e}")),
+    }
+    Ok(())
+}

@@ -113,7 +113,13 @@ impl Env {
             entries: disk.entries.clone(),
         };
         Raft::recover(&recovered).map_err(|e| format!("node {id}: {e}"))?;
-        let raft = Raft::new(config.clone(), &self.voters, recovered, self.now)
+        // Nodes added after the first `add-nodes` joined later: they start knowing no voters.
+        let voters = if self.voters.contains(&id) {
+            self.voters.clone()
+        } else {
+            Vec::new()
+        };
+        let raft = Raft::new(config.clone(), &voters, recovered, self.now)
             .map_err(|e| format!("node {id}: {e}"))?;
         let slot = Slot {
             raft,

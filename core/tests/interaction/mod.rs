@@ -42,6 +42,8 @@
 //! | `propose ID DATA...` | propose one command per word |
 //! | `read ID CTX [serializable]` | ask node ID for a read; answers print when outputs drain |
 //! | `transfer-leader ID TO` | ask leader ID to hand leadership to TO |
+//! | `add-node` | add node N+1 with an empty disk and no known voters (a joining node) |
+//! | `change-membership ID voters=A,B [learners=C]` | ask leader ID for a membership change |
 //! | `process-writes [ID...]` | print, store and acknowledge each write |
 //! | `process-writes-noack [ID...]` | print writes but leave them pending |
 //! | `ack-writes ID [upto=W]` | store and acknowledge pending writes |
@@ -181,6 +183,8 @@ pub fn handle(env: &mut Env, command: &str) -> Result<Vec<String>, String> {
         "propose" => cmd_nodes::propose(env, &args, &mut out)?,
         "read" => cmd_nodes::read(env, &args, &mut out)?,
         "transfer-leader" => cmd_nodes::transfer_leader(env, &args, &mut out)?,
+        "add-node" => cmd_nodes::add_node(env, &args, &mut out)?,
+        "change-membership" => cmd_nodes::change_membership(env, &args, &mut out)?,
         "elapse" => cmd_time::elapse(env, &args, &mut out)?,
         "campaign" => cmd_time::campaign(env, &args, &mut out)?,
         "tick-heartbeat" => cmd_time::tick_heartbeat(env, &args, &mut out)?,

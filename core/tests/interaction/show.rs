@@ -1,7 +1,8 @@
 //! Deterministic text for messages, entries, writes and node state changes
 
 use shale_core::raft::{
-    AppendOutcome, Entry, EntryKind, HardState, Message, NodeId, Raft, Role, Term, Write,
+    AppendOutcome, Entry, EntryKind, HardState, Membership, Message, NodeId, Raft, Role, Term,
+    Write,
 };
 use shale_core::time::Instant;
 
@@ -118,7 +119,24 @@ fn payload(e: &Entry) -> String {
     match e.kind {
         EntryKind::Noop => "noop".to_owned(),
         EntryKind::Command => format!("{:?}", String::from_utf8_lossy(e.data.as_bytes())),
+        EntryKind::Membership => match postcard::from_bytes::<Membership>(e.data.as_bytes()) {
+            Ok(m) => format!("config {}", membership(&m)),
+            Err(_) => "config <undecodable>".to_owned(),
+        },
     }
+}
+
+/// A membership: `voters=[1 2 3]`, plus `outgoing=[..]` when joint and `learners=[..]` if any
+pub fn membership(m: &Membership) -> String {
+    let list = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
+    let mut out = format!("voters=[{}]", list(m.voters()));
+    if m.is_joint() {
+        out.push_str(&format!(" outgoing=[{}]", list(m.outgoing())));
+    }
+    if !m.learners().is_empty() {
+        out.push_str(&format!(" learners=[{}]", list(m.learners())));
+    }
+    out
 }
 
 /// One entry: `1/2 "hello"`
@@ -180,8 +198,10 @@ pub fn write(w: &Write) -> String {
 }
 
 /// The part of a node's state whose changes are printed after every input
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snap {
+    /// Membership in force
+    membership: Membership,
     /// Role
     role: Role,
     /// Current term
@@ -198,6 +218,7 @@ impl Snap {
     /// The printed state of `node` now
     pub fn of(node: &Raft) -> Snap {
         Snap {
+            membership: node.membership().clone(),
             role: node.role(),
             term: node.term(),
             vote: node.vote(),
@@ -213,6 +234,12 @@ impl Snap {
             out.push(format!(
                 "  {id} became {} at term {}",
                 after.role, after.term
+            ));
+        }
+        if self.membership != after.membership {
+            out.push(format!(
+                "  {id} membership {}",
+                membership(&after.membership)
             ));
         }
         if self.vote != after.vote
