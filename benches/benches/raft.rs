@@ -7,7 +7,11 @@
 //!   the timed benchmarks (counted, not timed);
 //! - [`suites::throughput`]: committed entries per second by batch size and payload size, and
 //!   the same on logs that never reallocate (`commit_reserved`, a diagnostic);
-//! - [`suites::leader_step`]: the cost of one leader step (one append response handled).
+//! - [`suites::leader_step`]: the cost of one leader step (one append response handled);
+//! - [`suites::snapshot`]: bytes per second moving a whole snapshot to a lagging follower
+//!   through the chunk path, by snapshot size and chunk size (`-- snapshot_install`);
+//! - [`suites::read_index`]: linearizable leader reads per second, batched behind one
+//!   heartbeat round, and the same from a lease (`-- reads`).
 //!
 //! The harness is [`shale_benches::Cluster`]: messages moved in memory, synchronous
 //! persistence, no IO, one thread.
@@ -35,6 +39,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = raft;
     config = config();
-    targets = suites::allocations::table, suites::throughput::commit, suites::throughput::commit_reserved, suites::leader_step::append_response
+    targets = suites::allocations::table, suites::throughput::commit, suites::throughput::commit_reserved, suites::leader_step::append_response, suites::snapshot::install, suites::read_index::reads
 }
 criterion_main!(raft);

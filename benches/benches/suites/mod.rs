@@ -2,6 +2,8 @@
 
 pub mod allocations;
 pub mod leader_step;
+pub mod read_index;
+pub mod snapshot;
 pub mod throughput;
 
 /// Proposals on the leader per round
