@@ -164,3 +164,41 @@ fn forwarded_reads_whose_answer_is_lost_time_out_and_free_their_slot() {
         .read(now, 3, ReadConsistency::Linearizable)
         .unwrap();
 }
+
+#[test]
+fn the_in_memory_log_is_capped_until_a_snapshot_compacts_it() {
+    // A lone voter commits at once, so only max_log_bytes stops it, until a snapshot compacts.
+    let mut now = Instant::ZERO;
+    let mut c = config(1);
+    c.max_entry_bytes = 100;
+    c.max_uncommitted_bytes = 1_000;
+    c.snapshot_threshold_bytes = 1_000;
+    c.snapshot_trailing_bytes = 0;
+    c.max_log_bytes = 2_000;
+    let mut node = Raft::new(c, &[1], Recovered::default(), now).unwrap();
+    now = node.poll_timeout().unwrap();
+    node.handle_timeout(now).unwrap();
+    drain(&mut node, now);
+    assert_eq!(node.role(), Role::Leader);
+    let mut accepted = 0;
+    loop {
+        match node.propose(now, vec![7u8; 100]) {
+            Ok(_) => accepted += 1,
+            Err(ProposeError::Busy) => break,
+            Err(e) => panic!("{e}"),
+        }
+        drain(&mut node, now);
+    }
+    assert!(
+        node.log_bytes() <= 2_000,
+        "log holds {} bytes",
+        node.log_bytes()
+    );
+    assert!(accepted >= 10, "accepted {accepted}");
+    // The application snapshots what it applied; the log shrinks and proposals flow again.
+    let applied = node.applied_index();
+    assert!(node.handle_snapshot_taken(now, applied, 64));
+    drain(&mut node, now);
+    assert_eq!(node.log_bytes(), 0);
+    assert!(node.propose(now, vec![7u8; 100]).is_ok());
+}

@@ -412,9 +412,9 @@ impl Raft {
             });
         }
         let size = data.len() + ENTRY_OVERHEAD_BYTES;
-        if self.uncommitted_bytes > 0
-            && self.uncommitted_bytes + size > self.config.max_uncommitted_bytes
-        {
+        let uncommitted_full = self.uncommitted_bytes > 0
+            && self.uncommitted_bytes + size > self.config.max_uncommitted_bytes;
+        if uncommitted_full || self.log.bytes() + size > self.config.max_log_bytes {
             return Err(ProposeError::Busy);
         }
         if let Some(t) = self.transfer {

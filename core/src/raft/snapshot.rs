@@ -306,9 +306,12 @@ impl Raft {
     ) {
         let term = self.term;
         let index = meta.last.index;
-        if index <= self.commit {
-            // Everything in it is committed here already: continue with the log after it.
+        if index <= self.commit || self.log.matches(meta.last) {
+            // Everything in it is committed here already, or this log holds the snapshot's last
+            // entry (and so, by log matching, everything before it): keep the log, including
+            // entries after the snapshot this node may have acknowledged (Raft paper §7).
             self.snapshots.receiving = None;
+            self.commit = self.commit.max(index);
             let outcome = AppendOutcome::Accepted {
                 match_index: self.commit,
             };
