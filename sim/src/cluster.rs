@@ -3,11 +3,12 @@
 use std::fmt;
 
 use shale_core::raft::{
-    Config, Entry, Index, LogId, NodeId, Outgoing, ProposeError, Raft, Recovered, Role, Term,
+    Config, Entry, Index, LogId, NodeId, Outgoing, ProposeError, Raft, Role, Term,
 };
 use shale_core::rng::Rng;
 use shale_core::time::{Duration, Instant};
 
+use crate::app::{SimApp, load_snapshot, serve_snapshot_task};
 use crate::disk::{DiskConfig, SimDisk};
 use crate::invariants::Checker;
 use crate::network::{Network, NetworkConfig, NetworkStats};
@@ -68,14 +69,25 @@ impl fmt::Display for SimError {
 
 impl std::error::Error for SimError {}
 
-/// One simulated node: the Raft state machine, its disk and its state-machine output
+/// One simulated node: the Raft state machine, its disk and its state machine
 #[derive(Debug)]
-struct SimNode {
+pub(crate) struct SimNode {
     id: NodeId,
     raft: Option<Raft>,
-    disk: SimDisk,
-    /// Entries applied in this life of the node
+    pub(crate) disk: SimDisk,
+    /// The state machine (kept as it was while the node is crashed)
+    pub(crate) app: SimApp,
+    /// Index the state machine was last loaded from a snapshot at (0: started empty)
+    pub(crate) applied_base: Index,
+    /// Entries applied since the node last (re)started or restored a snapshot: the first has
+    /// index `applied_base + 1`
     applied: Vec<Entry>,
+    /// Snapshots installed from a leader and restored (not counting restarts)
+    pub(crate) installs: u64,
+    /// Snapshots this node took of its own state machine
+    pub(crate) snapshots_taken: u64,
+    /// Largest in-memory log (bytes) seen after any event, over the whole run
+    pub(crate) peak_log_bytes: usize,
     paused: bool,
     /// Cut off from every other node by [`Sim::disconnect`]
     disconnected: bool,
@@ -95,7 +107,7 @@ struct SimNode {
 pub struct Sim {
     config: SimConfig,
     now: Instant,
-    nodes: Vec<SimNode>,
+    pub(crate) nodes: Vec<SimNode>,
     network: Network,
     disk_rng: Rng,
     fault_rng: Rng,
@@ -104,6 +116,8 @@ pub struct Sim {
     trace: Trace,
     undecodable: u64,
     busy_drops: u64,
+    /// Every committed entry as first applied anywhere (position 0 is index 1)
+    history: Vec<Entry>,
 }
 
 impl Sim {
@@ -124,7 +138,12 @@ impl Sim {
                 id,
                 raft: None,
                 disk: SimDisk::default(),
+                app: SimApp::new(),
+                applied_base: 0,
                 applied: Vec::new(),
+                installs: 0,
+                snapshots_taken: 0,
+                peak_log_bytes: 0,
                 paused: false,
                 disconnected: false,
                 drift_ppm,
@@ -143,6 +162,7 @@ impl Sim {
             trace: Trace::default(),
             undecodable: 0,
             busy_drops: 0,
+            history: Vec::new(),
             config,
         };
         for id in sim.ids() {
@@ -158,7 +178,7 @@ impl Sim {
         let mut config = self.config.raft.clone();
         config.id = id;
         config.seed = self.config.seed ^ (id.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ node.restarts;
-        let recovered: Recovered = node.disk.durable.clone();
+        let recovered = node.disk.recovered();
         if let Err(e) = Raft::recover(&recovered) {
             self.fail(format!("node {id} cannot recover its own disk: {e}"));
         }
@@ -167,6 +187,21 @@ impl Sim {
             Err(e) => panic!("invalid raft config in the simulation: {e}"),
         }
         node.applied.clear();
+        node.app = SimApp::new();
+        node.applied_base = 0;
+        if let Some(meta) = node.disk.snapshot.meta.clone() {
+            let result = load_snapshot(&node.disk, &meta).and_then(|app| {
+                self.checker.on_restore(id, app.applied, app.digest)?;
+                Ok(app)
+            });
+            match result {
+                Ok(app) => {
+                    node.applied_base = app.applied;
+                    node.app = app;
+                }
+                Err(e) => self.fail(format!("node {id} restarting: {e}")),
+            }
+        }
     }
 
     // ----- getters -----
@@ -201,14 +236,16 @@ impl Sim {
         self.node(id).is_some()
     }
 
-    /// Entries node `id` applied in its current life, in order
+    /// Entries node `id` applied since it last (re)started or loaded a snapshot, in order; the
+    /// first has index [`Sim::applied_base`]` + 1` (index 1 when no snapshot was involved)
     pub fn applied(&self, id: NodeId) -> &[Entry] {
         &self.nodes[(id - 1) as usize].applied
     }
 
-    /// The durable log of node `id` (what would survive a crash now)
+    /// The durable log of node `id` (what would survive a crash now); after compaction it
+    /// starts past index 1
     pub fn durable_log(&self, id: NodeId) -> &[Entry] {
-        &self.nodes[(id - 1) as usize].disk.durable.entries
+        &self.nodes[(id - 1) as usize].disk.entries
     }
 
     /// Network counters
@@ -271,15 +308,26 @@ impl Sim {
             .collect()
     }
 
-    /// How many running nodes applied `index` in their current life, and the entry they applied
+    /// How many nodes have `index` applied in their state machine in their current (or, if
+    /// crashed, last) life, by applying it or by loading a snapshot covering it, and the entry
+    /// at `index`
     pub fn n_committed(&self, index: Index) -> (usize, Option<Entry>) {
         let mut count = 0;
         let mut entry = None;
         for n in &self.nodes {
-            if let Some(e) = n.applied.get((index as usize).wrapping_sub(1)) {
-                count += 1;
-                entry = Some(e.clone());
+            if index == 0 || n.app.applied < index {
+                continue;
             }
+            count += 1;
+            if index > n.applied_base {
+                entry = n
+                    .applied
+                    .get((index - n.applied_base - 1) as usize)
+                    .cloned();
+            }
+        }
+        if count > 0 && entry.is_none() {
+            entry = self.history.get((index - 1) as usize).cloned();
         }
         (count, entry)
     }
@@ -303,7 +351,7 @@ impl Sim {
         self.crash(id);
         let i = (id - 1) as usize;
         self.nodes[i].restarts += 1;
-        let durable_term = self.nodes[i].disk.durable.hard_state.term;
+        let durable_term = self.nodes[i].disk.hard_state.term;
         self.checker.on_restart(id, durable_term);
         self.boot(id);
         self.trace.record(format!("{} n{id} RESTART", self.now));
@@ -529,6 +577,7 @@ impl Sim {
     fn after_event(&mut self, id: NodeId) {
         let i = (id - 1) as usize;
         let now = self.now;
+        let local = self.local_time(id);
         loop {
             let mut progressed = false;
             let node = &mut self.nodes[i];
@@ -545,18 +594,60 @@ impl Sim {
             }
             while let Some(out) = raft.poll_message() {
                 progressed = true;
+                self.checker.on_send(&out);
                 self.network.send(now, &out);
             }
             if let Err(e) = self.checker.on_step(raft) {
                 self.fail(e);
             }
+            while let Some(meta) = raft.poll_restore() {
+                progressed = true;
+                let result = load_snapshot(&node.disk, &meta).and_then(|app| {
+                    self.checker.on_restore(id, app.applied, app.digest)?;
+                    Ok(app)
+                });
+                match result {
+                    Ok(app) => {
+                        node.applied.clear();
+                        node.applied_base = app.applied;
+                        node.app = app;
+                    }
+                    Err(e) => self.fail(format!("node {id} restoring an installed snapshot: {e}")),
+                }
+                node.installs += 1;
+                self.trace.record(format!(
+                    "{} n{id} restored snapshot {}",
+                    self.now, meta.last
+                ));
+            }
             while let Some(entry) = raft.poll_apply() {
                 progressed = true;
-                if let Err(e) = self.checker.on_apply(id, &entry) {
+                node.app.apply(&entry);
+                let checked = self
+                    .checker
+                    .on_apply(id, &entry)
+                    .and_then(|()| self.checker.check_digest(id, entry.index, node.app.digest));
+                if let Err(e) = checked {
                     self.fail(e);
+                }
+                if self.history.len() as Index == entry.index - 1 {
+                    self.history.push(entry.clone());
                 }
                 node.applied.push(entry);
             }
+            while let Some(task) = raft.poll_snapshot_task() {
+                progressed = true;
+                match serve_snapshot_task(raft, &node.app, &mut node.disk, task, local) {
+                    Ok(Some(taken)) => {
+                        self.trace
+                            .record(format!("{} n{id} took snapshot {taken}", self.now));
+                        node.snapshots_taken += 1;
+                    }
+                    Ok(None) => {}
+                    Err(e) => self.fail(format!("node {id}: {e}")),
+                }
+            }
+            node.peak_log_bytes = node.peak_log_bytes.max(raft.log_bytes());
             if !progressed {
                 return;
             }

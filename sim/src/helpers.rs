@@ -1,11 +1,62 @@
-//! Conveniences for scenario tests: waiting for leaders and for agreement
+//! Conveniences for scenario tests: waiting for leaders and for agreement, and watching
+//! snapshots and compaction
 
 use shale_core::raft::{Index, LogId, NodeId, ProposeError, Role};
 use shale_core::time::Duration;
 
+use crate::app::SimApp;
 use crate::cluster::{Sim, SimError};
+use shale_core::raft::{Raft, SnapshotMeta};
 
 impl Sim {
+    /// The index node `id`'s state machine was last loaded from a snapshot at (0 if it started
+    /// empty); [`Sim::applied`] starts after it
+    pub fn applied_base(&self, id: NodeId) -> Index {
+        self.nodes[(id - 1) as usize].applied_base
+    }
+
+    /// The state machine of node `id` (as it was at the crash, for a crashed node)
+    pub fn app(&self, id: NodeId) -> &SimApp {
+        &self.nodes[(id - 1) as usize].app
+    }
+
+    /// The snapshot durable on node `id`'s disk, if any
+    pub fn durable_snapshot(&self, id: NodeId) -> Option<&SnapshotMeta> {
+        self.nodes[(id - 1) as usize].disk.snapshot.meta.as_ref()
+    }
+
+    /// Last index of the snapshot durable on node `id`'s disk (0 without one)
+    pub fn snapshot_index(&self, id: NodeId) -> Index {
+        self.nodes[(id - 1) as usize].disk.snapshot_index()
+    }
+
+    /// Bytes on node `id`'s disk: its durable log (payload plus fixed overhead per entry) and
+    /// its snapshot data
+    pub fn durable_size(&self, id: NodeId) -> usize {
+        self.nodes[(id - 1) as usize].disk.size_bytes()
+    }
+
+    /// Bytes of the log node `id` holds in memory (0 while crashed)
+    pub fn log_bytes(&self, id: NodeId) -> usize {
+        self.node(id).map_or(0, Raft::log_bytes)
+    }
+
+    /// The largest in-memory log (bytes) node `id` held after any event so far
+    pub fn peak_log_bytes(&self, id: NodeId) -> usize {
+        self.nodes[(id - 1) as usize].peak_log_bytes
+    }
+
+    /// Snapshots node `id` installed from a leader (InstallSnapshot) and restored, over the
+    /// whole run
+    pub fn snapshots_installed(&self, id: NodeId) -> u64 {
+        self.nodes[(id - 1) as usize].installs
+    }
+
+    /// Snapshots node `id` took of its own state machine, over the whole run
+    pub fn snapshots_taken(&self, id: NodeId) -> u64 {
+        self.nodes[(id - 1) as usize].snapshots_taken
+    }
+
     /// Nodes that are running, not paused, and not disconnected
     pub fn connected_nodes(&self) -> Vec<NodeId> {
         self.ids()
@@ -158,7 +209,7 @@ impl Sim {
         self.one(b"liveness probe", n, true, budget)?;
         let committed = self.checker().commit_index();
         for id in self.ids() {
-            let applied = self.applied(id).len() as Index;
+            let applied = self.app(id).applied;
             if applied > committed {
                 return Err(self.error(format!(
                     "node {id} applied {applied} but only {committed} are committed"

@@ -8,11 +8,21 @@
 //!   order, without gaps;
 //! - commit and apply indexes never go backwards within one life of a node;
 //! - nothing acknowledged as committed is lost (every committed entry is recorded and checked
-//!   against every later leader's log).
+//!   against every later leader's log);
+//! - snapshots: a restored snapshot equals the committed prefix it claims to cover (compared by
+//!   the rolling digest of [`crate::app`]), and a leader's compaction point agrees with the
+//!   committed log.
+//!
+//! Entries a node compacted away are not checked against its log any more: they are covered
+//! by its snapshot, which was checked when it was taken (by applying the entries) or restored.
 
 use std::collections::{BTreeMap, HashMap};
 
-use shale_core::raft::{Entry, Index, NodeId, Raft, Role, Term, Write};
+use shale_core::raft::{
+    AppendOutcome, Entry, Index, Message, NodeId, Outgoing, Raft, Role, Term, Write,
+};
+
+use crate::app::{EMPTY_DIGEST, digest_step};
 
 /// A 64-bit FNV-1a hash of an entry's kind and payload
 pub fn entry_hash(entry: &Entry) -> u64 {
@@ -36,6 +46,10 @@ struct NodeWatch {
     role: Option<(Role, Term)>,
     /// Highest term the node held in this life (reset to its durable term on restart)
     max_term: Term,
+    /// Highest committed index whose entry the node held durably in this life
+    held_committed: Index,
+    /// Highest match index the node acknowledged to a leader in this life, with its term
+    acked: (Term, Index),
 }
 
 /// The invariant checker; panics are raised by the simulator with the seed and a trace
@@ -46,6 +60,8 @@ pub struct Checker {
     entries: HashMap<(Index, Term), (u64, Term)>,
     /// index - 1 -> (term, hash) of the committed entry at that index
     committed: Vec<(Term, u64)>,
+    /// index - 1 -> rolling digest of the committed prefix through that index
+    digests: Vec<u64>,
     nodes: BTreeMap<NodeId, NodeWatch>,
 }
 
@@ -60,6 +76,15 @@ impl Checker {
         self.committed.len() as Index
     }
 
+    /// The rolling digest of the committed prefix through `index` (index 0: nothing applied),
+    /// if that prefix is known committed
+    pub fn digest_at(&self, index: Index) -> Option<u64> {
+        match index {
+            0 => Some(EMPTY_DIGEST),
+            i => self.digests.get((i - 1) as usize).copied(),
+        }
+    }
+
     /// The leader recorded for `term`
     pub fn leader_of(&self, term: Term) -> Option<NodeId> {
         self.leaders.get(&term).copied()
@@ -72,8 +97,46 @@ impl Checker {
         let w = self.nodes.entry(id).or_default();
         w.commit = 0;
         w.applied = 0;
+        w.held_committed = 0;
+        w.acked = (0, 0);
         w.role = None;
         w.max_term = durable_term;
+    }
+
+    /// Node `id` loaded its state machine from a snapshot through `index` whose digest is
+    /// `digest` (after installing one from the leader, or on restart): it must equal the
+    /// committed prefix, and the node applies from `index + 1` on
+    pub fn on_restore(&mut self, id: NodeId, index: Index, digest: u64) -> Result<(), String> {
+        let Some(expected) = self.digest_at(index) else {
+            return Err(format!(
+                "node {id} restored a snapshot through {index}, but only {} entries are known committed",
+                self.committed.len()
+            ));
+        };
+        if digest != expected {
+            return Err(format!(
+                "snapshot: node {id} restored a snapshot through {index} with digest {digest:x}, but the committed prefix has digest {expected:x}"
+            ));
+        }
+        let w = self.nodes.entry(id).or_default();
+        if index < w.applied {
+            return Err(format!(
+                "node {id}: restored a snapshot through {index} after applying {}: applied index went back",
+                w.applied
+            ));
+        }
+        w.applied = index;
+        Ok(())
+    }
+
+    /// Checks a state machine's digest after applying `index` against the committed prefix
+    pub fn check_digest(&self, id: NodeId, index: Index, digest: u64) -> Result<(), String> {
+        match self.digest_at(index) {
+            Some(expected) if expected != digest => Err(format!(
+                "state machine of node {id} at {index} has digest {digest:x}, the committed prefix {expected:x}"
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Checks a write the node emitted against the log-matching registry
@@ -90,14 +153,25 @@ impl Checker {
             }
             w.max_term = hs.term;
         }
+        for chunk in write.snapshot_chunks.iter().filter(|c| c.install) {
+            let last = chunk.meta.last;
+            let committed = self.committed.get((last.index as usize).wrapping_sub(1));
+            if last.index > 0 && committed.map(|c| c.0) != Some(last.term) {
+                return Err(format!(
+                    "snapshot: node {} installs a snapshot ending at {last} where the committed entry is {committed:?}",
+                    node.id()
+                ));
+            }
+        }
         let Some(first) = write.entries.first() else {
             return Ok(());
         };
+        // The predecessor may be the compaction point (or a snapshot this write installs).
         let mut prev_term = if first.index == 1 {
             0
         } else {
-            match node.entry(first.index - 1) {
-                Some(e) => e.term,
+            match node.term_at(first.index - 1) {
+                Some(t) => t,
                 None => {
                     return Err(format!(
                         "node {} wrote entry {} without its predecessor",
@@ -134,6 +208,21 @@ impl Checker {
         Ok(())
     }
 
+    /// Records a message a node sends: an append acknowledgement promises that the node holds
+    /// (durably) the leader's log through its match index, for as long as that term lasts
+    pub fn on_send(&mut self, out: &Outgoing) {
+        if let Message::AppendResponse {
+            term,
+            outcome: AppendOutcome::Accepted { match_index },
+        } = out.message
+        {
+            let w = self.nodes.entry(out.from).or_default();
+            if term > w.acked.0 || (term == w.acked.0 && match_index > w.acked.1) {
+                w.acked = (term, match_index);
+            }
+        }
+    }
+
     /// Checks a node's state after an event
     pub fn on_step(&mut self, node: &Raft) -> Result<(), String> {
         let id = node.id();
@@ -161,7 +250,8 @@ impl Checker {
                 watch.commit
             ));
         }
-        for index in watch.commit + 1..=commit {
+        // Indexes before the first held entry are covered by a snapshot (checked on restore).
+        for index in (watch.commit + 1).max(node.first_index())..=commit {
             let Some(e) = node.entry(index) else {
                 return Err(format!(
                     "node {id}: commit index {commit} beyond its log ({})",
@@ -171,7 +261,30 @@ impl Checker {
             let (t, h) = (e.term, entry_hash(e));
             self.record_committed(id, index, t, h)?;
         }
+        let (acked_term, acked) = watch.acked;
+        if term == acked_term && node.last_index() < acked {
+            return Err(format!(
+                "node {id} acknowledged entries through {acked} in term {term} but its log now ends at {} (snapshot {:?}): it dropped entries the leader counts as replicated",
+                node.last_index(),
+                node.snapshot().map(|s| s.last)
+            ));
+        }
+        // A log never loses a committed entry within one life: truncation stops above the
+        // commit point, and a snapshot it installs must cover what it drops.
+        let last = node.last_index();
+        if last < watch.held_committed {
+            return Err(format!(
+                "node {id} held committed entry {} durably but its log now ends at {last} (snapshot {:?}): a committed entry was dropped",
+                watch.held_committed,
+                node.snapshot().map(|s| s.last)
+            ));
+        }
+        let upto = node.durable_index().min(self.committed.len() as Index);
+        let holds = upto > 0 && node.term_at(upto) == Some(self.committed[(upto - 1) as usize].0);
         let w = self.nodes.entry(id).or_default();
+        if holds {
+            w.held_committed = w.held_committed.max(upto);
+        }
         w.commit = commit;
         w.role = Some((role, term));
         w.max_term = w.max_term.max(term);
@@ -205,6 +318,8 @@ impl Checker {
             )),
             Some(_) => Ok(()),
             None if pos == self.committed.len() => {
+                let prev = self.digests.last().copied().unwrap_or(EMPTY_DIGEST);
+                self.digests.push(digest_step(prev, term, hash));
                 self.committed.push((term, hash));
                 Ok(())
             }
@@ -215,8 +330,25 @@ impl Checker {
         }
     }
 
+    /// A new leader holds every committed entry it has not compacted, and its compaction point
+    /// and snapshot agree with the committed log
     fn check_leader_completeness(&self, node: &Raft) -> Result<(), String> {
-        for (pos, &(term, hash)) in self.committed.iter().enumerate() {
+        let base = node.first_index() - 1;
+        let points = [
+            Some((base, node.term_at(base))),
+            node.snapshot().map(|s| (s.last.index, Some(s.last.term))),
+        ];
+        for (index, term) in points.into_iter().flatten().filter(|(i, _)| *i > 0) {
+            let committed = self.committed.get((index - 1) as usize).map(|c| c.0);
+            if committed.is_none() || committed != term {
+                return Err(format!(
+                    "leader completeness: node {} leads term {} with a compaction point or snapshot at {index} of term {term:?}, where the committed term is {committed:?}",
+                    node.id(),
+                    node.term()
+                ));
+            }
+        }
+        for (pos, &(term, hash)) in self.committed.iter().enumerate().skip(base as usize) {
             let index = pos as Index + 1;
             let held = node.entry(index).map(|e| (e.term, entry_hash(e)));
             if held != Some((term, hash)) {

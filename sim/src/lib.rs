@@ -9,6 +9,14 @@
 //! indexes, and that nothing committed is lost; a violation panics with the seed and the recent
 //! trace.
 //!
+//! Every node runs a [`SimApp`] state machine (applied index, rolling digest, small KV map).
+//! When the core asks, the simulator snapshots it onto the node's disk, serves snapshot chunks
+//! to followers from there, and restores it after an InstallSnapshot or a restart; the checker
+//! compares every restored snapshot with the committed log. Set
+//! `SimConfig::raft.snapshot_threshold_bytes` small to snapshot often; [`Sim::snapshot_index`],
+//! [`Sim::snapshots_installed`], [`Sim::log_bytes`], [`Sim::peak_log_bytes`] and
+//! [`Sim::durable_size`] let scenarios watch compaction.
+//!
 //! # Writing a scenario
 //!
 //! ```
@@ -49,6 +57,7 @@
 //! `cargo run -p shale-sim --release -- --seeds 1000` runs random fault campaigns
 //! ([`campaign`]) over many seeds and prints every failing seed; `--seed N` replays one.
 
+pub mod app;
 mod cluster;
 mod disk;
 mod helpers;
@@ -59,6 +68,7 @@ mod trace;
 pub mod campaign;
 pub mod linearizability;
 
+pub use app::SimApp;
 pub use cluster::{Sim, SimConfig, SimError};
 pub use disk::DiskConfig;
 pub use invariants::{Checker, entry_hash};
