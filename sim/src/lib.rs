@@ -60,6 +60,8 @@
 pub mod app;
 mod cluster;
 mod disk;
+mod events;
+mod faults;
 mod helpers;
 mod invariants;
 mod network;
