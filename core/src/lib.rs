@@ -89,8 +89,9 @@
 //!
 //! # Modules
 //!
-//! - [`raft`]: one Raft node (pre-vote, check-quorum, batching, pipelining, flow control, the
-//!   persistence contract)
+//! - [`raft`]: one Raft node: pre-vote, check-quorum, batching, pipelining, flow control, the
+//!   persistence contract, snapshots streamed in chunks, joint-consensus membership changes
+//!   with learners, leadership transfer, and linearizable reads (ReadIndex, leases)
 //! - [`wire`]: encoding of messages and length-prefixed frames over `embedded-io`
 //! - [`time`], [`rng`]: time and randomness as inputs
 #![no_std]
