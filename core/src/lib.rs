@@ -92,6 +92,8 @@
 //! - [`raft`]: one Raft node: pre-vote, check-quorum, batching, pipelining, flow control, the
 //!   persistence contract, snapshots streamed in chunks, joint-consensus membership changes
 //!   with learners, leadership transfer, and linearizable reads (ReadIndex, leases)
+//! - [`controller`]: the shard controller's state machine (numbered configurations,
+//!   deterministic minimal-move balancing)
 //! - [`wire`]: encoding of messages and length-prefixed frames over `embedded-io`
 //! - [`time`], [`rng`]: time and randomness as inputs
 #![no_std]
@@ -99,6 +101,7 @@
 
 extern crate alloc;
 
+pub mod controller;
 pub mod raft;
 pub mod rng;
 pub mod time;

@@ -1,0 +1,349 @@
+//! The shard controller: a replicated state machine holding the numbered history of
+//! configurations (which replica group owns which shard)
+//!
+//! Commands are [`ControllerCommand`]s, applied in log order by every replica of the controller
+//! group through [`ShardController::apply`], so every replica holds the same history. Joins and
+//! leaves rebalance with [`balance::rebalance`]: shard counts per group differ by at most one,
+//! and only the shards that must move do. Every configuration ever made stays queryable.
+//!
+//! ```
+//! use shale_core::controller::{ControllerCommand, ShardController};
+//!
+//! let mut ctl = ShardController::new(8);
+//! let c1 = ctl.apply(&ControllerCommand::Join(vec![(100, vec![1, 2, 3])])).unwrap();
+//! assert_eq!(c1.num, 1);
+//! assert!(c1.shards.iter().all(|&g| g == 100));
+//! let c2 = ctl.apply(&ControllerCommand::Join(vec![(200, vec![4, 5, 6])])).unwrap();
+//! assert_eq!(c2.shards_of(200).len(), 4);
+//! // A bad request changes nothing.
+//! assert!(ctl.apply(&ControllerCommand::Leave(vec![999])).is_err());
+//! assert_eq!(ctl.latest().num, 2);
+//! assert_eq!(ctl.apply(&ControllerCommand::Query(Some(1))).unwrap(), c1);
+//! ```
+
+pub mod balance;
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::raft::NodeId;
+
+/// A replica group's id; 0 is reserved for "no group"
+pub type GroupId = u64;
+/// A shard's number, `0..shard_count`
+pub type ShardId = u32;
+/// The owner of a shard that no group holds
+pub const UNASSIGNED: GroupId = 0;
+
+/// One numbered configuration: the owner of every shard and the replicas of every group
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Configuration {
+    /// The configuration number; 0 is the initial one with no groups
+    pub num: u64,
+    /// `shards[s]` is the group owning shard `s` ([`UNASSIGNED`] when there are no groups)
+    pub shards: Vec<GroupId>,
+    /// Every group's replicas (the nodes hosting one), by group id
+    pub groups: BTreeMap<GroupId, Vec<NodeId>>,
+}
+
+impl Configuration {
+    /// The group owning `shard` ([`UNASSIGNED`] for an unknown shard)
+    pub fn owner(&self, shard: ShardId) -> GroupId {
+        self.shards
+            .get(shard as usize)
+            .copied()
+            .unwrap_or(UNASSIGNED)
+    }
+
+    /// The shards `gid` owns, ascending
+    pub fn shards_of(&self, gid: GroupId) -> Vec<ShardId> {
+        (0..self.shards.len() as ShardId)
+            .filter(|&s| self.owner(s) == gid)
+            .collect()
+    }
+}
+
+/// An administrative command to the controller
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerCommand {
+    /// Add groups with their replicas, then rebalance
+    Join(Vec<(GroupId, Vec<NodeId>)>),
+    /// Remove groups, then rebalance
+    Leave(Vec<GroupId>),
+    /// Give `shard` to group `gid` (no rebalancing)
+    Move {
+        /// The shard
+        shard: ShardId,
+        /// Its new owner
+        gid: GroupId,
+    },
+    /// The configuration numbered `num`, or the latest for `None`
+    Query(Option<u64>),
+}
+
+/// Why the controller refused a command; the history is unchanged
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControllerError {
+    /// The command names no group
+    EmptyRequest,
+    /// Group id 0 is reserved
+    ReservedGroup,
+    /// This group has already joined
+    AlreadyJoined(GroupId),
+    /// The same group appears twice in one command
+    Duplicate(GroupId),
+    /// A group must have at least one replica
+    NoReplicas(GroupId),
+    /// No such group in the latest configuration
+    UnknownGroup(GroupId),
+    /// The shard number is not below the shard count
+    ShardOutOfRange {
+        /// The refused shard
+        shard: ShardId,
+        /// The number of shards
+        shards: u32,
+    },
+    /// No configuration has this number
+    UnknownConfig {
+        /// The number asked for
+        num: u64,
+        /// The latest number
+        latest: u64,
+    },
+}
+
+impl fmt::Display for ControllerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ControllerError::EmptyRequest => f.write_str("the command names no group"),
+            ControllerError::ReservedGroup => f.write_str("group id 0 is reserved"),
+            ControllerError::AlreadyJoined(g) => write!(f, "group {g} has already joined"),
+            ControllerError::Duplicate(g) => write!(f, "group {g} appears twice in the command"),
+            ControllerError::NoReplicas(g) => write!(f, "group {g} has no replicas"),
+            ControllerError::UnknownGroup(g) => write!(f, "group {g} is not in the configuration"),
+            ControllerError::ShardOutOfRange { shard, shards } => {
+                write!(f, "shard {shard} does not exist (there are {shards})")
+            }
+            ControllerError::UnknownConfig { num, latest } => {
+                write!(f, "no configuration {num} (the latest is {latest})")
+            }
+        }
+    }
+}
+
+impl core::error::Error for ControllerError {}
+
+/// The controller's state: every configuration made, in order
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardController {
+    configs: Vec<Configuration>,
+}
+
+impl ShardController {
+    /// A controller for `shard_count` shards, holding configuration 0 (no groups)
+    pub fn new(shard_count: u32) -> Self {
+        ShardController {
+            configs: alloc::vec![Configuration {
+                num: 0,
+                shards: alloc::vec![UNASSIGNED; shard_count as usize],
+                groups: BTreeMap::new(),
+            }],
+        }
+    }
+
+    /// The latest configuration
+    pub fn latest(&self) -> &Configuration {
+        // Never empty: `new` creates configuration 0 and nothing removes configurations.
+        &self.configs[self.configs.len() - 1]
+    }
+
+    /// Configuration `num`, if made
+    pub fn config(&self, num: u64) -> Option<&Configuration> {
+        self.configs.get(usize::try_from(num).ok()?)
+    }
+
+    /// Applies one command; returns the configuration it made (or the one queried)
+    pub fn apply(&mut self, command: &ControllerCommand) -> Result<Configuration, ControllerError> {
+        let latest = self.latest();
+        let mut next = Configuration {
+            num: latest.num + 1,
+            shards: latest.shards.clone(),
+            groups: latest.groups.clone(),
+        };
+        match command {
+            ControllerCommand::Query(None) => return Ok(latest.clone()),
+            ControllerCommand::Query(Some(num)) => {
+                return self
+                    .config(*num)
+                    .cloned()
+                    .ok_or(ControllerError::UnknownConfig {
+                        num: *num,
+                        latest: latest.num,
+                    });
+            }
+            ControllerCommand::Join(groups) => {
+                if groups.is_empty() {
+                    return Err(ControllerError::EmptyRequest);
+                }
+                for (i, (gid, replicas)) in groups.iter().enumerate() {
+                    if *gid == UNASSIGNED {
+                        return Err(ControllerError::ReservedGroup);
+                    }
+                    if next.groups.contains_key(gid) {
+                        return Err(ControllerError::AlreadyJoined(*gid));
+                    }
+                    if groups[..i].iter().any(|(g, _)| g == gid) {
+                        return Err(ControllerError::Duplicate(*gid));
+                    }
+                    if replicas.is_empty() {
+                        return Err(ControllerError::NoReplicas(*gid));
+                    }
+                }
+                for (gid, replicas) in groups {
+                    next.groups.insert(*gid, replicas.clone());
+                }
+                let gids: Vec<GroupId> = next.groups.keys().copied().collect();
+                balance::rebalance(&mut next.shards, &gids);
+            }
+            ControllerCommand::Leave(gids) => {
+                if gids.is_empty() {
+                    return Err(ControllerError::EmptyRequest);
+                }
+                for (i, gid) in gids.iter().enumerate() {
+                    if !next.groups.contains_key(gid) {
+                        return Err(ControllerError::UnknownGroup(*gid));
+                    }
+                    if gids[..i].contains(gid) {
+                        return Err(ControllerError::Duplicate(*gid));
+                    }
+                }
+                for gid in gids {
+                    next.groups.remove(gid);
+                }
+                let remaining: Vec<GroupId> = next.groups.keys().copied().collect();
+                balance::rebalance(&mut next.shards, &remaining);
+            }
+            ControllerCommand::Move { shard, gid } => {
+                let shards = next.shards.len() as u32;
+                if *shard >= shards {
+                    return Err(ControllerError::ShardOutOfRange {
+                        shard: *shard,
+                        shards,
+                    });
+                }
+                if !next.groups.contains_key(gid) {
+                    return Err(ControllerError::UnknownGroup(*gid));
+                }
+                if next.shards[*shard as usize] == *gid {
+                    return Ok(latest.clone()); // nothing changes, so no new configuration
+                }
+                next.shards[*shard as usize] = *gid;
+            }
+        }
+        self.configs.push(next.clone());
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn bad_requests_are_refused_and_change_nothing() {
+        let mut ctl = ShardController::new(10);
+        ctl.apply(&ControllerCommand::Join(vec![(1, vec![1])]))
+            .unwrap();
+        let before = ctl.clone();
+        let refused = [
+            (
+                ControllerCommand::Join(vec![]),
+                ControllerError::EmptyRequest,
+            ),
+            (
+                ControllerCommand::Join(vec![(0, vec![1])]),
+                ControllerError::ReservedGroup,
+            ),
+            (
+                ControllerCommand::Join(vec![(1, vec![2])]),
+                ControllerError::AlreadyJoined(1),
+            ),
+            (
+                ControllerCommand::Join(vec![(2, vec![1]), (2, vec![3])]),
+                ControllerError::Duplicate(2),
+            ),
+            (
+                ControllerCommand::Join(vec![(3, vec![])]),
+                ControllerError::NoReplicas(3),
+            ),
+            (
+                ControllerCommand::Leave(vec![9]),
+                ControllerError::UnknownGroup(9),
+            ),
+            (
+                ControllerCommand::Leave(vec![]),
+                ControllerError::EmptyRequest,
+            ),
+            (
+                ControllerCommand::Leave(vec![1, 1]),
+                ControllerError::Duplicate(1),
+            ),
+            (
+                ControllerCommand::Move { shard: 10, gid: 1 },
+                ControllerError::ShardOutOfRange {
+                    shard: 10,
+                    shards: 10,
+                },
+            ),
+            (
+                ControllerCommand::Move { shard: 0, gid: 4 },
+                ControllerError::UnknownGroup(4),
+            ),
+            (
+                ControllerCommand::Query(Some(7)),
+                ControllerError::UnknownConfig { num: 7, latest: 1 },
+            ),
+        ];
+        for (command, error) in refused {
+            assert_eq!(ctl.apply(&command), Err(error), "{command:?}");
+            assert_eq!(ctl, before, "{command:?} changed the history");
+        }
+    }
+
+    #[test]
+    fn history_stays_queryable_and_moves_number_only_real_changes() {
+        let mut ctl = ShardController::new(4);
+        let c1 = ctl
+            .apply(&ControllerCommand::Join(vec![(5, vec![1, 2])]))
+            .unwrap();
+        let c2 = ctl
+            .apply(&ControllerCommand::Join(vec![(6, vec![3])]))
+            .unwrap();
+        let c3 = ctl
+            .apply(&ControllerCommand::Move { shard: 0, gid: 6 })
+            .unwrap();
+        assert_eq!((c1.num, c2.num, c3.num), (1, 2, 3));
+        assert_eq!(c3.owner(0), 6);
+        let same = ctl
+            .apply(&ControllerCommand::Move { shard: 0, gid: 6 })
+            .unwrap();
+        assert_eq!(
+            same.num, 3,
+            "a move that changes nothing makes no configuration"
+        );
+        for c in [&c1, &c2, &c3] {
+            assert_eq!(
+                &ctl.apply(&ControllerCommand::Query(Some(c.num))).unwrap(),
+                c
+            );
+        }
+        assert_eq!(ctl.apply(&ControllerCommand::Query(None)).unwrap(), c3);
+        let c4 = ctl.apply(&ControllerCommand::Leave(vec![5, 6])).unwrap();
+        assert!(c4.shards.iter().all(|&g| g == UNASSIGNED));
+        assert!(c4.groups.is_empty());
+    }
+}
