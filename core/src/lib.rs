@@ -94,6 +94,7 @@
 //!   with learners, leadership transfer, and linearizable reads (ReadIndex, leases)
 //! - [`controller`]: the shard controller's state machine (numbered configurations,
 //!   deterministic minimal-move balancing)
+//! - [`shard`]: the sharded KV state machine (key hashing, operations, exactly-once sessions)
 //! - [`wire`]: encoding of messages and length-prefixed frames over `embedded-io`
 //! - [`time`], [`rng`]: time and randomness as inputs
 #![no_std]
@@ -104,5 +105,6 @@ extern crate alloc;
 pub mod controller;
 pub mod raft;
 pub mod rng;
+pub mod shard;
 pub mod time;
 pub mod wire;

@@ -1,0 +1,93 @@
+//! The sharded key-value state machine: keys hashed to shards, operations, and exactly-once
+//! sessions per shard
+//!
+//! A replica group applies [`ClientRequest`]s to the [`ShardState`] of the shard that owns the
+//! key ([`key_shard`]). Each shard carries its data and its session table, so both travel
+//! together when the shard moves to another group.
+//!
+//! ```
+//! use shale_core::shard::{ClientRequest, KvError, KvOp, KvResult, ShardLimits, ShardState};
+//!
+//! let mut shard = ShardState::default();
+//! let limits = ShardLimits::default();
+//! let put = ClientRequest { client: 1, seq: 1, op: KvOp::Append { key: b"k".to_vec(), value: b"ab".to_vec() } };
+//! assert_eq!(shard.apply(&put, &limits), Ok(KvResult::Length(2)));
+//! // The same request retried is answered, not applied again.
+//! assert_eq!(shard.apply(&put, &limits), Ok(KvResult::Length(2)));
+//! let get = ClientRequest { client: 1, seq: 2, op: KvOp::Get { key: b"k".to_vec() } };
+//! assert_eq!(shard.apply(&get, &limits), Ok(KvResult::Value(Some(b"ab".to_vec()))));
+//! ```
+
+mod hash;
+mod ops;
+mod session;
+
+use alloc::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use hash::{fnv1a, hash_tag, key_shard};
+pub use ops::{Bytes, KvError, KvLimits, KvOp, KvResult, apply_op};
+pub use session::{Admission, ClientId, Session, SessionLimits, SessionTable};
+
+/// The shard count a cluster gets unless it chooses another at creation
+pub const DEFAULT_SHARD_COUNT: u32 = 64;
+
+/// One client request: `seq` increases with every new request of `client`
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ClientRequest {
+    /// The client's session id
+    pub client: ClientId,
+    /// The request's sequence number within the session
+    pub seq: u64,
+    /// The operation
+    pub op: KvOp,
+}
+
+/// The limits a shard enforces
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardLimits {
+    /// Key and value sizes
+    pub kv: KvLimits,
+    /// Session table bounds
+    pub sessions: SessionLimits,
+}
+
+/// One shard: its data and its clients' sessions
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardState {
+    /// The data
+    pub kv: BTreeMap<Bytes, Bytes>,
+    /// The sessions of clients that wrote to this shard
+    pub sessions: SessionTable,
+}
+
+impl ShardState {
+    /// Applies `request` exactly once; a retry of the last request gets its recorded result
+    pub fn apply(
+        &mut self,
+        request: &ClientRequest,
+        limits: &ShardLimits,
+    ) -> Result<KvResult, KvError> {
+        match self.sessions.admit(request.client, request.seq) {
+            Admission::Duplicate(result) => result,
+            Admission::Stale => Err(KvError::StaleRequest),
+            Admission::Expired => Err(KvError::SessionExpired),
+            Admission::Apply => {
+                let result = apply_op(&mut self.kv, &request.op, &limits.kv);
+                self.sessions.record(
+                    request.client,
+                    request.seq,
+                    result.clone(),
+                    &limits.sessions,
+                );
+                result
+            }
+        }
+    }
+
+    /// Bytes of keys and values held
+    pub fn data_bytes(&self) -> usize {
+        self.kv.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+}

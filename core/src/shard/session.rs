@@ -1,0 +1,197 @@
+//! Exactly-once client sessions with deterministic expiry
+//!
+//! Every request carries a client id and a sequence number; a shard remembers, per client, the
+//! last sequence number it applied and that request's result, so a retry gets the same answer
+//! instead of being applied twice. The table travels with its shard when the shard moves.
+//!
+//! Expiry is deterministic (it depends only on the operations the shard applied, never on a
+//! clock) and safe: client ids are handed out in increasing order, and sessions expire only
+//! from the lowest id up, when idle for `session_idle_ops` of the shard's operations or when the
+//! table exceeds `max_sessions`. The shard keeps the watermark below which every session has
+//! expired; a request from a client below it that has no session is answered
+//! [`KvError::SessionExpired`], never applied, so a retry after expiry cannot apply twice. A
+//! client at or above the watermark without a session is simply new to this shard.
+//!
+//! Reference: thesis §6.3 (implementing linearizable semantics).
+
+use alloc::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::ops::{KvError, KvResult};
+
+/// A client's identity; handed out in increasing order
+pub type ClientId = u64;
+
+/// How the session table is bounded
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionLimits {
+    /// Most sessions kept per shard; past it, the lowest ids expire
+    pub max_sessions: u32,
+    /// A session idle for this many of the shard's applied operations may expire
+    pub session_idle_ops: u64,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            max_sessions: 10_000,
+            session_idle_ops: 1_000_000,
+        }
+    }
+}
+
+/// What a shard remembers of one client
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The last sequence number applied
+    pub last_seq: u64,
+    /// That request's result
+    pub last_result: Result<KvResult, KvError>,
+    /// The shard's operation count when the session was last used
+    pub last_active: u64,
+}
+
+/// How to treat a request, given the session table
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Not seen before: apply it
+    Apply,
+    /// The last request applied, retried: answer with its recorded result
+    Duplicate(Result<KvResult, KvError>),
+    /// Older than the last request applied: the client no longer waits for it
+    Stale,
+    /// The client's session expired: refuse
+    Expired,
+}
+
+/// One shard's sessions
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionTable {
+    sessions: BTreeMap<ClientId, Session>,
+    /// Every session of a client below this id has expired
+    expired_below: ClientId,
+    /// Operations applied in the shard (its logical clock)
+    clock: u64,
+}
+
+impl SessionTable {
+    /// How a request `seq` from `client` must be treated
+    pub fn admit(&self, client: ClientId, seq: u64) -> Admission {
+        match self.sessions.get(&client) {
+            Some(s) if seq == s.last_seq => Admission::Duplicate(s.last_result.clone()),
+            Some(s) if seq < s.last_seq => Admission::Stale,
+            Some(_) => Admission::Apply,
+            None if client < self.expired_below => Admission::Expired,
+            None => Admission::Apply,
+        }
+    }
+
+    /// Records that request `seq` of `client` was applied with `result`, then expires what the
+    /// limits require
+    pub fn record(
+        &mut self,
+        client: ClientId,
+        seq: u64,
+        result: Result<KvResult, KvError>,
+        limits: &SessionLimits,
+    ) {
+        self.clock += 1;
+        self.sessions.insert(
+            client,
+            Session {
+                last_seq: seq,
+                last_result: result,
+                last_active: self.clock,
+            },
+        );
+        self.expire(limits);
+    }
+
+    fn expire(&mut self, limits: &SessionLimits) {
+        while let Some((&oldest, session)) = self.sessions.first_key_value() {
+            let over = self.sessions.len() > limits.max_sessions as usize;
+            let idle = self.clock - session.last_active > limits.session_idle_ops;
+            if !(over || idle) {
+                break;
+            }
+            self.sessions.remove(&oldest);
+            self.expired_below = self.expired_below.max(oldest + 1);
+        }
+    }
+
+    /// Number of sessions held
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether no session is held
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// The lowest client id that may still open a session here
+    pub fn expired_below(&self) -> ClientId {
+        self.expired_below
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok() -> Result<KvResult, KvError> {
+        Ok(KvResult::Done)
+    }
+
+    #[test]
+    fn retries_get_the_recorded_answer_and_old_requests_are_stale() {
+        let mut t = SessionTable::default();
+        let l = SessionLimits::default();
+        assert_eq!(t.admit(7, 1), Admission::Apply);
+        t.record(7, 1, Ok(KvResult::Length(3)), &l);
+        assert_eq!(t.admit(7, 1), Admission::Duplicate(Ok(KvResult::Length(3))));
+        assert_eq!(t.admit(7, 2), Admission::Apply);
+        t.record(7, 2, ok(), &l);
+        assert_eq!(t.admit(7, 1), Admission::Stale);
+    }
+
+    #[test]
+    fn expiry_is_bounded_ordered_and_refuses_expired_clients() {
+        let mut t = SessionTable::default();
+        let l = SessionLimits {
+            max_sessions: 2,
+            session_idle_ops: 1_000,
+        };
+        t.record(1, 1, ok(), &l);
+        t.record(2, 1, ok(), &l);
+        t.record(3, 1, ok(), &l); // over the cap: client 1 expires
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.expired_below(), 2);
+        // Client 1's retry is refused, not applied again.
+        assert_eq!(t.admit(1, 1), Admission::Expired);
+        // A client above the watermark that is new here is admitted.
+        assert_eq!(t.admit(9, 1), Admission::Apply);
+    }
+
+    #[test]
+    fn idle_sessions_expire_by_operation_count_not_time() {
+        let mut t = SessionTable::default();
+        let l = SessionLimits {
+            max_sessions: 100,
+            session_idle_ops: 3,
+        };
+        t.record(1, 1, ok(), &l);
+        for seq in 1..=3 {
+            t.record(2, seq, ok(), &l);
+        }
+        assert_eq!(
+            t.admit(1, 1),
+            Admission::Duplicate(ok()),
+            "idle for exactly 3: kept"
+        );
+        t.record(2, 4, ok(), &l);
+        assert_eq!(t.admit(1, 1), Admission::Expired);
+        assert_eq!(t.admit(2, 4), Admission::Duplicate(ok()));
+    }
+}
