@@ -94,6 +94,7 @@
 //!   with learners, leadership transfer, and linearizable reads (ReadIndex, leases)
 //! - [`controller`]: the shard controller's state machine (numbered configurations,
 //!   deterministic minimal-move balancing)
+//! - [`group`]: a replica group's replicated state and the shard hand-over protocol
 //! - [`shard`]: the sharded KV state machine (key hashing, operations, exactly-once sessions)
 //! - [`wire`]: encoding of messages and length-prefixed frames over `embedded-io`
 //! - [`time`], [`rng`]: time and randomness as inputs
@@ -103,6 +104,7 @@
 extern crate alloc;
 
 pub mod controller;
+pub mod group;
 pub mod raft;
 pub mod rng;
 pub mod shard;

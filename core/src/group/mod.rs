@@ -1,0 +1,48 @@
+//! Replica groups: the replicated state of a group and the shard hand-over protocol
+//!
+//! [`GroupState`] is what every replica of a group applies from its log. Hand-over is pulled
+//! by the new owner and fenced by configuration numbers:
+//!
+//! 1. Every group moves to configuration N+1 only once all its shards have settled.
+//! 2. In N+1, a shard a group gains is `Pulling` from its previous owner; a shard it loses is
+//!    `Offering`, kept but no longer served.
+//! 3. The new owner asks the previous owner for the shard as of N+1; the previous owner answers
+//!    only once it is in N+1 itself (so it has stopped serving the shard) with the data and the
+//!    session table. The new owner logs `InstallShard` and serves the shard.
+//! 4. The new owner then has the previous owner log `DeleteShard`, and once that is confirmed
+//!    logs `DeleteConfirmed`; only then is the shard settled on both sides.
+//!
+//! A group serves every shard it owns and holds while others are still moving, refuses keys it
+//! does not own in its configuration, and never serves a shard it is offering.
+//!
+//! ```
+//! use shale_core::controller::{ControllerCommand, ShardController};
+//! use shale_core::group::{GroupCommand, GroupState};
+//! use shale_core::shard::ShardLimits;
+//!
+//! let mut ctl = ShardController::new(4);
+//! let c1 = ctl.apply(&ControllerCommand::Join(vec![(1, vec![1])])).unwrap();
+//! let c2 = ctl.apply(&ControllerCommand::Join(vec![(2, vec![2])])).unwrap();
+//! let (mut g1, mut g2) = (GroupState::new(1, 4, ShardLimits::default()), GroupState::new(2, 4, ShardLimits::default()));
+//! for g in [&mut g1, &mut g2] {
+//!     g.apply(&GroupCommand::Reconfigure(c1.clone()));
+//!     g.apply(&GroupCommand::Reconfigure(c2.clone()));
+//! }
+//! // Group 2 gained shards 2 and 3 and pulls them from group 1, which offers them.
+//! for (shard, from) in g2.pulls() {
+//!     assert_eq!(from, 1);
+//!     let state = g1.offer(shard, c2.num).unwrap().clone();
+//!     g2.apply(&GroupCommand::InstallShard { shard, num: c2.num, state });
+//!     g1.apply(&GroupCommand::DeleteShard { shard, num: c2.num });
+//!     assert!(g1.deleted(shard, c2.num));
+//!     g2.apply(&GroupCommand::DeleteConfirmed { shard, num: c2.num });
+//! }
+//! assert!(g1.settled() && g2.settled());
+//! ```
+
+mod state;
+
+pub use state::{ClientOutcome, GroupCommand, GroupError, GroupState, ShardSlot, ShardStatus};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,307 @@
+//! The replicated state of one replica group: its configuration, its shards and their
+//! hand-over status
+//!
+//! Every replica applies the same [`GroupCommand`]s in log order, so every replica holds the
+//! same state. The group moves through configurations one at a time, and only once every shard
+//! has settled. A shard it gains becomes [`ShardStatus::Pulling`] until the data arrives from
+//! its previous owner (fenced by the configuration number); a shard it loses becomes
+//! [`ShardStatus::Offering`] and is kept, not served, until the new owner confirms it has it.
+//! Keys are served only from shards the group owns in its current configuration and holds.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+use crate::controller::{Configuration, GroupId, ShardId, UNASSIGNED};
+use crate::shard::{ClientRequest, KvError, KvResult, ShardLimits, ShardState, key_shard};
+
+/// Where one shard held by this group stands
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ShardStatus {
+    /// Owned and held: served
+    Serving,
+    /// Owned and held, and served; the previous owner has not yet confirmed deleting its copy
+    ServingUntilDeleted {
+        /// The group that held it before
+        from: GroupId,
+    },
+    /// Owned in the current configuration, but its data is still to come from `from`
+    Pulling {
+        /// The previous owner
+        from: GroupId,
+    },
+    /// No longer owned: kept for the new owner, who pulls it and then has it deleted
+    Offering {
+        /// The new owner
+        to: GroupId,
+    },
+}
+
+/// A shard this group holds (or awaits), with its data
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardSlot {
+    /// Where it stands
+    pub status: ShardStatus,
+    /// Its data and sessions (empty while pulling)
+    pub state: ShardState,
+}
+
+/// A command in a replica group's log
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupCommand {
+    /// A client's request
+    Client(ClientRequest),
+    /// Move to the next configuration
+    Reconfigure(Configuration),
+    /// The data of `shard` as of configuration `num`, pulled from its previous owner
+    InstallShard {
+        /// The shard
+        shard: ShardId,
+        /// The configuration in which this group gained it
+        num: u64,
+        /// Its data and sessions
+        state: ShardState,
+    },
+    /// The new owner of `shard` (gained in configuration `num`) has it: drop our copy
+    DeleteShard {
+        /// The shard
+        shard: ShardId,
+        /// The configuration in which the new owner gained it
+        num: u64,
+    },
+    /// The previous owner of `shard` confirmed it deleted its copy (configuration `num`)
+    DeleteConfirmed {
+        /// The shard
+        shard: ShardId,
+        /// The configuration in which this group gained it
+        num: u64,
+    },
+}
+
+/// Why a group refused a client's request
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum GroupError {
+    /// This group does not serve the key's shard at its configuration `config_num`: the
+    /// client should fetch a newer configuration and route again
+    WrongGroup {
+        /// This group's configuration number
+        config_num: u64,
+    },
+    /// The shard is this group's, but its data has not arrived yet: retry shortly
+    ShardMoving {
+        /// This group's configuration number
+        config_num: u64,
+    },
+    /// The operation itself failed
+    Kv(KvError),
+}
+
+/// The result of applying a [`GroupCommand::Client`]
+pub type ClientOutcome = Result<KvResult, GroupError>;
+
+/// One replica group's replicated state
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupState {
+    /// This group's id
+    pub gid: GroupId,
+    /// The configuration the group is in
+    pub config: Configuration,
+    /// The configuration before it (where gained shards come from)
+    pub previous: Configuration,
+    /// Shards held or awaited
+    pub shards: BTreeMap<ShardId, ShardSlot>,
+    /// Limits on keys, values and sessions
+    pub limits: ShardLimits,
+}
+
+impl GroupState {
+    /// A group `gid` in configuration 0 (owning nothing) for `shard_count` shards
+    pub fn new(gid: GroupId, shard_count: u32, limits: ShardLimits) -> Self {
+        let initial = Configuration {
+            num: 0,
+            shards: alloc::vec![UNASSIGNED; shard_count as usize],
+            groups: BTreeMap::new(),
+        };
+        GroupState {
+            gid,
+            config: initial.clone(),
+            previous: initial,
+            shards: BTreeMap::new(),
+            limits,
+        }
+    }
+
+    /// Whether every shard has settled, so the group may move to the next configuration
+    pub fn settled(&self) -> bool {
+        self.shards
+            .values()
+            .all(|s| s.status == ShardStatus::Serving)
+    }
+
+    /// Whether `shard` is served here now
+    pub fn serves(&self, shard: ShardId) -> bool {
+        self.config.owner(shard) == self.gid
+            && self.shards.get(&shard).is_some_and(|s| {
+                matches!(
+                    s.status,
+                    ShardStatus::Serving | ShardStatus::ServingUntilDeleted { .. }
+                )
+            })
+    }
+
+    /// Whether a read of `key` may be served here now (the check a linearizable read repeats
+    /// once the read index is applied)
+    pub fn check_key(&self, key: &[u8]) -> Result<ShardId, GroupError> {
+        let shard = key_shard(key, self.config.shards.len() as u32);
+        if self.serves(shard) {
+            return Ok(shard);
+        }
+        let config_num = self.config.num;
+        if self.config.owner(shard) == self.gid {
+            Err(GroupError::ShardMoving { config_num })
+        } else {
+            Err(GroupError::WrongGroup { config_num })
+        }
+    }
+
+    /// Applies one command from the log; client requests get their outcome
+    pub fn apply(&mut self, command: &GroupCommand) -> Option<ClientOutcome> {
+        match command {
+            GroupCommand::Client(request) => Some(self.apply_client(request)),
+            GroupCommand::Reconfigure(next) => {
+                self.reconfigure(next);
+                None
+            }
+            GroupCommand::InstallShard { shard, num, state } => {
+                if *num == self.config.num
+                    && let Some(slot) = self.shards.get_mut(shard)
+                    && let ShardStatus::Pulling { from } = slot.status
+                {
+                    slot.state = state.clone();
+                    slot.status = ShardStatus::ServingUntilDeleted { from };
+                }
+                None
+            }
+            GroupCommand::DeleteShard { shard, num } => {
+                // Our copy was offered in configuration `num` (we moved there and lost it).
+                if *num == self.config.num
+                    && self
+                        .shards
+                        .get(shard)
+                        .is_some_and(|s| matches!(s.status, ShardStatus::Offering { .. }))
+                {
+                    self.shards.remove(shard);
+                }
+                None
+            }
+            GroupCommand::DeleteConfirmed { shard, num } => {
+                if *num == self.config.num
+                    && let Some(slot) = self.shards.get_mut(shard)
+                    && matches!(slot.status, ShardStatus::ServingUntilDeleted { .. })
+                {
+                    slot.status = ShardStatus::Serving;
+                }
+                None
+            }
+        }
+    }
+
+    fn apply_client(&mut self, request: &ClientRequest) -> ClientOutcome {
+        let shard = self.check_key(request.op.key())?;
+        let limits = self.limits;
+        let slot = self.shards.get_mut(&shard).ok_or(GroupError::WrongGroup {
+            config_num: self.config.num,
+        })?;
+        slot.state.apply(request, &limits).map_err(GroupError::Kv)
+    }
+
+    /// Moves to `next` if it is the configuration after the current one and every shard has
+    /// settled; anything else is a stale or early command and is ignored
+    fn reconfigure(&mut self, next: &Configuration) {
+        if next.num != self.config.num + 1
+            || !self.settled()
+            || next.shards.len() != self.config.shards.len()
+        {
+            return;
+        }
+        let shard_count = next.shards.len() as ShardId;
+        for shard in 0..shard_count {
+            let (was, now) = (self.config.owner(shard), next.owner(shard));
+            if was == now {
+                continue;
+            }
+            if now == self.gid {
+                // Gained: from nobody (the first configuration) it starts empty and served.
+                let status = if was == UNASSIGNED {
+                    ShardStatus::Serving
+                } else {
+                    ShardStatus::Pulling { from: was }
+                };
+                self.shards.insert(
+                    shard,
+                    ShardSlot {
+                        status,
+                        state: ShardState::default(),
+                    },
+                );
+            } else if was == self.gid && now == UNASSIGNED {
+                // Every group left: the data has nowhere to go.
+                self.shards.remove(&shard);
+            } else if was == self.gid
+                && let Some(slot) = self.shards.get_mut(&shard)
+            {
+                slot.status = ShardStatus::Offering { to: now };
+            }
+        }
+        self.previous = core::mem::replace(&mut self.config, next.clone());
+    }
+
+    /// Shards still to pull, as (shard, previous owner)
+    pub fn pulls(&self) -> Vec<(ShardId, GroupId)> {
+        self.shards
+            .iter()
+            .filter_map(|(&s, slot)| match slot.status {
+                ShardStatus::Pulling { from } => Some((s, from)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Shards whose previous owner must still delete its copy, as (shard, previous owner)
+    pub fn deletes_owed(&self) -> Vec<(ShardId, GroupId)> {
+        self.shards
+            .iter()
+            .filter_map(|(&s, slot)| match slot.status {
+                ShardStatus::ServingUntilDeleted { from } => Some((s, from)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The previous owner's side of a pull: the shard's data if this group has moved to
+    /// configuration `num` and offers it; `None` means "not yet" (or "already handed over")
+    pub fn offer(&self, shard: ShardId, num: u64) -> Option<&ShardState> {
+        if self.config.num != num {
+            return None;
+        }
+        let slot = self.shards.get(&shard)?;
+        matches!(slot.status, ShardStatus::Offering { .. }).then_some(&slot.state)
+    }
+
+    /// The previous owner's side of a delete: whether our copy from configuration `num` is gone
+    /// (we moved past `num`, or never had it, or deleted it)
+    pub fn deleted(&self, shard: ShardId, num: u64) -> bool {
+        self.config.num > num
+            || (self.config.num == num
+                && !self
+                    .shards
+                    .get(&shard)
+                    .is_some_and(|s| matches!(s.status, ShardStatus::Offering { .. })))
+    }
+
+    /// Bytes of keys and values held, over every shard (including shards offered away)
+    pub fn data_bytes(&self) -> usize {
+        self.shards.values().map(|s| s.state.data_bytes()).sum()
+    }
+}

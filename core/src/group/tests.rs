@@ -1,0 +1,165 @@
+//! A full hand-over between two groups, step by step, with the refusals along the way
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::*;
+use crate::controller::{Configuration, ControllerCommand, ShardController};
+use crate::shard::{ClientRequest, KvError, KvOp, KvResult, ShardLimits, key_shard};
+
+/// A key that lands in `shard` of 4
+fn key_in(shard: u32) -> Vec<u8> {
+    (0..)
+        .map(|i| alloc::format!("k{i}").into_bytes())
+        .find(|k| key_shard(k, 4) == shard)
+        .unwrap()
+}
+
+fn append(client: u64, seq: u64, key: &[u8], value: &str) -> GroupCommand {
+    GroupCommand::Client(ClientRequest {
+        client,
+        seq,
+        op: KvOp::Append {
+            key: key.to_vec(),
+            value: value.as_bytes().to_vec(),
+        },
+    })
+}
+
+fn configs() -> (Configuration, Configuration) {
+    let mut ctl = ShardController::new(4);
+    let c1 = ctl
+        .apply(&ControllerCommand::Join(vec![(1, vec![1])]))
+        .unwrap();
+    let c2 = ctl
+        .apply(&ControllerCommand::Join(vec![(2, vec![2])]))
+        .unwrap();
+    (c1, c2)
+}
+
+#[test]
+fn shards_move_with_their_sessions_and_are_served_only_where_they_belong() {
+    let (c1, c2) = configs();
+    let limits = ShardLimits::default();
+    let (mut g1, mut g2) = (GroupState::new(1, 4, limits), GroupState::new(2, 4, limits));
+    g1.apply(&GroupCommand::Reconfigure(c1.clone()));
+    g2.apply(&GroupCommand::Reconfigure(c1.clone()));
+    let moving = key_in(3);
+    let staying = key_in(0);
+    assert_eq!(c2.owner(3), 2);
+    assert_eq!(c2.owner(0), 1);
+    // Client 9 appends to a key that will move; the answer is lost, so it will retry.
+    assert_eq!(
+        g1.apply(&append(9, 1, &moving, "a")),
+        Some(Ok(KvResult::Length(1)))
+    );
+    assert_eq!(
+        g2.apply(&append(9, 1, &moving, "a")),
+        Some(Err(GroupError::WrongGroup { config_num: 1 })),
+        "group 2 owns nothing in configuration 1"
+    );
+
+    // Both move to configuration 2: shard 3 is offered by 1 and pulled by 2.
+    g1.apply(&GroupCommand::Reconfigure(c2.clone()));
+    g2.apply(&GroupCommand::Reconfigure(c2.clone()));
+    assert_eq!(
+        g1.apply(&append(9, 1, &moving, "a")),
+        Some(Err(GroupError::WrongGroup { config_num: 2 }))
+    );
+    assert_eq!(
+        g2.apply(&append(9, 1, &moving, "a")),
+        Some(Err(GroupError::ShardMoving { config_num: 2 }))
+    );
+    assert_eq!(
+        g1.apply(&append(5, 1, &staying, "s")),
+        Some(Ok(KvResult::Length(1))),
+        "unaffected shards stay served"
+    );
+    assert!(!g1.settled() && !g2.settled());
+    // Not ready before the owner reached configuration 2.
+    assert!(g1.offer(3, 3).is_none());
+
+    let state = g1.offer(3, 2).expect("offered").clone();
+    g2.apply(&GroupCommand::InstallShard {
+        shard: 3,
+        num: 2,
+        state: state.clone(),
+    });
+    // The retry is answered from the session that travelled with the shard: not applied twice.
+    assert_eq!(
+        g2.apply(&append(9, 1, &moving, "a")),
+        Some(Ok(KvResult::Length(1)))
+    );
+    assert_eq!(
+        g2.apply(&append(9, 2, &moving, "b")),
+        Some(Ok(KvResult::Length(2)))
+    );
+    // A duplicate install is ignored (it would roll the shard back).
+    g2.apply(&GroupCommand::InstallShard {
+        shard: 3,
+        num: 2,
+        state,
+    });
+    assert_eq!(
+        g2.apply(&append(9, 3, &moving, "c")),
+        Some(Ok(KvResult::Length(3)))
+    );
+
+    // Shard 2 moves too.
+    assert_eq!(g2.pulls(), vec![(2, 1)]);
+    let other = g1.offer(2, 2).expect("offered").clone();
+    g2.apply(&GroupCommand::InstallShard {
+        shard: 2,
+        num: 2,
+        state: other,
+    });
+    g1.apply(&GroupCommand::DeleteShard { shard: 2, num: 2 });
+    g2.apply(&GroupCommand::DeleteConfirmed { shard: 2, num: 2 });
+    // Group 2 cannot move on until the previous owner deleted its copy of shard 3.
+    assert_eq!(g2.deletes_owed(), vec![(3, 1)]);
+    assert!(!g1.deleted(3, 2));
+    g1.apply(&GroupCommand::DeleteShard { shard: 3, num: 2 });
+    assert!(g1.deleted(3, 2));
+    assert!(g1.settled());
+    g2.apply(&GroupCommand::DeleteConfirmed { shard: 3, num: 2 });
+    assert!(g2.settled());
+    assert!(!g1.shards.contains_key(&3), "the old owner's data is gone");
+}
+
+#[test]
+fn configurations_are_taken_one_at_a_time_and_only_when_settled() {
+    let (c1, c2) = configs();
+    let mut g2 = GroupState::new(2, 4, ShardLimits::default());
+    g2.apply(&GroupCommand::Reconfigure(c2.clone()));
+    assert_eq!(g2.config.num, 0, "configuration 2 cannot follow 0");
+    g2.apply(&GroupCommand::Reconfigure(c1.clone()));
+    g2.apply(&GroupCommand::Reconfigure(c2.clone()));
+    assert_eq!(g2.config.num, 2);
+    let mut c3 = c2.clone();
+    c3.num = 3;
+    g2.apply(&GroupCommand::Reconfigure(c3));
+    assert_eq!(g2.config.num, 2, "shards still pulling: not settled");
+    // A stale install for another configuration number is ignored.
+    g2.apply(&GroupCommand::InstallShard {
+        shard: 3,
+        num: 1,
+        state: Default::default(),
+    });
+    assert_eq!(g2.pulls().len(), 2);
+}
+
+#[test]
+fn expired_sessions_refuse_after_a_move_too() {
+    let (c1, _) = configs();
+    let mut limits = ShardLimits::default();
+    limits.sessions.max_sessions = 1;
+    let mut g1 = GroupState::new(1, 4, limits);
+    g1.apply(&GroupCommand::Reconfigure(c1));
+    let key = key_in(1);
+    g1.apply(&append(1, 1, &key, "x"));
+    g1.apply(&append(2, 1, &key, "y"));
+    assert_eq!(
+        g1.apply(&append(1, 1, &key, "x")),
+        Some(Err(GroupError::Kv(KvError::SessionExpired)))
+    );
+}
