@@ -95,6 +95,8 @@
 //! - [`controller`]: the shard controller's state machine (numbered configurations,
 //!   deterministic minimal-move balancing)
 //! - [`group`]: a replica group's replicated state and the shard hand-over protocol
+//! - [`rsm`]: a replicated state machine over one Raft node (typed commands, results,
+//!   snapshots of the machine's bytes)
 //! - [`shard`]: the sharded KV state machine (key hashing, operations, exactly-once sessions)
 //! - [`wire`]: encoding of messages and length-prefixed frames over `embedded-io`
 //! - [`time`], [`rng`]: time and randomness as inputs
@@ -107,6 +109,7 @@ pub mod controller;
 pub mod group;
 pub mod raft;
 pub mod rng;
+pub mod rsm;
 pub mod shard;
 pub mod time;
 pub mod wire;

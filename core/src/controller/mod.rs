@@ -347,3 +347,26 @@ mod tests {
         assert!(c4.groups.is_empty());
     }
 }
+
+impl crate::rsm::StateMachine for ShardController {
+    type Command = ControllerCommand;
+    type Output = Result<Configuration, ControllerError>;
+
+    fn apply(&mut self, _index: crate::raft::Index, command: ControllerCommand) -> Self::Output {
+        ShardController::apply(self, &command)
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> bool {
+        match postcard::from_bytes(bytes) {
+            Ok(state) => {
+                *self = state;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}

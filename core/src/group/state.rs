@@ -305,3 +305,26 @@ impl GroupState {
         self.shards.values().map(|s| s.state.data_bytes()).sum()
     }
 }
+
+impl crate::rsm::StateMachine for GroupState {
+    type Command = GroupCommand;
+    type Output = Option<ClientOutcome>;
+
+    fn apply(&mut self, _index: crate::raft::Index, command: GroupCommand) -> Self::Output {
+        GroupState::apply(self, &command)
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> bool {
+        match postcard::from_bytes(bytes) {
+            Ok(state) => {
+                *self = state;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
