@@ -248,6 +248,29 @@ impl ShardController {
     }
 }
 
+impl crate::rsm::StateMachine for ShardController {
+    type Command = ControllerCommand;
+    type Output = Result<Configuration, ControllerError>;
+
+    fn apply(&mut self, _index: crate::raft::Index, command: ControllerCommand) -> Self::Output {
+        ShardController::apply(self, &command)
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> bool {
+        match postcard::from_bytes(bytes) {
+            Ok(state) => {
+                *self = state;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,28 +368,5 @@ mod tests {
         let c4 = ctl.apply(&ControllerCommand::Leave(vec![5, 6])).unwrap();
         assert!(c4.shards.iter().all(|&g| g == UNASSIGNED));
         assert!(c4.groups.is_empty());
-    }
-}
-
-impl crate::rsm::StateMachine for ShardController {
-    type Command = ControllerCommand;
-    type Output = Result<Configuration, ControllerError>;
-
-    fn apply(&mut self, _index: crate::raft::Index, command: ControllerCommand) -> Self::Output {
-        ShardController::apply(self, &command)
-    }
-
-    fn snapshot(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).unwrap_or_default()
-    }
-
-    fn restore(&mut self, bytes: &[u8]) -> bool {
-        match postcard::from_bytes(bytes) {
-            Ok(state) => {
-                *self = state;
-                true
-            }
-            Err(_) => false,
-        }
     }
 }
