@@ -12,10 +12,6 @@ use super::{Raft, ReplicationState};
 impl Raft {
     /// Handles one message from a known voter (the entry point of every message)
     pub(super) fn step(&mut self, from: NodeId, message: Message) {
-        let vote_request = matches!(message, Message::PreVote { .. } | Message::Vote { .. });
-        if vote_request && !self.membership.is_voter(from) {
-            return; // only voters may campaign; a removed node must not disturb the group
-        }
         let msg_term = message.term();
         if msg_term > self.term {
             match message {
@@ -146,11 +142,11 @@ impl Raft {
         }
     }
 
-    /// Within an election timeout of hearing from a live leader (with check-quorum on)
+    /// Within an election timeout of hearing from a live leader
+    ///
+    /// Applies with or without check-quorum (thesis §4.2.3): it is what keeps a removed or
+    /// partitioned node from unseating a leader the others still hear from.
     fn in_leader_lease(&self) -> bool {
-        if !self.config.check_quorum {
-            return false;
-        }
         if self.role == Role::Leader {
             return true;
         }

@@ -9,7 +9,10 @@
 //! or removed directly; a learner is promoted only once it has caught up. A leader refuses a
 //! change until it committed an entry of its own term (the single-server change bug, raft-dev
 //! 2015) and while another is uncommitted. A leader that is not a voter of a committed
-//! configuration steps down.
+//! configuration steps down. Vote requests are judged on the candidate's log, not on the
+//! receiver's view of the membership (which may be stale, or empty on a new node); a removed
+//! node cannot disrupt the group because its log lacks the entry that removed it (pre-vote)
+//! and voters ignore it while they hear from a leader (check-quorum).
 //!
 //! Reference: thesis §4.3 (joint consensus), §4.2.1 (learners), §4.2.2 (removing the leader).
 
@@ -177,8 +180,9 @@ impl Raft {
         if self.role != Role::Leader {
             return;
         }
-        let latest = self.memberships.latest_index();
-        if latest == 0 || latest > self.commit {
+        // The configuration in force is committed once its entry is (one compacted into the
+        // snapshot, at index 0 here, is committed by definition).
+        if self.memberships.latest_index() > self.commit {
             return;
         }
         if self.membership.is_joint() {
