@@ -1,6 +1,10 @@
 //! The simulated state machine every node runs: an applied index, a rolling digest of every
 //! entry applied, and a small key-value map, all snapshotted with postcard
 //!
+//! Command entries that decode as a [`KvOp`] (see [`crate::kv`]) are applied to the map and
+//! return the operation's result; every other payload is an opaque command that only moves the
+//! digest on.
+//!
 //! The digest is a hash chain over the applied entries (`digest_i = mix(digest_{i-1}, term_i,
 //! hash_i)`), so two state machines at the same applied index have equal digests exactly when
 //! they applied the same entries. The [`crate::Checker`] keeps the same chain over the
@@ -9,11 +13,15 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use shale_core::raft::{Entry, Index, LogId, Payload, Raft, SnapshotMeta, SnapshotTask, Term};
+use shale_core::raft::{
+    Entry, EntryKind, Index, LogId, Payload, Raft, SnapshotMeta, SnapshotTask, Term,
+};
 use shale_core::time::Instant;
 
 use crate::disk::SimDisk;
 use crate::invariants::entry_hash;
+use crate::kv::KvOp;
+use crate::linearizability::KvOutput;
 
 /// The digest of an empty state machine (nothing applied)
 pub const EMPTY_DIGEST: u64 = 0x5348_414c_455f_4150;
@@ -37,7 +45,7 @@ pub struct SimApp {
     pub applied: Index,
     /// Rolling digest of every entry applied so far ([`EMPTY_DIGEST`] when none)
     pub digest: u64,
-    /// A small key-value map (reserved for commands interpreted as KV operations)
+    /// The key-value map the KV commands ([`KvOp`]) act on
     pub kv: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
@@ -51,10 +59,15 @@ impl SimApp {
         }
     }
 
-    /// Applies `entry` (the caller hands entries over in index order)
-    pub fn apply(&mut self, entry: &Entry) {
+    /// Applies `entry` (the caller hands entries over in index order); returns the result of
+    /// the KV command it carries, or `None` for any other entry
+    pub fn apply(&mut self, entry: &Entry) -> Option<KvOutput> {
         self.digest = digest_step(self.digest, entry.term, entry_hash(entry));
         self.applied = entry.index;
+        if entry.kind != EntryKind::Command {
+            return None;
+        }
+        KvOp::decode(entry.data.as_bytes()).map(|op| op.apply(&mut self.kv))
     }
 
     /// The whole state, serialized
@@ -164,5 +177,34 @@ mod tests {
         assert_eq!(b.applied, 2);
         assert_ne!(a.digest, b.digest);
         assert!(SimApp::restore(&[0xff; 3]).is_err());
+    }
+
+    #[test]
+    fn kv_commands_change_the_map_and_opaque_ones_only_the_digest() {
+        let put = KvOp::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        };
+        let cas = KvOp::Cas {
+            key: b"k".to_vec(),
+            expected: Some(b"x".to_vec()),
+            new: b"y".to_vec(),
+        };
+        let command = |index, op: &KvOp| Entry {
+            data: op.encode().into(),
+            ..entry(1, index, "")
+        };
+        let mut a = SimApp::new();
+        assert_eq!(a.apply(&command(1, &put)), Some(KvOutput::Done));
+        assert_eq!(a.apply(&entry(1, 2, "opaque")), None);
+        assert_eq!(a.apply(&command(3, &cas)), Some(KvOutput::Cas(false)));
+        let noop = Entry {
+            kind: EntryKind::Noop,
+            ..command(4, &put)
+        };
+        assert_eq!(a.apply(&noop), None);
+        assert_eq!(a.applied, 4);
+        assert_eq!(a.kv.get(&b"k"[..]), Some(&b"v".to_vec()));
+        assert_eq!(SimApp::restore(&a.snapshot()).unwrap(), a);
     }
 }

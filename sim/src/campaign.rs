@@ -1,13 +1,16 @@
 //! Random fault campaigns: each seed draws its own cluster size, fault rates and schedule
-//! (swarm testing), runs a workload through a safety phase full of faults, then heals everything
-//! and requires the group to converge (liveness phase)
+//! (swarm testing), runs a workload through a safety phase full of faults, then concurrent KV
+//! clients through more faults (client phase), then heals everything and requires the group to
+//! converge (liveness phase); the clients' history must be linearizable
 
 use shale_core::raft::Config;
 use shale_core::rng::Rng;
 use shale_core::time::Duration;
 
+use crate::clients::{Clients, ClientsConfig, ReadMode};
 use crate::cluster::{Sim, SimConfig, SimError};
 use crate::disk::DiskConfig;
+use crate::linearizability::{CheckResult, DEFAULT_BUDGET, check};
 use crate::network::NetworkConfig;
 
 /// What one campaign run did
@@ -27,6 +30,8 @@ pub struct CampaignReport {
     pub snapshots_taken: u64,
     /// Snapshots installed from a leader (InstallSnapshot), summed over the nodes
     pub snapshots_installed: u64,
+    /// KV operations the clients completed (all proven linearizable)
+    pub client_ops: u64,
     /// Hash of the whole trace (equal for two runs of one seed)
     pub trace_hash: u64,
 }
@@ -35,6 +40,10 @@ pub struct CampaignReport {
 pub const SAFETY_PHASE: Duration = Duration::from_secs(20);
 /// Virtual time the liveness phase may take
 pub const LIVENESS_BUDGET: Duration = Duration::from_secs(30);
+/// Virtual time concurrent KV clients run through faults after the safety phase
+pub const CLIENT_PHASE: Duration = Duration::from_secs(3);
+/// Virtual time the clients run on once the group is healed
+pub const CLIENT_SETTLE: Duration = Duration::from_secs(1);
 
 /// Draws the swarm configuration of `seed`
 pub fn swarm_config(seed: u64) -> SimConfig {
@@ -121,8 +130,32 @@ pub fn run_seed(seed: u64) -> Result<CampaignReport, SimError> {
             next_fault = sim.now() + Duration::from_millis(sim.fault_rng().range(gap.0, gap.1));
         }
     }
+    // Client phase: concurrent KV clients, with faults going on.
+    let mode = if sim.workload_rng().chance(1, 2) {
+        ReadMode::ReadIndex
+    } else {
+        ReadMode::Follower
+    };
+    let count = sim.workload_rng().range(3, 8) as usize;
+    let mut clients = Clients::new(&sim, ClientsConfig::new(count, mode));
+    let end = sim.now() + CLIENT_PHASE;
+    while sim.now() < end {
+        let span = Duration::from_millis(sim.fault_rng().range(50, 500));
+        sim.run_clients(&mut clients, span);
+        inject_fault(&mut sim);
+        faults += 1;
+    }
     sim.set_network(NetworkConfig::reliable());
     sim.check_liveness_after_heal(LIVENESS_BUDGET)?;
+    sim.run_clients(&mut clients, CLIENT_SETTLE);
+    let stats = clients.stats().clone();
+    let history = clients.finish();
+    let verdict = check(&history, DEFAULT_BUDGET);
+    if verdict != CheckResult::Ok {
+        return Err(sim.error(format!(
+            "the KV history ({count} clients, {mode:?} reads) is not proven linearizable: {verdict}"
+        )));
+    }
     Ok(CampaignReport {
         seed,
         nodes,
@@ -135,6 +168,7 @@ pub fn run_seed(seed: u64) -> Result<CampaignReport, SimError> {
             .iter()
             .map(|&id| sim.snapshots_installed(id))
             .sum(),
+        client_ops: stats.writes_ok + stats.reads_ok,
         trace_hash: sim.trace_hash(),
     })
 }
@@ -226,5 +260,15 @@ mod tests {
             taken > 0 && installed > 0,
             "taken {taken}, installed {installed}"
         );
+    }
+
+    /// The client phase completes operations on every seed (and their history checks)
+    #[test]
+    fn campaigns_complete_client_operations() {
+        for seed in 0..8 {
+            let report = run_seed(seed).unwrap_or_else(|e| panic!("{e}"));
+            eprintln!("seed {seed}: {} client ops", report.client_ops);
+            assert!(report.client_ops >= 20, "{report:?}");
+        }
     }
 }

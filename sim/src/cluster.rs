@@ -20,7 +20,8 @@ pub struct SimConfig {
     /// The seed; split into independent streams for network, disk, node faults, clocks and
     /// workload
     pub seed: u64,
-    /// Number of nodes, with ids `1..=nodes`, all voters
+    /// Number of nodes the group starts with, with ids `1..=nodes`, all voters (more can join
+    /// later with [`Sim::add_node`])
     pub nodes: usize,
     /// The Raft config every node starts from (`id` and `seed` are set per node)
     pub raft: Config,
@@ -97,6 +98,27 @@ pub(crate) struct SimNode {
     pub(crate) restarts: u64,
 }
 
+impl SimNode {
+    /// A node that has not booted yet: empty disk, empty state machine
+    pub(crate) fn new(id: NodeId, drift_ppm: i64) -> Self {
+        SimNode {
+            id,
+            raft: None,
+            disk: SimDisk::default(),
+            app: SimApp::new(),
+            applied_base: 0,
+            applied: Vec::new(),
+            installs: 0,
+            snapshots_taken: 0,
+            peak_log_bytes: 0,
+            paused: false,
+            disconnected: false,
+            drift_ppm,
+            restarts: 0,
+        }
+    }
+}
+
 /// A deterministic simulation of a Raft group
 ///
 /// Time is virtual: it jumps to the next event (a message arrival, a write completing, a node's
@@ -118,6 +140,8 @@ pub struct Sim {
     pub(crate) busy_drops: u64,
     /// Every committed entry as first applied anywhere (position 0 is index 1)
     pub(crate) history: Vec<Entry>,
+    /// What concurrent KV clients wait for (applied entries, read states), queued for them
+    pub(crate) client_hooks: crate::clients::ClientHooks,
 }
 
 impl Sim {
@@ -134,21 +158,7 @@ impl Sim {
             let id = i as NodeId + 1;
             let max = config.clock_drift_ppm_max;
             let drift_ppm = clock_rng.range(0, 2 * max + 1) as i64 - max as i64;
-            nodes.push(SimNode {
-                id,
-                raft: None,
-                disk: SimDisk::default(),
-                app: SimApp::new(),
-                applied_base: 0,
-                applied: Vec::new(),
-                installs: 0,
-                snapshots_taken: 0,
-                peak_log_bytes: 0,
-                paused: false,
-                disconnected: false,
-                drift_ppm,
-                restarts: 0,
-            });
+            nodes.push(SimNode::new(id, drift_ppm));
         }
         let network = Network::new(config.network.clone(), network_rng, config.nodes);
         let mut sim = Sim {
@@ -163,6 +173,7 @@ impl Sim {
             undecodable: 0,
             busy_drops: 0,
             history: Vec::new(),
+            client_hooks: Default::default(),
             config,
         };
         for id in sim.ids() {
@@ -171,8 +182,15 @@ impl Sim {
         sim
     }
 
+    /// Starts (or restarts) node `id` from its disk; the nodes of [`SimConfig::nodes`] know the
+    /// first membership, nodes added later ([`Sim::add_node`]) know no voters and learn the
+    /// membership from the leader
     pub(crate) fn boot(&mut self, id: NodeId) {
-        let voters = self.ids();
+        let voters: Vec<NodeId> = if id as usize <= self.config.nodes {
+            (1..=self.config.nodes as NodeId).collect()
+        } else {
+            Vec::new()
+        };
         let now = self.local_time(id);
         let node = &mut self.nodes[(id - 1) as usize];
         let mut config = self.config.raft.clone();
@@ -221,9 +239,10 @@ impl Sim {
         self.now
     }
 
-    /// All node ids, ascending
+    /// All node ids, ascending, including nodes added by [`Sim::add_node`] (and nodes removed
+    /// from the group, which keep running until crashed)
     pub fn ids(&self) -> Vec<NodeId> {
-        (1..=self.config.nodes as NodeId).collect()
+        self.nodes.iter().map(|n| n.id).collect()
     }
 
     /// The Raft node `id`, unless it is crashed

@@ -186,7 +186,7 @@ impl Sim {
             }
             while let Some(entry) = raft.poll_apply() {
                 progressed = true;
-                node.app.apply(&entry);
+                let result = node.app.apply(&entry);
                 let checked = self
                     .checker
                     .on_apply(id, &entry)
@@ -197,7 +197,13 @@ impl Sim {
                 if self.history.len() as Index == entry.index - 1 {
                     self.history.push(entry.clone());
                 }
+                let life = node.restarts;
+                self.client_hooks.applied(id, life, entry.log_id(), result);
                 node.applied.push(entry);
+            }
+            // Reads after applies: a read whose index is applied can be served at once.
+            while let Some(state) = raft.poll_read() {
+                self.client_hooks.read(id, node.restarts, state);
             }
             while let Some(task) = raft.poll_snapshot_task() {
                 progressed = true;

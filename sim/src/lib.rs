@@ -52,6 +52,17 @@
 //! (from the durable state), [`Sim::pause`] / [`Sim::resume`], and clock drift
 //! ([`SimConfig::clock_drift_ppm_max`]).
 //!
+//! # Membership changes and leadership transfer
+//!
+//! [`Sim::add_node`] starts a brand-new node with an empty disk that knows no voters; the
+//! leader adds it as a learner ([`Sim::change_membership`], or [`Sim::add_learner`]) and
+//! promotes it once caught up ([`Sim::caught_up_learners`], [`Sim::promote`]). Voter changes
+//! go through a joint configuration the leader leaves by itself; [`Sim::wait_for_membership`]
+//! waits for the group to settle. [`Sim::transfer_leader`] hands leadership over. Removed
+//! nodes keep running (they must not disrupt the group); [`Sim::check_members_converge`] is
+//! the liveness check that asks only members to converge. [`inject_membership_fault`] draws a
+//! random membership change or transfer, for campaigns.
+//!
 //! # Random campaigns
 //!
 //! `cargo run -p shale-sim --release -- --seeds 1000` runs random fault campaigns
@@ -64,15 +75,20 @@ mod events;
 mod faults;
 mod helpers;
 mod invariants;
+mod membership;
 mod network;
 mod trace;
 
 pub mod campaign;
+pub mod clients;
+pub mod kv;
 pub mod linearizability;
 
 pub use app::SimApp;
+pub use clients::{ClientStats, Clients, ClientsConfig, ReadMode};
 pub use cluster::{Sim, SimConfig, SimError};
 pub use disk::DiskConfig;
 pub use invariants::{Checker, entry_hash};
+pub use membership::{MAX_NODES, MAX_VOTERS, MIN_VOTERS, inject_membership_fault};
 pub use network::{NetworkConfig, NetworkStats};
 pub use trace::{TRACE_TAIL_LINES, Trace};

@@ -122,6 +122,12 @@ impl Network {
         }
     }
 
+    /// Makes room in the per-node counters for one more node (a node added to the group)
+    pub(crate) fn add_node(&mut self) {
+        self.stats.sent_by_node.push(0);
+        self.stats.received_by_node.push(0);
+    }
+
     pub(crate) fn is_cut(&self, from: NodeId, to: NodeId) -> bool {
         self.cut.contains(&(from, to))
     }
