@@ -11,6 +11,7 @@ use crate::clients::{Clients, ClientsConfig, ReadMode};
 use crate::cluster::{Sim, SimConfig, SimError};
 use crate::disk::DiskConfig;
 use crate::linearizability::{CheckResult, DEFAULT_BUDGET, check};
+use crate::membership::inject_membership_fault;
 use crate::network::NetworkConfig;
 
 /// What one campaign run did
@@ -32,6 +33,8 @@ pub struct CampaignReport {
     pub snapshots_installed: u64,
     /// KV operations the clients completed (all proven linearizable)
     pub client_ops: u64,
+    /// Membership changes and leadership transfers started
+    pub reconfigurations: u64,
     /// Hash of the whole trace (equal for two runs of one seed)
     pub trace_hash: u64,
 }
@@ -106,8 +109,11 @@ fn draw_snapshot_config(seed: u64, raft: &mut Config) {
 pub fn run_seed(seed: u64) -> Result<CampaignReport, SimError> {
     let config = swarm_config(seed);
     let nodes = config.nodes;
+    // A third of the seeds also change membership and hand leadership over as they go (drawn
+    // from a stream of its own, so the other seeds replay exactly as before).
+    let reconfigure = Rng::new(seed ^ 0x5245_434f_4e46).chance(1, 3);
     let mut sim = Sim::new(config);
-    let (mut faults, mut proposals) = (0u64, 0u64);
+    let (mut faults, mut proposals, mut reconfigurations) = (0u64, 0u64, 0u64);
     let end = sim.now() + SAFETY_PHASE;
     let mut next_fault = sim.now() + Duration::from_millis(500);
     let mut counter = 0u64;
@@ -120,7 +126,13 @@ pub fn run_seed(seed: u64) -> Result<CampaignReport, SimError> {
             proposals += 1;
         }
         if sim.now() >= next_fault {
-            inject_fault(&mut sim);
+            if reconfigure && sim.fault_rng().chance(1, 4) {
+                if inject_membership_fault(&mut sim).is_some() {
+                    reconfigurations += 1;
+                }
+            } else {
+                inject_fault(&mut sim);
+            }
             faults += 1;
             let gap = if sim.fault_rng().chance(1, 2) {
                 (10, 200)
@@ -146,7 +158,11 @@ pub fn run_seed(seed: u64) -> Result<CampaignReport, SimError> {
         faults += 1;
     }
     sim.set_network(NetworkConfig::reliable());
-    sim.check_liveness_after_heal(LIVENESS_BUDGET)?;
+    if reconfigure {
+        sim.check_members_converge(LIVENESS_BUDGET)?;
+    } else {
+        sim.check_liveness_after_heal(LIVENESS_BUDGET)?;
+    }
     sim.run_clients(&mut clients, CLIENT_SETTLE);
     let stats = clients.stats().clone();
     let history = clients.finish();
@@ -168,6 +184,7 @@ pub fn run_seed(seed: u64) -> Result<CampaignReport, SimError> {
             .iter()
             .map(|&id| sim.snapshots_installed(id))
             .sum(),
+        reconfigurations,
         client_ops: stats.writes_ok + stats.reads_ok,
         trace_hash: sim.trace_hash(),
     })

@@ -81,8 +81,17 @@ fn main() -> ExitCode {
         return match run_caught(seed) {
             Ok(r) => {
                 println!(
-                    "seed {seed}: ok ({} nodes, {} faults, {} proposals, {} committed, trace {:016x})",
-                    r.nodes, r.faults, r.proposals, r.committed, r.trace_hash
+                    "seed {seed}: ok ({} nodes, {} faults, {} reconfigurations, {} proposals, {} committed, \
+                     {} snapshots taken, {} installed, {} linearizable client ops, trace {:016x})",
+                    r.nodes,
+                    r.faults,
+                    r.reconfigurations,
+                    r.proposals,
+                    r.committed,
+                    r.snapshots_taken,
+                    r.snapshots_installed,
+                    r.client_ops,
+                    r.trace_hash
                 );
                 ExitCode::SUCCESS
             }
