@@ -40,8 +40,10 @@
 //! assert!(g1.settled() && g2.settled());
 //! ```
 
+mod driver;
 mod state;
 
+pub use driver::{ClientReply, DriverConfig, GroupDriver, GroupRequest};
 pub use state::{ClientOutcome, GroupCommand, GroupError, GroupState, ShardSlot, ShardStatus};
 
 #[cfg(test)]

@@ -95,6 +95,9 @@ pub enum GroupError {
     },
     /// The operation itself failed
     Kv(KvError),
+    /// This replica could not finish the request (leadership changed, or its answer was lost):
+    /// it may or may not have been applied; retry, on the leader, with the same sequence number
+    Retry,
 }
 
 /// The result of applying a [`GroupCommand::Client`]
