@@ -35,6 +35,23 @@ pub trait StateMachine {
     fn restore(&mut self, bytes: &[u8]) -> bool;
 }
 
+/// The whole of `state` as snapshot bytes (postcard), for [`StateMachine::snapshot`]
+pub fn encode_state<T: Serialize>(state: &T) -> Vec<u8> {
+    postcard::to_allocvec(state).unwrap_or_default()
+}
+
+/// Replaces `state` by the snapshot `bytes` made by [`encode_state`], for
+/// [`StateMachine::restore`]; `false` (and `state` unchanged) if they do not decode
+pub fn decode_state<T: DeserializeOwned>(state: &mut T, bytes: &[u8]) -> bool {
+    match postcard::from_bytes(bytes) {
+        Ok(decoded) => {
+            *state = decoded;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// A command's result, for the replica that proposed it
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Applied<O> {

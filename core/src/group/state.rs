@@ -318,16 +318,10 @@ impl crate::rsm::StateMachine for GroupState {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).unwrap_or_default()
+        crate::rsm::encode_state(self)
     }
 
     fn restore(&mut self, bytes: &[u8]) -> bool {
-        match postcard::from_bytes(bytes) {
-            Ok(state) => {
-                *self = state;
-                true
-            }
-            Err(_) => false,
-        }
+        crate::rsm::decode_state(self, bytes)
     }
 }

@@ -198,19 +198,7 @@ impl Raft {
     /// Leader: advances the confirmed round to what a quorum answered, renews the lease and
     /// releases the reads that round confirms
     fn confirm_rounds(&mut self) {
-        let me = self.id();
-        let latest = self.reads.round;
-        let progress = &self.progress;
-        let confirmed = self.membership.committed(|id| {
-            if id == me {
-                latest
-            } else {
-                progress
-                    .iter()
-                    .find(|(p, _)| *p == id)
-                    .map_or(0, |(_, p)| p.acked_round)
-            }
-        });
+        let confirmed = self.quorum_value(self.reads.round, |p| p.acked_round);
         if confirmed <= self.reads.confirmed_round {
             return;
         }

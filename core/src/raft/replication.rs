@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 use super::Raft;
 use super::message::{AppendOutcome, Message};
-use super::progress::ReplicationState;
+use super::progress::{Progress, ReplicationState};
 use super::types::{Entry, EntryKind, Index, LogId, NodeId, Role};
 
 impl Raft {
@@ -272,19 +272,8 @@ impl Raft {
         if self.role != Role::Leader {
             return;
         }
-        let me = self.id();
         let own = self.persist.durable_index(&self.log);
-        let progress = &self.progress;
-        let committed = self.membership.committed(|id| {
-            if id == me {
-                own
-            } else {
-                progress
-                    .iter()
-                    .find(|(p, _)| *p == id)
-                    .map_or(0, |(_, p)| p.match_index)
-            }
-        });
+        let committed = self.quorum_value(own, |p| p.match_index);
         // Only entries of the current term commit by counting (paper §5.4.2, figure 8).
         if committed > self.commit && self.log.term(committed) == Some(self.term) {
             // Only this term's proposals were counted as uncommitted.
@@ -301,6 +290,19 @@ impl Raft {
             self.release_reads();
             self.after_commit_reconfigure();
         }
+    }
+
+    /// The highest value a quorum of voters has reached, with `own` for this node and `field`
+    /// of each follower's progress for the others (0 for voters without progress)
+    pub(super) fn quorum_value(&self, own: u64, field: impl Fn(&Progress) -> u64) -> u64 {
+        let me = self.id();
+        self.membership.committed(|id| {
+            if id == me {
+                own
+            } else {
+                self.progress(id).map_or(0, &field)
+            }
+        })
     }
 
     pub(super) fn progress_mut(&mut self, id: NodeId) -> Option<&mut super::Progress> {
