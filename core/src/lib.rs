@@ -92,6 +92,7 @@
 //! - [`raft`]: one Raft node: pre-vote, check-quorum, batching, pipelining, flow control, the
 //!   persistence contract, snapshots streamed in chunks, joint-consensus membership changes
 //!   with learners, leadership transfer, and linearizable reads (ReadIndex, leases)
+//! - [`clerk`]: the client side of a sharded cluster (routing by configuration, retries)
 //! - [`controller`]: the shard controller's state machine (numbered configurations,
 //!   deterministic minimal-move balancing)
 //! - [`group`]: a replica group's replicated state and the shard hand-over protocol
@@ -105,6 +106,7 @@
 
 extern crate alloc;
 
+pub mod clerk;
 pub mod controller;
 pub mod group;
 pub mod raft;
