@@ -252,16 +252,7 @@ impl Sim {
 
     /// The global time at which node `n`'s clock reads `local`
     pub(crate) fn global_time(&self, n: &SimNode, local: Instant) -> Instant {
-        if n.drift_ppm == 0 {
-            return local;
-        }
-        let micros = local.as_micros() as i128 * 1_000_000 / (1_000_000 + n.drift_ppm as i128);
-        let mut t = Instant::from_micros(micros.max(0) as u64);
-        // Round up so the node's clock has really reached `local` at `t`.
-        while skew(t, n.drift_ppm) < local {
-            t += Duration::from_micros(1);
-        }
-        t.max(self.now)
+        unskew(self.now, n.drift_ppm, local)
     }
 
     /// Runs for `duration` of virtual time
@@ -321,7 +312,22 @@ impl Sim {
     }
 }
 
-fn skew(t: Instant, drift_ppm: i64) -> Instant {
+/// The global time at which a clock drifting by `drift_ppm` reads `local` (never before `now`)
+pub(crate) fn unskew(now: Instant, drift_ppm: i64, local: Instant) -> Instant {
+    if drift_ppm == 0 {
+        return local;
+    }
+    let micros = local.as_micros() as i128 * 1_000_000 / (1_000_000 + drift_ppm as i128);
+    let mut t = Instant::from_micros(micros.max(0) as u64);
+    // Round up so the node's clock has really reached `local` at `t`.
+    while skew(t, drift_ppm) < local {
+        t += Duration::from_micros(1);
+    }
+    t.max(now)
+}
+
+/// What a clock drifting by `drift_ppm` reads at global time `t`
+pub(crate) fn skew(t: Instant, drift_ppm: i64) -> Instant {
     if drift_ppm == 0 {
         return t;
     }

@@ -63,6 +63,12 @@
 //! the liveness check that asks only members to converge. [`inject_membership_fault`] draws a
 //! random membership change or transfer, for campaigns.
 //!
+//! # Several groups
+//!
+//! [`multi::MultiSim`] runs several Raft groups (the shard controller, later the replica
+//! groups) over one set of nodes, one network and one clock, with per-node faults and
+//! per-group invariant checks.
+//!
 //! # Random campaigns
 //!
 //! `cargo run -p shale-sim --release -- --seeds 1000` runs random fault campaigns
@@ -83,6 +89,7 @@ pub mod campaign;
 pub mod clients;
 pub mod kv;
 pub mod linearizability;
+pub mod multi;
 
 pub use app::SimApp;
 pub use clients::{ClientStats, Clients, ClientsConfig, ReadMode};

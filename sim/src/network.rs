@@ -148,13 +148,25 @@ impl Network {
     pub(crate) fn send(&mut self, now: Instant, out: &Outgoing) {
         self.buf.clear();
         wire::encode_message(out, &mut self.buf);
+        self.send_buffered(now, out.from, out.to);
+    }
+
+    /// Takes bytes a caller encoded itself (the multi-group simulator's envelopes) from node
+    /// `from` to node `to`; decides their fate now, exactly as [`Network::send`] does
+    pub(crate) fn send_bytes(&mut self, now: Instant, from: NodeId, to: NodeId, bytes: &[u8]) {
+        self.buf.clear();
+        self.buf.extend_from_slice(bytes);
+        self.send_buffered(now, from, to);
+    }
+
+    /// Sends the encoded message in `self.buf`
+    fn send_buffered(&mut self, now: Instant, from: NodeId, to: NodeId) {
         self.stats.sent += 1;
         self.stats.sent_bytes += self.buf.len() as u64;
-        if let Some(c) = self.stats.sent_by_node.get_mut(out.from as usize - 1) {
+        if let Some(c) = self.stats.sent_by_node.get_mut(from as usize - 1) {
             *c += 1;
         }
-        if self.is_cut(out.from, out.to) || self.rng.chance(self.config.drop_per_million, 1_000_000)
-        {
+        if self.is_cut(from, to) || self.rng.chance(self.config.drop_per_million, 1_000_000) {
             self.stats.dropped += 1;
             return;
         }
@@ -180,8 +192,8 @@ impl Network {
             self.queue.push(Reverse(InFlight {
                 at: now + delay,
                 seq: self.seq,
-                from: out.from,
-                to: out.to,
+                from,
+                to,
                 bytes: self.buf.clone(),
             }));
         }
@@ -203,6 +215,13 @@ impl Network {
         &mut self,
         now: Instant,
     ) -> Option<(NodeId, Result<Outgoing, wire::DecodeError>)> {
+        let (_, to, bytes) = self.pop_due_bytes(now)?;
+        Some((to, wire::decode_message(&bytes)))
+    }
+
+    /// The next message due at or before `now`, undecoded, as (sender, receiver, bytes);
+    /// messages over links cut since they were sent are dropped here
+    pub(crate) fn pop_due_bytes(&mut self, now: Instant) -> Option<(NodeId, NodeId, Vec<u8>)> {
         loop {
             if self.queue.peek().is_none_or(|Reverse(m)| m.at > now) {
                 return None;
@@ -212,8 +231,20 @@ impl Network {
                 self.stats.dropped += 1;
                 continue;
             }
-            return Some((m.to, wire::decode_message(&m.bytes)));
+            return Some((m.from, m.to, m.bytes));
         }
+    }
+
+    /// Puts undecoded bytes back to arrive at `at` (a paused receiver)
+    pub(crate) fn defer_bytes(&mut self, at: Instant, from: NodeId, to: NodeId, bytes: Vec<u8>) {
+        self.seq += 1;
+        self.queue.push(Reverse(InFlight {
+            at,
+            seq: self.seq,
+            from,
+            to,
+            bytes,
+        }));
     }
 
     /// Puts a message back to arrive at `at` (a paused receiver)

@@ -1,0 +1,437 @@
+//! The event loop: proposals, message delivery, disk completions and timeouts, and draining
+//! each replica's outputs through its group's checker
+
+use shale_core::controller::GroupId;
+use shale_core::raft::{NodeId, Outgoing, ProposeError, SnapshotTask};
+use shale_core::time::{Duration, Instant};
+use shale_core::wire;
+
+use super::{HostedCommand, HostedOutput, MultiSim};
+use crate::SimError;
+use crate::events::{skew, unskew};
+
+/// Appends the envelope of `out` for group `gid` to `buf`: the group id as a LEB128 varint,
+/// then the message in the wire encoding
+pub(crate) fn encode_envelope(gid: GroupId, out: &Outgoing, buf: &mut Vec<u8>) {
+    let mut v = gid;
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            buf.push(byte);
+            break;
+        }
+        buf.push(byte | 0x80);
+    }
+    wire::encode_message(out, buf);
+}
+
+/// Splits an envelope into its group id and message; `None` if it does not decode
+pub(crate) fn decode_envelope(bytes: &[u8]) -> Option<(GroupId, Outgoing)> {
+    let mut gid: u64 = 0;
+    for (i, &byte) in bytes.iter().enumerate().take(10) {
+        gid |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            let out = wire::decode_message(&bytes[i + 1..]).ok()?;
+            return Some((gid, out));
+        }
+    }
+    None
+}
+
+impl MultiSim {
+    // ----- clients -----
+
+    /// Proposes `command` to `gid`'s replica on node `id`; its result comes out of
+    /// [`MultiSim::take_result`] under the returned token, if that replica stays up
+    pub fn propose(
+        &mut self,
+        gid: GroupId,
+        id: NodeId,
+        command: HostedCommand,
+    ) -> Result<u64, ProposeError> {
+        let now = self.local_time(id);
+        let token = self.next_token;
+        let Some(replica) = self
+            .nodes
+            .get_mut((id as usize).wrapping_sub(1))
+            .filter(|n| n.up)
+            .and_then(|n| n.groups.get_mut(&gid))
+            .and_then(|g| g.replica.as_mut())
+        else {
+            return Err(ProposeError::NotLeader { hint: None });
+        };
+        let result = replica.propose(now, token, command);
+        if let Ok(log_id) = result {
+            self.next_token += 1;
+            self.trace.record(format!(
+                "{} g{gid} n{id} propose {log_id} #{token}",
+                self.now
+            ));
+        }
+        self.after_event(id, gid);
+        result.map(|_| token)
+    }
+
+    /// The result of the proposal `token`, once its entry was applied on the replica that
+    /// took it: `Some(None)` when the proposal was lost (another entry took its place)
+    pub fn take_result(&mut self, token: u64) -> Option<Option<HostedOutput>> {
+        self.results.remove(&token)
+    }
+
+    // ----- the event loop -----
+
+    /// Processes the next event; `false` when nothing can ever happen again
+    pub fn step(&mut self) -> bool {
+        let Some(at) = self.next_event_time() else {
+            return false;
+        };
+        self.now = self.now.max(at);
+        // Ties are broken in a fixed order: disks, then the network, then timers, each by
+        // node id, then group id.
+        let disk_due = self
+            .nodes
+            .iter()
+            .filter(|n| n.up && !n.paused)
+            .find_map(|n| {
+                n.groups
+                    .iter()
+                    .find(|(_, g)| g.disk.next_completion().is_some_and(|t| t <= self.now))
+                    .map(|(&gid, _)| (n.id, gid))
+            });
+        if let Some((id, gid)) = disk_due {
+            let local = self.local_time(id);
+            let hosted = self.nodes[(id - 1) as usize]
+                .groups
+                .get_mut(&gid)
+                .expect("found above");
+            if let Some(write_id) = hosted.disk.complete_due(self.now) {
+                if let Some(replica) = hosted.replica.as_mut() {
+                    replica.raft_mut().handle_persisted(local, write_id);
+                }
+                self.trace
+                    .record(format!("{} g{gid} n{id} persisted w{write_id}", self.now));
+                self.after_event(id, gid);
+            }
+            return true;
+        }
+        if let Some((from, to, bytes)) = self.network.pop_due_bytes(self.now) {
+            self.deliver(from, to, bytes);
+            return true;
+        }
+        let timer_due = self
+            .nodes
+            .iter()
+            .filter(|n| n.up && !n.paused)
+            .find_map(|n| {
+                let local = skew(self.now, n.drift_ppm);
+                n.groups
+                    .iter()
+                    .find(|(_, g)| {
+                        g.replica
+                            .as_ref()
+                            .and_then(|r| r.raft().poll_timeout())
+                            .is_some_and(|t| t <= local)
+                    })
+                    .map(|(&gid, _)| (n.id, gid))
+            });
+        if let Some((id, gid)) = timer_due {
+            let local = self.local_time(id);
+            let hosted = self.nodes[(id - 1) as usize]
+                .groups
+                .get_mut(&gid)
+                .expect("found above");
+            let raft = hosted.replica.as_mut().expect("found above").raft_mut();
+            let before = (raft.role(), raft.term());
+            if raft.handle_timeout(local).is_err() {
+                self.busy_drops += 1;
+            }
+            let after = (raft.role(), raft.term());
+            if before != after {
+                self.trace.record(format!(
+                    "{} g{gid} n{id} timeout: {} t{} -> {} t{}",
+                    self.now, before.0, before.1, after.0, after.1
+                ));
+            }
+            self.after_event(id, gid);
+        }
+        true
+    }
+
+    /// Delivers an envelope from `from` to `to`
+    fn deliver(&mut self, from: NodeId, to: NodeId, bytes: Vec<u8>) {
+        let i = (to as usize).wrapping_sub(1);
+        let Some(node) = self.nodes.get(i) else {
+            return;
+        };
+        if node.paused {
+            // Held in the receiver's socket buffer until it resumes; re-checked every 10 ms.
+            let at = self.now + Duration::from_millis(10);
+            self.network.defer_bytes(at, from, to, bytes);
+            return;
+        }
+        if !node.up {
+            self.network.stats.dropped += 1;
+            return;
+        }
+        let Some((gid, out)) = decode_envelope(&bytes) else {
+            self.undecodable += 1;
+            return;
+        };
+        let local = self.local_time(to);
+        let Some(replica) = self.nodes[i]
+            .groups
+            .get_mut(&gid)
+            .and_then(|g| g.replica.as_mut())
+        else {
+            self.undecodable += 1;
+            return;
+        };
+        self.network.stats.delivered += 1;
+        if let Some(c) = self.network.stats.received_by_node.get_mut(i) {
+            *c += 1;
+        }
+        let raft = replica.raft_mut();
+        let before = (raft.role(), raft.term());
+        let kind = out.message.kind_name();
+        let term = out.message.term();
+        let entries = out.message.entry_count();
+        if raft.handle_message(local, out.from, out.message).is_err() {
+            self.busy_drops += 1;
+        }
+        let after = (raft.role(), raft.term());
+        let change = if before != after {
+            format!(" -> {} t{}", after.0, after.1)
+        } else {
+            String::new()
+        };
+        self.trace.record(format!(
+            "{} g{gid} n{to} <- n{} {kind} t{term} e{entries}{change}",
+            self.now, out.from
+        ));
+        self.after_event(to, gid);
+    }
+
+    /// Drains the outputs of `gid`'s replica on `id` and checks the group's invariants
+    pub(crate) fn after_event(&mut self, id: NodeId, gid: GroupId) {
+        let i = (id - 1) as usize;
+        let now = self.now;
+        let local = self.local_time(id);
+        loop {
+            let mut progressed = false;
+            let node = &mut self.nodes[i];
+            if !node.up {
+                return;
+            }
+            let Some(hosted) = node.groups.get_mut(&gid) else {
+                return;
+            };
+            let Some(replica) = hosted.replica.as_mut() else {
+                return;
+            };
+            let check = self
+                .checks
+                .get_mut(&gid)
+                .expect("every group has a checker");
+            let raft = replica.raft_mut();
+            while let Some(write) = raft.poll_write() {
+                progressed = true;
+                if let Err(e) = check.checker.on_write(raft, &write) {
+                    self.fail(format!("g{gid}: {e}"));
+                }
+                hosted
+                    .disk
+                    .submit(now, write, &self.config.disk, &mut self.disk_rng);
+            }
+            while let Some(out) = raft.poll_message() {
+                progressed = true;
+                check.checker.on_send(&out);
+                self.buf.clear();
+                encode_envelope(gid, &out, &mut self.buf);
+                self.network.send_bytes(now, out.from, out.to, &self.buf);
+            }
+            if let Err(e) = check.checker.on_step(raft) {
+                self.fail(format!("g{gid}: {e}"));
+            }
+            check.learn_committed(raft);
+            if let Some(meta) = replica.restore_wanted() {
+                progressed = true;
+                let stored = &hosted.disk.snapshot;
+                let held = stored.meta.as_ref().map(|m| m.last);
+                if held != Some(meta.last) {
+                    self.fail(format!(
+                        "g{gid} node {id} must restore snapshot {} but its disk holds {held:?}",
+                        meta.last
+                    ));
+                }
+                if !replica.restore(&stored.data) {
+                    self.fail(format!(
+                        "g{gid} node {id} cannot restore the installed snapshot {}",
+                        meta.last
+                    ));
+                }
+                hosted.installs += 1;
+                self.trace.record(format!(
+                    "{now} g{gid} n{id} restored snapshot {}",
+                    meta.last
+                ));
+            }
+            replica.process();
+            if replica.restore_wanted().is_some() {
+                progressed = true; // a snapshot was installed: restore it on the next round
+            }
+            while let Some((token, output)) = replica.poll_result() {
+                self.results.insert(token, output);
+            }
+            while let Some(s) = replica.poll_snapshot_to_store() {
+                progressed = true;
+                let len = s.bytes.len() as u64;
+                if !replica
+                    .raft_mut()
+                    .handle_snapshot_taken(local, s.index, len)
+                {
+                    continue; // stale: the core already has a newer one
+                }
+                let Some(meta) = replica.raft().snapshot().cloned() else {
+                    self.fail(format!(
+                        "g{gid} node {id} took a snapshot but the core reports none"
+                    ));
+                };
+                if meta.last.index != s.index {
+                    self.fail(format!(
+                        "g{gid} node {id} took a snapshot at {} but the core reports {}",
+                        s.index, meta.last
+                    ));
+                }
+                self.trace
+                    .record(format!("{now} g{gid} n{id} took snapshot {}", meta.last));
+                hosted.disk.store_snapshot(meta, s.bytes);
+                hosted.snapshots_taken += 1;
+            }
+            while let Some(task) = replica.poll_chunk_read() {
+                progressed = true;
+                let SnapshotTask::ReadChunk {
+                    to,
+                    index,
+                    offset,
+                    max_bytes,
+                } = task
+                else {
+                    continue;
+                };
+                let stored = &hosted.disk.snapshot;
+                let len = stored.data.len() as u64;
+                // A chunk of a snapshot that is not (or no longer) stored is skipped; the core
+                // asks again.
+                if stored.meta.as_ref().is_some_and(|m| m.last.index == index) && offset <= len {
+                    let end = offset.saturating_add(max_bytes as u64).min(len);
+                    let data = stored.data[offset as usize..end as usize].into();
+                    replica
+                        .raft_mut()
+                        .handle_snapshot_chunk(local, to, index, offset, data);
+                }
+            }
+            hosted.peak_log_bytes = hosted.peak_log_bytes.max(replica.raft().log_bytes());
+            if replica.restore_wanted().is_none() {
+                let applied = replica.raft().applied_index();
+                if let Err(e) = check.check_state(id, applied, replica.digest().0) {
+                    self.fail(format!("g{gid}: {e}"));
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    /// When the next event happens, if any can
+    pub(crate) fn next_event_time(&self) -> Option<Instant> {
+        let mut next = self.network.next_arrival();
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |x: Instant| x.min(t)));
+        for n in self.nodes.iter().filter(|n| n.up && !n.paused) {
+            for g in n.groups.values() {
+                if let Some(t) = g.disk.next_completion() {
+                    consider(t);
+                }
+                if let Some(t) = g.replica.as_ref().and_then(|r| r.raft().poll_timeout()) {
+                    consider(unskew(self.now, n.drift_ppm, t));
+                }
+            }
+        }
+        next
+    }
+
+    /// Node `id`'s clock reading now (virtual time skewed by its drift)
+    pub(crate) fn local_time(&self, id: NodeId) -> Instant {
+        skew(self.now, self.nodes[(id - 1) as usize].drift_ppm)
+    }
+
+    /// Runs for `duration` of virtual time
+    pub fn run_for(&mut self, duration: Duration) {
+        let end = self.now + duration;
+        while self.next_event_time().is_some_and(|t| t <= end) {
+            self.step();
+        }
+        self.now = self.now.max(end);
+    }
+
+    /// Runs until `done` holds, or fails once `budget` of virtual time has passed
+    pub fn run_until(
+        &mut self,
+        budget: Duration,
+        what: &str,
+        mut done: impl FnMut(&MultiSim) -> bool,
+    ) -> Result<(), SimError> {
+        let end = self.now + budget;
+        loop {
+            if done(self) {
+                return Ok(());
+            }
+            match self.next_event_time() {
+                Some(t) if t <= end => {
+                    self.step();
+                }
+                _ => {
+                    self.now = self.now.max(end);
+                    return if done(self) {
+                        Ok(())
+                    } else {
+                        Err(self.error(format!("timed out after {budget} waiting for {what}")))
+                    };
+                }
+            }
+        }
+    }
+
+    /// Runs until a running replica of `gid` leads, and returns it
+    pub fn wait_for_leader(&mut self, gid: GroupId, budget: Duration) -> Result<NodeId, SimError> {
+        self.run_until(budget, "a leader", |s| s.leader_of(gid).is_some())?;
+        self.leader_of(gid)
+            .ok_or_else(|| self.error(format!("g{gid} has no leader")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shale_core::raft::Message;
+
+    #[test]
+    fn envelopes_round_trip_and_count_the_group_id() {
+        let out = Outgoing {
+            from: 1,
+            to: 2,
+            message: Message::TimeoutNow { term: 3 },
+        };
+        for gid in [0, 1, 127, 128, 300, u64::MAX] {
+            let mut buf = Vec::new();
+            encode_envelope(gid, &out, &mut buf);
+            assert_eq!(
+                buf.len(),
+                wire::encoded_len(&out) + (64 - gid.leading_zeros() as usize).div_ceil(7).max(1)
+            );
+            assert_eq!(decode_envelope(&buf), Some((gid, out.clone())));
+        }
+        assert_eq!(decode_envelope(&[0x80; 11]), None);
+    }
+}
