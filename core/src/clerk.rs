@@ -69,6 +69,8 @@ pub struct Clerk {
     preferred: BTreeMap<GroupId, usize>,
     /// The operation in flight and the replica position being tried
     current: Option<(KvOp, usize)>,
+    /// Replicas that timed out in a row
+    timeouts: usize,
 }
 
 impl Clerk {
@@ -81,6 +83,7 @@ impl Clerk {
             config: None,
             preferred: BTreeMap::new(),
             current: None,
+            timeouts: 0,
         }
     }
 
@@ -115,6 +118,7 @@ impl Clerk {
 
     /// The replica answered
     pub fn handle_reply(&mut self, outcome: ClientOutcome) -> ClerkStep {
+        self.timeouts = 0;
         match outcome {
             Ok(result) => self.finish(Ok(result)),
             Err(GroupError::Kv(e)) => self.finish(Err(e)),
@@ -130,10 +134,25 @@ impl Clerk {
         }
     }
 
-    /// The replica did not answer in time: try the next one
+    /// The replica did not answer in time: try the next one; once every replica of the group
+    /// timed out in a row, the group may have moved on without us, so fetch the latest
+    /// configuration first
     pub fn handle_timeout(&mut self) -> ClerkStep {
         self.next_replica();
+        self.timeouts += 1;
+        let replicas = self.current_group_size();
+        if replicas > 0 && self.timeouts >= replicas {
+            self.timeouts = 0;
+            return ClerkStep::Act(ClerkAction::QueryConfig);
+        }
         ClerkStep::Act(self.route())
+    }
+
+    fn current_group_size(&self) -> usize {
+        let (Some((op, _)), Some(config)) = (&self.current, &self.config) else {
+            return 0;
+        };
+        self.owner(op).map_or(0, |gid| config.groups[&gid].len())
     }
 
     fn finish(&mut self, result: Result<KvResult, KvError>) -> ClerkStep {
