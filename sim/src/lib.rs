@@ -65,9 +65,10 @@
 //!
 //! # Several groups
 //!
-//! [`multi::MultiSim`] runs several Raft groups (the shard controller, later the replica
-//! groups) over one set of nodes, one network and one clock, with per-node faults and
-//! per-group invariant checks.
+//! [`multi::MultiSim`] runs several Raft groups (the shard controller and the replica groups
+//! of a sharded cluster) over one set of nodes, one network and one clock, with per-node
+//! faults and per-group invariant checks; [`multi::ShardedCluster`] and
+//! [`multi::run_sharded_seed`] build on it (`--sharded` runs that campaign).
 //!
 //! # Random campaigns
 //!

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run -p shale-sim --release -- --seeds 1000 [--start 0] [--threads 2]
 //! cargo run -p shale-sim --release -- --seed 42 [--trace]
+//! cargo run -p shale-sim --release -- --sharded --seeds 100    # the sharded-cluster campaign
 //! ```
 
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use shale_sim::campaign::{self, CampaignReport};
+use shale_sim::multi::{ShardedReport, run_sharded_seed};
 
 struct Args {
     seeds: u64,
@@ -18,6 +20,7 @@ struct Args {
     threads: usize,
     single: Option<u64>,
     trace: bool,
+    sharded: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -27,6 +30,7 @@ fn parse_args() -> Result<Args, String> {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         single: None,
         trace: false,
+        sharded: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -41,9 +45,10 @@ fn parse_args() -> Result<Args, String> {
             "--threads" => args.threads = value("--threads")?.max(1) as usize,
             "--seed" => args.single = Some(value("--seed")?),
             "--trace" => args.trace = true,
+            "--sharded" => args.sharded = true,
             "-h" | "--help" => {
                 return Err(
-                    "usage: shale-sim [--seeds N] [--start S] [--threads T] | --seed S [--trace]"
+                    "usage: shale-sim [--sharded] [--seeds N] [--start S] [--threads T] | --seed S [--trace]"
                         .into(),
                 );
             }
@@ -55,7 +60,19 @@ fn parse_args() -> Result<Args, String> {
 
 /// Runs one seed, turning an invariant panic into an error message
 fn run_caught(seed: u64) -> Result<CampaignReport, String> {
-    match std::panic::catch_unwind(|| campaign::run_seed(seed)) {
+    caught(|| campaign::run_seed(seed))
+}
+
+/// Runs one seed of the sharded campaign, turning an invariant panic into an error message
+fn run_sharded_caught(seed: u64) -> Result<ShardedReport, String> {
+    caught(|| run_sharded_seed(seed))
+}
+
+/// Runs `f`, turning an error or a panic into a message
+fn caught<T, E: ToString>(
+    f: impl FnOnce() -> Result<T, E> + std::panic::UnwindSafe,
+) -> Result<T, String> {
+    match std::panic::catch_unwind(f) {
         Ok(Ok(report)) => Ok(report),
         Ok(Err(e)) => Err(e.to_string()),
         Err(panic) => Err(panic
@@ -74,6 +91,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(seed) = args.single
+        && args.sharded
+    {
+        return match run_sharded_caught(seed) {
+            Ok(r) => {
+                println!(
+                    "sharded seed {seed}: ok ({} faults, {} reconfigurations, {} linearizable client ops, \
+                     {} unknown, trace {:016x})",
+                    r.faults, r.reconfigurations, r.client_ops, r.unknown_ops, r.trace_hash
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("sharded seed {seed}: FAILED\n{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(seed) = args.single {
         if args.trace {
             eprintln!("(tracing is printed on failure; the last events are in the report)");
@@ -118,7 +153,12 @@ fn main() -> ExitCode {
                     if seed >= end {
                         break;
                     }
-                    if let Err(e) = run_caught(seed) {
+                    let result = if args.sharded {
+                        run_sharded_caught(seed).map(|_| ())
+                    } else {
+                        run_caught(seed).map(|_| ())
+                    };
+                    if let Err(e) = result {
                         let first_line = e.lines().next().unwrap_or("").to_string();
                         bar.println(format!("seed {seed}: FAILED: {first_line}"));
                         failures
@@ -135,7 +175,12 @@ fn main() -> ExitCode {
     let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
     failures.sort_by_key(|(s, _)| *s);
     if failures.is_empty() {
-        println!("{} seeds from {}: all passed", args.seeds, args.start);
+        let what = if args.sharded {
+            "sharded seeds"
+        } else {
+            "seeds"
+        };
+        println!("{} {what} from {}: all passed", args.seeds, args.start);
         ExitCode::SUCCESS
     } else {
         let seeds: Vec<String> = failures.iter().map(|(s, _)| s.to_string()).collect();
@@ -146,7 +191,8 @@ fn main() -> ExitCode {
             seeds.join(" ")
         );
         println!(
-            "replay one with: cargo run -p shale-sim --release -- --seed {}",
+            "replay one with: cargo run -p shale-sim --release -- {}--seed {}",
+            if args.sharded { "--sharded " } else { "" },
             failures[0].0
         );
         ExitCode::FAILURE

@@ -75,3 +75,12 @@ pub fn ensure(
         Err(sim.error(message()))
     }
 }
+
+/// A sharded cluster's settings for the scenario suites: 3 controller replicas and groups 100,
+/// 101 and 102 of 3 replicas each on 12 nodes, 10 shards, [`raft_config`] timing
+pub fn sharded_config(seed: u64) -> shale_sim::multi::ShardedConfig {
+    let mut config = shale_sim::multi::ShardedConfig::new(seed);
+    config.raft = raft_config();
+    config.call_budget = ELECTION_TIMEOUT.saturating_mul(40);
+    config
+}

@@ -1,7 +1,9 @@
 //! The driver of one replica of a replica group: the group state machine over Raft, client
 //! requests, and the hand-over protocol with other groups, all sans-IO
 //!
-//! [`GroupDriver`] wraps a [`Replica`] of [`GroupState`]. The runtime moves the Raft node's
+//! [`GroupDriver`] wraps a [`Replica`] of [`GroupState`] (or of any state machine that applies
+//! [`GroupCommand`]s and lends its [`GroupState`], such as a wrapper that also digests the
+//! commands it applies; see [`GroupMachine`]). The runtime moves the Raft node's
 //! bytes exactly as for any replica (`replica_mut().raft_mut()`), then calls
 //! [`GroupDriver::process`]. On top of that, the leader of the group periodically
 //! ([`DriverConfig::poll_interval`], through [`GroupDriver::handle_timeout`]) asks for work
@@ -20,11 +22,12 @@
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+use core::borrow::Borrow;
 
 use super::state::{ClientOutcome, GroupCommand, GroupError, GroupState};
 use crate::controller::{Configuration, GroupId, ShardId};
 use crate::raft::{Index, NodeId, ProposeError, ReadConsistency, ReadError, Role};
-use crate::rsm::Replica;
+use crate::rsm::{Replica, StateMachine};
 use crate::shard::{ClientRequest, KvOp, KvResult, ShardState};
 use crate::time::{Duration, Instant};
 
@@ -92,10 +95,22 @@ struct PendingRead {
     index: Option<Index>,
 }
 
+/// A state machine a [`GroupDriver`] can drive: it applies [`GroupCommand`]s as
+/// [`GroupState`] does and lends that state (implemented for every such type)
+pub trait GroupMachine:
+    StateMachine<Command = GroupCommand, Output = Option<ClientOutcome>> + Borrow<GroupState>
+{
+}
+
+impl<M> GroupMachine for M where
+    M: StateMachine<Command = GroupCommand, Output = Option<ClientOutcome>> + Borrow<GroupState>
+{
+}
+
 /// One replica of a replica group (see the module docs)
 #[derive(Debug)]
-pub struct GroupDriver {
-    replica: Replica<GroupState>,
+pub struct GroupDriver<M: GroupMachine = GroupState> {
+    replica: Replica<M>,
     config: DriverConfig,
     next_poll: Instant,
     requests: VecDeque<GroupRequest>,
@@ -103,9 +118,9 @@ pub struct GroupDriver {
     reads: Vec<PendingRead>,
 }
 
-impl GroupDriver {
+impl<M: GroupMachine> GroupDriver<M> {
     /// A driver over `replica` (a Raft node and the group's state, recovered)
-    pub fn new(replica: Replica<GroupState>, config: DriverConfig, now: Instant) -> Self {
+    pub fn new(replica: Replica<M>, config: DriverConfig, now: Instant) -> Self {
         GroupDriver {
             replica,
             config,
@@ -117,18 +132,18 @@ impl GroupDriver {
     }
 
     /// The replica, to read
-    pub fn replica(&self) -> &Replica<GroupState> {
+    pub fn replica(&self) -> &Replica<M> {
         &self.replica
     }
 
     /// The replica, to drive its Raft node's writes, messages and timeouts
-    pub fn replica_mut(&mut self) -> &mut Replica<GroupState> {
+    pub fn replica_mut(&mut self) -> &mut Replica<M> {
         &mut self.replica
     }
 
     /// The group state as applied here
     pub fn state(&self) -> &GroupState {
-        self.replica.state()
+        self.replica.state().borrow()
     }
 
     fn is_leader(&self) -> bool {
@@ -192,7 +207,7 @@ impl GroupDriver {
         if !self.is_leader() {
             return;
         }
-        let state = self.replica.state();
+        let state: &GroupState = self.replica.state().borrow();
         let num = state.config.num;
         let mut requests = Vec::new();
         if state.settled() {

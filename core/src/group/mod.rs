@@ -43,7 +43,7 @@
 mod driver;
 mod state;
 
-pub use driver::{ClientReply, DriverConfig, GroupDriver, GroupRequest};
+pub use driver::{ClientReply, DriverConfig, GroupDriver, GroupMachine, GroupRequest};
 pub use state::{ClientOutcome, GroupCommand, GroupError, GroupState, ShardSlot, ShardStatus};
 
 #[cfg(test)]

@@ -6,6 +6,8 @@ use shale_core::raft::{NodeId, Outgoing, ProposeError, SnapshotTask};
 use shale_core::time::{Duration, Instant};
 use shale_core::wire;
 
+use super::machine::Hosted;
+use super::route::{CLIENT_BASE, decode_app};
 use super::{HostedCommand, HostedOutput, MultiSim};
 use crate::SimError;
 use crate::events::{skew, unskew};
@@ -130,7 +132,7 @@ impl MultiSim {
                     .find(|(_, g)| {
                         g.replica
                             .as_ref()
-                            .and_then(|r| r.raft().poll_timeout())
+                            .and_then(|r| next_timer(r.as_ref()))
                             .is_some_and(|t| t <= local)
                     })
                     .map(|(&gid, _)| (n.id, gid))
@@ -141,9 +143,17 @@ impl MultiSim {
                 .groups
                 .get_mut(&gid)
                 .expect("found above");
-            let raft = hosted.replica.as_mut().expect("found above").raft_mut();
+            let replica = hosted.replica.as_mut().expect("found above");
+            if let Some(driver) = replica.driver_mut()
+                && driver.poll_timeout().is_some_and(|t| t <= local)
+            {
+                driver.handle_timeout(local);
+            }
+            let raft = replica.raft_mut();
             let before = (raft.role(), raft.term());
-            if raft.handle_timeout(local).is_err() {
+            if raft.poll_timeout().is_some_and(|t| t <= local)
+                && raft.handle_timeout(local).is_err()
+            {
                 self.busy_drops += 1;
             }
             let after = (raft.role(), raft.term());
@@ -160,6 +170,13 @@ impl MultiSim {
 
     /// Delivers an envelope from `from` to `to`
     fn deliver(&mut self, from: NodeId, to: NodeId, bytes: Vec<u8>) {
+        if to >= CLIENT_BASE {
+            match decode_app(&bytes) {
+                Some(Some(message)) => self.deliver_app(from, to, message),
+                _ => self.undecodable += 1,
+            }
+            return;
+        }
         let i = (to as usize).wrapping_sub(1);
         let Some(node) = self.nodes.get(i) else {
             return;
@@ -172,6 +189,16 @@ impl MultiSim {
         }
         if !node.up {
             self.network.stats.dropped += 1;
+            return;
+        }
+        if let Some(app) = decode_app(&bytes) {
+            match app {
+                Some(message) => {
+                    self.network.stats.delivered += 1;
+                    self.deliver_app(from, to, message);
+                }
+                None => self.undecodable += 1,
+            }
             return;
         }
         let Some((gid, out)) = decode_envelope(&bytes) else {
@@ -212,8 +239,15 @@ impl MultiSim {
         self.after_event(to, gid);
     }
 
-    /// Drains the outputs of `gid`'s replica on `id` and checks the group's invariants
+    /// Drains the outputs of `gid`'s replica on `id`, checks the group's invariants, and sends
+    /// what a replica group driver has for other groups and clients
     pub(crate) fn after_event(&mut self, id: NodeId, gid: GroupId) {
+        self.drain_replica(id, gid);
+        self.route_outputs(id, gid);
+    }
+
+    /// Drains the Raft outputs of `gid`'s replica on `id` and checks the group's invariants
+    fn drain_replica(&mut self, id: NodeId, gid: GroupId) {
         let i = (id - 1) as usize;
         let now = self.now;
         let local = self.local_time(id);
@@ -353,7 +387,7 @@ impl MultiSim {
                 if let Some(t) = g.disk.next_completion() {
                     consider(t);
                 }
-                if let Some(t) = g.replica.as_ref().and_then(|r| r.raft().poll_timeout()) {
+                if let Some(t) = g.replica.as_ref().and_then(|r| next_timer(r.as_ref())) {
                     consider(unskew(self.now, n.drift_ppm, t));
                 }
             }
@@ -408,6 +442,16 @@ impl MultiSim {
         self.run_until(budget, "a leader", |s| s.leader_of(gid).is_some())?;
         self.leader_of(gid)
             .ok_or_else(|| self.error(format!("g{gid} has no leader")))
+    }
+}
+
+/// The earliest of a replica's Raft timeout and (for a replica group) its driver's poll timer
+fn next_timer(replica: &dyn Hosted) -> Option<Instant> {
+    let raft = replica.raft().poll_timeout();
+    let driver = replica.driver().and_then(|d| d.poll_timeout());
+    match (raft, driver) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -21,6 +21,8 @@ impl MultiSim {
             hosted.replica = None;
             hosted.disk.crash(&self.config.disk, &mut self.disk_rng);
         }
+        // Clients waiting on this node's replicas hear nothing more.
+        self.reply_to.retain(|&(node, _, _), _| node != id);
         self.trace.record(format!("{} n{id} CRASH", self.now));
     }
 

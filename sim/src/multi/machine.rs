@@ -1,12 +1,14 @@
 //! The state machines a simulated node can host, behind one object-safe trait
 //!
 //! Every hosted replica is a [`Replica`] over a [`Tracked`] state machine: `Tracked` wraps the
-//! real one (the shard controller, later the replica groups' state) and keeps a rolling digest
+//! real one (the shard controller, or a replica group's [`GroupState`], whose replicas are
+//! [`GroupDriver`]s over a `Replica<Tracked<GroupState>>`) and keeps a rolling digest
 //! of every command it applied, which the simulator compares with the digest of the committed
 //! log after every event (state machine safety for typed replicas, whose applied entries the
 //! runtime never sees).
 //!
-//! Adding a kind of state machine takes four small steps, all in this file:
+//! Adding a kind of state machine takes four small steps, all in this file (a replica group
+//! took a fifth: its replicas are drivers, hosted by `impl Hosted for SimDriver`):
 //! 1. a variant in [`HostedCommand`] and one in [`HostedOutput`];
 //! 2. an `impl HostedKind for TheMachine` that unwraps its command and wraps its output;
 //! 3. a variant in [`MachineSpec`] with what building an empty machine needs, and its arm in
@@ -15,12 +17,17 @@
 //!    [`retry_follow_up`].
 
 use std::any::Any;
+use std::borrow::Borrow;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use shale_core::controller::{Configuration, ControllerCommand, ControllerError, ShardController};
+use shale_core::controller::{
+    Configuration, ControllerCommand, ControllerError, GroupId, ShardController,
+};
+use shale_core::group::{ClientOutcome, DriverConfig, GroupCommand, GroupDriver, GroupState};
 use shale_core::raft::{Index, LogId, ProposeError, Raft, SnapshotMeta, SnapshotTask};
 use shale_core::rsm::{Replica, SnapshotToStore, StateMachine};
+use shale_core::shard::ShardLimits;
 use shale_core::time::Instant;
 
 /// The digest of a state machine that applied no command
@@ -92,6 +99,16 @@ impl<S> Tracked<S> {
     }
 }
 
+impl Borrow<GroupState> for Tracked<GroupState> {
+    fn borrow(&self) -> &GroupState {
+        &self.inner
+    }
+}
+
+/// A replica of a replica group as the simulator hosts it: the core's driver over a
+/// digest-tracked group state
+pub type SimDriver = GroupDriver<Tracked<GroupState>>;
+
 impl<S: StateMachine> StateMachine for Tracked<S> {
     type Command = S::Command;
     type Output = S::Output;
@@ -131,6 +148,8 @@ impl<S: StateMachine> StateMachine for Tracked<S> {
 pub enum HostedCommand {
     /// For the shard controller
     Controller(ControllerCommand),
+    /// For a replica group
+    Group(GroupCommand),
 }
 
 /// What applying a [`HostedCommand`] returned
@@ -138,12 +157,13 @@ pub enum HostedCommand {
 pub enum HostedOutput {
     /// From the shard controller
     Controller(Result<Configuration, ControllerError>),
+    /// From a replica group (`Some` for client requests)
+    Group(Option<ClientOutcome>),
 }
 
 impl HostedOutput {
     /// The controller's answer, or `Err(self)` for another kind's
     pub fn into_controller(self) -> Result<Result<Configuration, ControllerError>, HostedOutput> {
-        #[allow(unreachable_patterns)] // more kinds will come
         match self {
             HostedOutput::Controller(result) => Ok(result),
             other => Err(other),
@@ -168,11 +188,27 @@ impl HostedKind for ShardController {
     fn command(command: HostedCommand) -> Result<ControllerCommand, HostedCommand> {
         match command {
             HostedCommand::Controller(c) => Ok(c),
+            other => Err(other),
         }
     }
 
     fn output(output: Result<Configuration, ControllerError>) -> HostedOutput {
         HostedOutput::Controller(output)
+    }
+}
+
+impl HostedKind for GroupState {
+    const NAME: &'static str = "group";
+
+    fn command(command: HostedCommand) -> Result<GroupCommand, HostedCommand> {
+        match command {
+            HostedCommand::Group(c) => Ok(c),
+            other => Err(other),
+        }
+    }
+
+    fn output(output: Option<ClientOutcome>) -> HostedOutput {
+        HostedOutput::Group(output)
     }
 }
 
@@ -184,16 +220,34 @@ pub enum MachineSpec {
         /// The number of shards
         shards: u32,
     },
+    /// A replica group `gid` over `shards` shards, each replica a [`GroupDriver`]
+    Group {
+        /// The group's id (as the controller knows it)
+        gid: GroupId,
+        /// The number of shards (the controller's)
+        shards: u32,
+        /// Limits on keys, values and sessions
+        limits: ShardLimits,
+    },
 }
 
 impl MachineSpec {
-    /// A fresh replica of this machine over `raft`
-    pub(crate) fn build(&self, raft: Raft) -> Box<dyn Hosted> {
+    /// A fresh replica of this machine over `raft`, booted at local time `now`
+    pub(crate) fn build(&self, raft: Raft, now: Instant) -> Box<dyn Hosted> {
         match self {
             MachineSpec::Controller { shards } => Box::new(Replica::new(
                 raft,
                 Tracked::new(ShardController::new(*shards)),
             )),
+            MachineSpec::Group {
+                gid,
+                shards,
+                limits,
+            } => {
+                let state = Tracked::new(GroupState::new(*gid, *shards, *limits));
+                let replica = Replica::new(raft, state);
+                Box::new(SimDriver::new(replica, DriverConfig::default(), now))
+            }
         }
     }
 }
@@ -209,7 +263,9 @@ pub(crate) fn retry_follow_up(
     let HostedOutput::Controller(Err(error)) = output else {
         return None;
     };
-    let HostedCommand::Controller(command) = command;
+    let HostedCommand::Controller(command) = command else {
+        return None;
+    };
     let own = match (command, error) {
         (ControllerCommand::Join(groups), ControllerError::AlreadyJoined(g)) => {
             groups.iter().any(|(gid, _)| gid == g)
@@ -252,6 +308,81 @@ pub(crate) trait Hosted {
     fn machine(&self) -> &dyn Any;
     /// The kind's name
     fn kind(&self) -> &'static str;
+    /// The replica group driver, for replicas of a replica group
+    fn driver(&self) -> Option<&SimDriver> {
+        None
+    }
+    /// The replica group driver, to drive
+    fn driver_mut(&mut self) -> Option<&mut SimDriver> {
+        None
+    }
+}
+
+impl Hosted for SimDriver {
+    fn raft(&self) -> &Raft {
+        self.replica().raft()
+    }
+
+    fn raft_mut(&mut self) -> &mut Raft {
+        self.replica_mut().raft_mut()
+    }
+
+    fn process(&mut self) {
+        GroupDriver::process(self);
+    }
+
+    fn propose(
+        &mut self,
+        now: Instant,
+        token: u64,
+        command: HostedCommand,
+    ) -> Result<LogId, ProposeError> {
+        match GroupState::command(command) {
+            Ok(c) => self.replica_mut().propose(now, token, &c),
+            Err(other) => panic!("a {} replica was given {other:?}", GroupState::NAME),
+        }
+    }
+
+    fn poll_result(&mut self) -> Option<(u64, Option<HostedOutput>)> {
+        None // the driver turns results into client replies
+    }
+
+    fn poll_snapshot_to_store(&mut self) -> Option<SnapshotToStore> {
+        self.replica_mut().poll_snapshot_to_store()
+    }
+
+    fn poll_chunk_read(&mut self) -> Option<SnapshotTask> {
+        self.replica_mut().poll_chunk_read()
+    }
+
+    fn restore_wanted(&self) -> Option<SnapshotMeta> {
+        self.replica().restore_wanted().cloned()
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> bool {
+        self.replica_mut().restore(bytes)
+    }
+
+    fn digest(&self) -> (u64, Index) {
+        let state = self.replica().state();
+        (state.digest(), state.last_command())
+    }
+
+    fn machine(&self) -> &dyn Any {
+        self.state()
+    }
+
+    fn kind(&self) -> &'static str {
+        GroupState::NAME
+    }
+
+    fn driver(&self) -> Option<&SimDriver> {
+        Some(self)
+    }
+
+    fn driver_mut(&mut self) -> Option<&mut SimDriver> {
+        Some(self)
+    }
 }
 
 impl<S> Hosted for Replica<Tracked<S>>

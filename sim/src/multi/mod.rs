@@ -22,6 +22,17 @@
 //! through a [`Clerk`], which retries against whichever replica leads the way a real client
 //! would; [`MultiSim::controller_call`] is a clerk call to the controller group.
 //!
+//! # Sharded clusters
+//!
+//! A [`MachineSpec::Group`] replica is the core's [`shale_core::group::GroupDriver`] (over a
+//! [`Tracked`] group state, see [`SimDriver`]); its poll timer runs alongside the Raft
+//! timeouts. What a driver asks of other groups and the controller, and KV clients' requests
+//! and replies, travel over the same network as [`AppMessage`]s (see the `route` module: the
+//! simulator only routes bytes, the protocol is the core's). [`KvClient`] drives the core's
+//! sans-IO clerk; [`ShardedCluster`] builds a controller and replica groups on dedicated nodes,
+//! [`KvWorkload`] runs concurrent users and records their history for the linearizability
+//! checker, and [`run_sharded_seed`] is the random campaign over all of it.
+//!
 //! ```
 //! use shale_core::controller::ControllerCommand;
 //! use shale_core::time::Duration;
@@ -48,12 +59,17 @@
 //! sim.run_for(Duration::from_secs(1));
 //! ```
 
+mod campaign;
 mod check;
 mod clerk;
 mod events;
 mod faults;
+mod kv;
 mod machine;
 mod node;
+mod route;
+mod sharded;
+mod workload;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -63,12 +79,17 @@ use shale_core::raft::{Config, Index, NodeId, Raft, Role, Term};
 use shale_core::rng::Rng;
 use shale_core::time::Instant;
 
+pub use campaign::{SHARDED_FAULT_PHASE, ShardedReport, run_sharded_seed};
 pub use clerk::{CLERK_POLL, Clerk};
+pub use kv::KvClient;
 pub use machine::{
-    EMPTY_COMMAND_DIGEST, HostedCommand, HostedKind, HostedOutput, MachineSpec, Tracked,
+    EMPTY_COMMAND_DIGEST, HostedCommand, HostedKind, HostedOutput, MachineSpec, SimDriver, Tracked,
     command_digest_step, command_hash,
 };
 pub use node::GroupSpec;
+pub use route::{APP_CHANNEL, AppMessage, CLIENT_BASE};
+pub use sharded::{ShardedCluster, ShardedConfig};
+pub use workload::{KvWorkload, Workload};
 
 use check::GroupCheck;
 use node::{HostedGroup, MultiNode};
@@ -140,6 +161,16 @@ pub struct MultiSim {
     /// The clerk behind [`MultiSim::controller_call`], kept for its leader hint
     pub(crate) controller_clerk: Option<Clerk>,
     pub(crate) buf: Vec<u8>,
+    /// Application messages arrived for KV clients, by client address
+    pub(crate) client_inbox: BTreeMap<NodeId, Vec<route::AppMessage>>,
+    /// Where to send the reply to a client request, by (node, group, token)
+    pub(crate) reply_to: BTreeMap<(NodeId, GroupId, u64), NodeId>,
+    /// The replica of each group that answered a fetch or delete last (the leader hint)
+    pub(crate) answered_last: BTreeMap<GroupId, NodeId>,
+    /// Turns of the round-robin routing of group requests, by (target group, lane)
+    pub(crate) route_turns: BTreeMap<(GroupId, u64), u64>,
+    /// The next KV client session id and network address offset
+    pub(crate) next_client: u64,
 }
 
 impl fmt::Debug for MultiSim {
@@ -185,6 +216,11 @@ impl MultiSim {
             results: BTreeMap::new(),
             controller_clerk: None,
             buf: Vec::new(),
+            client_inbox: BTreeMap::new(),
+            reply_to: BTreeMap::new(),
+            answered_last: BTreeMap::new(),
+            route_turns: BTreeMap::new(),
+            next_client: 1,
             config,
         }
     }
@@ -204,6 +240,7 @@ impl MultiSim {
     /// If the group exists, `voters` is empty or names an unknown node.
     pub fn add_group(&mut self, gid: GroupId, voters: &[NodeId], machine: MachineSpec) {
         assert!(!self.groups.contains_key(&gid), "group {gid} exists");
+        assert!(gid != APP_CHANNEL, "group id {gid} is reserved");
         assert!(!voters.is_empty(), "group {gid} needs voters");
         for &id in voters {
             assert!(

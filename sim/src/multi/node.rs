@@ -96,7 +96,7 @@ impl MultiSim {
             Ok(raft) => raft,
             Err(e) => panic!("invalid raft config in the simulation: {e}"),
         };
-        let mut replica = spec.machine.build(raft);
+        let mut replica = spec.machine.build(raft, now);
         if let Some(meta) = hosted.disk.snapshot.meta.clone()
             && !replica.restore(&hosted.disk.snapshot.data)
         {

@@ -126,3 +126,10 @@ fn clerks_get_answers_on_a_lossy_network() {
     assert!(attempts > 200, "{attempts} attempts");
     assert!(duplicates > 0, "no retried join was a duplicate");
 }
+
+#[test]
+fn a_sharded_seed_replays_identically() {
+    let (a, b) = (run_sharded_seed(5).unwrap(), run_sharded_seed(5).unwrap());
+    assert_eq!(a, b);
+    assert!(a.client_ops > 0);
+}
