@@ -49,12 +49,8 @@ impl Sim {
 
     /// Cuts every link to and from node `id`
     pub fn disconnect(&mut self, id: NodeId) {
-        for other in self.ids() {
-            if other != id {
-                self.network.set_cut(id, other, true);
-                self.network.set_cut(other, id, true);
-            }
-        }
+        let ids = self.ids();
+        self.network.set_links_of(id, &ids, true, |_| true);
         self.nodes[(id - 1) as usize].disconnected = true;
         self.trace.record(format!("{} n{id} DISCONNECT", self.now));
     }
@@ -63,12 +59,14 @@ impl Sim {
     /// reach again are those still in the connected set, as in the classic lab harness)
     pub fn connect(&mut self, id: NodeId) {
         self.nodes[(id - 1) as usize].disconnected = false;
-        for other in self.ids() {
-            if other != id && self.is_connected(other) {
-                self.network.set_cut(id, other, false);
-                self.network.set_cut(other, id, false);
-            }
-        }
+        let ids = self.ids();
+        let connected: Vec<NodeId> = ids
+            .iter()
+            .copied()
+            .filter(|&o| self.is_connected(o))
+            .collect();
+        self.network
+            .set_links_of(id, &ids, false, |o| connected.contains(&o));
         self.trace.record(format!("{} n{id} CONNECT", self.now));
     }
 
@@ -84,15 +82,8 @@ impl Sim {
 
     /// Splits the nodes into groups that hear only each other; unlisted nodes are isolated
     pub fn partition(&mut self, groups: &[&[NodeId]]) {
-        let group_of = |id: NodeId| groups.iter().position(|g| g.contains(&id));
-        for a in self.ids() {
-            for b in self.ids() {
-                if a != b {
-                    let same = group_of(a).is_some() && group_of(a) == group_of(b);
-                    self.network.set_cut(a, b, !same);
-                }
-            }
-        }
+        let ids = self.ids();
+        self.network.partition(&ids, groups);
         self.trace
             .record(format!("{} PARTITION {groups:?}", self.now));
     }

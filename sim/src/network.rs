@@ -140,6 +140,36 @@ impl Network {
         }
     }
 
+    /// Cuts (`cut`) or restores both directions of every link between `id` and the nodes in
+    /// `others` for which `include` holds
+    pub(crate) fn set_links_of(
+        &mut self,
+        id: NodeId,
+        others: &[NodeId],
+        cut: bool,
+        include: impl Fn(NodeId) -> bool,
+    ) {
+        for &other in others {
+            if other != id && include(other) {
+                self.set_cut(id, other, cut);
+                self.set_cut(other, id, cut);
+            }
+        }
+    }
+
+    /// Splits `ids` into `sets` that hear only each other; nodes in no set are isolated
+    pub(crate) fn partition(&mut self, ids: &[NodeId], sets: &[&[NodeId]]) {
+        let set_of = |id: NodeId| sets.iter().position(|g| g.contains(&id));
+        for &a in ids {
+            for &b in ids {
+                if a != b {
+                    let same = set_of(a).is_some() && set_of(a) == set_of(b);
+                    self.set_cut(a, b, !same);
+                }
+            }
+        }
+    }
+
     pub(crate) fn heal(&mut self) {
         self.cut.clear();
     }

@@ -69,12 +69,8 @@ impl MultiSim {
 
     /// Cuts every link to and from node `id`
     pub fn disconnect(&mut self, id: NodeId) {
-        for other in self.ids() {
-            if other != id {
-                self.network.set_cut(id, other, true);
-                self.network.set_cut(other, id, true);
-            }
-        }
+        let ids = self.ids();
+        self.network.set_links_of(id, &ids, true, |_| true);
         self.nodes[(id - 1) as usize].disconnected = true;
         self.trace.record(format!("{} n{id} DISCONNECT", self.now));
     }
@@ -82,12 +78,14 @@ impl MultiSim {
     /// Reconnects node `id` to every node that is not disconnected itself
     pub fn connect(&mut self, id: NodeId) {
         self.nodes[(id - 1) as usize].disconnected = false;
-        for other in self.ids() {
-            if other != id && self.is_connected(other) {
-                self.network.set_cut(id, other, false);
-                self.network.set_cut(other, id, false);
-            }
-        }
+        let ids = self.ids();
+        let connected: Vec<NodeId> = ids
+            .iter()
+            .copied()
+            .filter(|&o| self.is_connected(o))
+            .collect();
+        self.network
+            .set_links_of(id, &ids, false, |o| connected.contains(&o));
         self.trace.record(format!("{} n{id} CONNECT", self.now));
     }
 
@@ -103,15 +101,8 @@ impl MultiSim {
 
     /// Splits the nodes into sets that hear only each other; unlisted nodes are isolated
     pub fn partition(&mut self, sets: &[&[NodeId]]) {
-        let set_of = |id: NodeId| sets.iter().position(|g| g.contains(&id));
-        for a in self.ids() {
-            for b in self.ids() {
-                if a != b {
-                    let same = set_of(a).is_some() && set_of(a) == set_of(b);
-                    self.network.set_cut(a, b, !same);
-                }
-            }
-        }
+        let ids = self.ids();
+        self.network.partition(&ids, sets);
         self.trace
             .record(format!("{} PARTITION {sets:?}", self.now));
     }
