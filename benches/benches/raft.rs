@@ -11,10 +11,14 @@
 //! - [`suites::snapshot`]: bytes per second moving a whole snapshot to a lagging follower
 //!   through the chunk path, by snapshot size and chunk size (`-- snapshot_install`);
 //! - [`suites::read_index`]: linearizable leader reads per second, batched behind one
-//!   heartbeat round, and the same from a lease (`-- reads`).
+//!   heartbeat round, and the same from a lease (`-- reads`);
+//! - [`suites::sharded`]: operations per virtual second of the simulated sharded cluster with
+//!   1, 2 and 4 replica groups under a CPU model, printed as a table; criterion times the
+//!   wall clock of one simulated run (`-- sharded`).
 //!
 //! The harness is [`shale_benches::Cluster`]: messages moved in memory, synchronous
-//! persistence, no IO, one thread.
+//! persistence, no IO, one thread (the `sharded` suite runs `shale_sim`'s multi-group
+//! simulator instead).
 
 mod suites;
 
@@ -39,6 +43,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = raft;
     config = config();
-    targets = suites::allocations::table, suites::throughput::commit, suites::throughput::commit_reserved, suites::leader_step::append_response, suites::snapshot::install, suites::read_index::reads
+    targets = suites::allocations::table, suites::throughput::commit, suites::throughput::commit_reserved, suites::leader_step::append_response, suites::snapshot::install, suites::read_index::reads, suites::sharded::scaling
 }
 criterion_main!(raft);

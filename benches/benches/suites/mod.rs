@@ -3,6 +3,7 @@
 pub mod allocations;
 pub mod leader_step;
 pub mod read_index;
+pub mod sharded;
 pub mod snapshot;
 pub mod throughput;
 

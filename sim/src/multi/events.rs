@@ -64,6 +64,7 @@ impl MultiSim {
             return Err(ProposeError::NotLeader { hint: None });
         };
         let result = replica.propose(now, token, command);
+        self.charge_cpu(id);
         if let Ok(log_id) = result {
             self.next_token += 1;
             self.trace.record(format!(
@@ -100,6 +101,7 @@ impl MultiSim {
                     .iter()
                     .find(|(_, g)| g.disk.next_completion().is_some_and(|t| t <= self.now))
                     .map(|(&gid, _)| (n.id, gid))
+                    .filter(|_| n.cpu_free_at <= self.now)
             });
         if let Some((id, gid)) = disk_due {
             let local = self.local_time(id);
@@ -108,6 +110,11 @@ impl MultiSim {
                 .get_mut(&gid)
                 .expect("found above");
             if let Some(write_id) = hosted.disk.complete_due(self.now) {
+                self.charge_cpu(id);
+                let hosted = self.nodes[(id - 1) as usize]
+                    .groups
+                    .get_mut(&gid)
+                    .expect("found above");
                 if let Some(replica) = hosted.replica.as_mut() {
                     replica.raft_mut().handle_persisted(local, write_id);
                 }
@@ -136,8 +143,10 @@ impl MultiSim {
                             .is_some_and(|t| t <= local)
                     })
                     .map(|(&gid, _)| (n.id, gid))
+                    .filter(|_| n.cpu_free_at <= self.now)
             });
         if let Some((id, gid)) = timer_due {
+            self.charge_cpu(id);
             let local = self.local_time(id);
             let hosted = self.nodes[(id - 1) as usize]
                 .groups
@@ -191,6 +200,13 @@ impl MultiSim {
             self.network.stats.dropped += 1;
             return;
         }
+        if node.cpu_free_at > self.now {
+            // The CPU is busy: the message waits until it is free.
+            let at = node.cpu_free_at;
+            self.network.defer_bytes(at, from, to, bytes);
+            return;
+        }
+        self.charge_cpu(to);
         if let Some(app) = decode_app(&bytes) {
             match app {
                 Some(message) => {
@@ -384,15 +400,25 @@ impl MultiSim {
         let mut consider = |t: Instant| next = Some(next.map_or(t, |x: Instant| x.min(t)));
         for n in self.nodes.iter().filter(|n| n.up && !n.paused) {
             for g in n.groups.values() {
+                // Without a CPU model `cpu_free_at` stays at zero and changes nothing.
                 if let Some(t) = g.disk.next_completion() {
-                    consider(t);
+                    consider(t.max(n.cpu_free_at));
                 }
                 if let Some(t) = g.replica.as_ref().and_then(|r| next_timer(r.as_ref())) {
-                    consider(unskew(self.now, n.drift_ppm, t));
+                    consider(unskew(self.now, n.drift_ppm, t).max(n.cpu_free_at));
                 }
             }
         }
         next
+    }
+
+    /// Spends node `id`'s CPU on one event starting now (or when the CPU frees up, for a
+    /// direct proposal handled at once); nothing without a CPU model
+    fn charge_cpu(&mut self, id: NodeId) {
+        if let Some(service) = self.config.cpu_per_event {
+            let node = &mut self.nodes[(id - 1) as usize];
+            node.cpu_free_at = node.cpu_free_at.max(self.now) + service;
+        }
     }
 
     /// Node `id`'s clock reading now (virtual time skewed by its drift)

@@ -18,6 +18,19 @@
 //! compared by digest with the group's committed log (see [`Tracked`]); a violation panics
 //! with the seed and the recent trace.
 //!
+//! # CPU model
+//!
+//! By default CPU is free: a node handles any number of events at the same virtual instant,
+//! so a closed-loop load is bound by latency alone. With [`MultiConfig::cpu_per_event`] set,
+//! each node is one CPU that spends that fixed service time on every event it handles (a
+//! message or client request delivered, a timeout, a disk completion): an event starts no
+//! earlier than the node's CPU is free, and moves that point on by the service time. An event
+//! due while the CPU is busy is deferred, not handled early: a message is put back on the
+//! network to arrive when the CPU frees up, and disk completions and timers wait until then.
+//! Direct proposals ([`MultiSim::propose`]) are handled at once (the caller expects an
+//! answer) but still charged. Nothing else is modelled: the service time does not depend on
+//! the event, disk bandwidth stays unlimited, and the nodes' clocks stay as they are.
+//!
 //! Clients talk to replicas directly ([`MultiSim::propose`], [`MultiSim::take_result`]) or
 //! through a [`Clerk`], which retries against whichever replica leads the way a real client
 //! would; [`MultiSim::controller_call`] is a clerk call to the controller group.
@@ -77,7 +90,7 @@ use std::fmt;
 use shale_core::controller::{GroupId, ShardController};
 use shale_core::raft::{Config, Index, NodeId, Raft, Role, Term};
 use shale_core::rng::Rng;
-use shale_core::time::Instant;
+use shale_core::time::{Duration, Instant};
 
 pub use campaign::{SHARDED_FAULT_PHASE, ShardedReport, run_sharded_seed};
 pub use clerk::{CLERK_POLL, Clerk};
@@ -119,6 +132,9 @@ pub struct MultiConfig {
     pub disk: DiskConfig,
     /// Most clock drift per node, in parts per million
     pub clock_drift_ppm_max: u64,
+    /// CPU time a node spends on each event it handles; `None` (the default) makes CPU free
+    /// (see the CPU model in the module docs)
+    pub cpu_per_event: Option<Duration>,
 }
 
 impl MultiConfig {
@@ -131,6 +147,7 @@ impl MultiConfig {
             network: NetworkConfig::reliable(),
             disk: DiskConfig::default(),
             clock_drift_ppm_max: 0,
+            cpu_per_event: None,
         }
     }
 }

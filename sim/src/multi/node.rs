@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use shale_core::controller::GroupId;
 use shale_core::raft::{Index, NodeId, Raft};
+use shale_core::time::Instant;
 
 use super::MultiSim;
 use super::machine::{Hosted, MachineSpec};
@@ -55,6 +56,8 @@ pub(crate) struct MultiNode {
     pub(crate) drift_ppm: i64,
     /// Times this node was restarted
     pub(crate) restarts: u64,
+    /// When this node's CPU is next free (stays at zero without a CPU model)
+    pub(crate) cpu_free_at: Instant,
     /// Replicas by group, in group order (which fixes the order events are handled in)
     pub(crate) groups: BTreeMap<GroupId, HostedGroup>,
 }
@@ -68,6 +71,7 @@ impl MultiNode {
             disconnected: false,
             drift_ppm,
             restarts: 0,
+            cpu_free_at: Instant::ZERO,
             groups: BTreeMap::new(),
         }
     }

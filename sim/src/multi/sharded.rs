@@ -42,6 +42,9 @@ pub struct ShardedConfig {
     pub limits: ShardLimits,
     /// Time one KV or controller call may take before it is an error
     pub call_budget: Duration,
+    /// CPU time each node spends per event; `None` (the default) makes CPU free (see
+    /// [`MultiConfig::cpu_per_event`])
+    pub cpu_per_event: Option<Duration>,
 }
 
 impl ShardedConfig {
@@ -60,6 +63,7 @@ impl ShardedConfig {
             network: NetworkConfig::reliable(),
             limits: ShardLimits::default(),
             call_budget: Duration::from_secs(20),
+            cpu_per_event: None,
         }
     }
 }
@@ -85,6 +89,7 @@ impl ShardedCluster {
         let mut mc = MultiConfig::new(config.seed, nodes);
         mc.raft = config.raft.clone();
         mc.network = config.network.clone();
+        mc.cpu_per_event = config.cpu_per_event;
         let mut sim = MultiSim::with_controller(mc, &[1, 2, 3], config.shards);
         let mut groups = BTreeMap::new();
         for (i, &gid) in config.gids.iter().enumerate() {
