@@ -257,11 +257,7 @@ impl Sim {
 
     /// Runs for `duration` of virtual time
     pub fn run_for(&mut self, duration: Duration) {
-        let end = self.now + duration;
-        while self.next_event_time().is_some_and(|t| t <= end) {
-            self.step();
-        }
-        self.now = self.now.max(end);
+        crate::clock::run_for(self, duration);
     }
 
     /// Runs until `done` holds, or fails once `budget` of virtual time has passed
@@ -269,27 +265,9 @@ impl Sim {
         &mut self,
         budget: Duration,
         what: &str,
-        mut done: impl FnMut(&Sim) -> bool,
+        done: impl FnMut(&Sim) -> bool,
     ) -> Result<(), SimError> {
-        let end = self.now + budget;
-        loop {
-            if done(self) {
-                return Ok(());
-            }
-            match self.next_event_time() {
-                Some(t) if t <= end => {
-                    self.step();
-                }
-                _ => {
-                    self.now = self.now.max(end);
-                    return if done(self) {
-                        Ok(())
-                    } else {
-                        Err(self.error(format!("timed out after {budget} waiting for {what}")))
-                    };
-                }
-            }
-        }
+        crate::clock::run_until(self, budget, what, done)
     }
 
     /// An error for this run at this time
@@ -333,4 +311,22 @@ pub(crate) fn skew(t: Instant, drift_ppm: i64) -> Instant {
     }
     let micros = t.as_micros() as i128 + t.as_micros() as i128 * drift_ppm as i128 / 1_000_000;
     Instant::from_micros(micros.max(0) as u64)
+}
+
+impl crate::clock::VirtualTime for Sim {
+    fn clock(&mut self) -> &mut Instant {
+        &mut self.now
+    }
+
+    fn next_event_time(&self) -> Option<Instant> {
+        Sim::next_event_time(self)
+    }
+
+    fn step(&mut self) -> bool {
+        Sim::step(self)
+    }
+
+    fn error(&self, message: String) -> SimError {
+        Sim::error(self, message)
+    }
 }

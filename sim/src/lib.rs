@@ -76,6 +76,7 @@
 //! ([`campaign`]) over many seeds and prints every failing seed; `--seed N` replays one.
 
 pub mod app;
+mod clock;
 mod cluster;
 mod disk;
 mod events;

@@ -428,11 +428,7 @@ impl MultiSim {
 
     /// Runs for `duration` of virtual time
     pub fn run_for(&mut self, duration: Duration) {
-        let end = self.now + duration;
-        while self.next_event_time().is_some_and(|t| t <= end) {
-            self.step();
-        }
-        self.now = self.now.max(end);
+        crate::clock::run_for(self, duration);
     }
 
     /// Runs until `done` holds, or fails once `budget` of virtual time has passed
@@ -440,27 +436,9 @@ impl MultiSim {
         &mut self,
         budget: Duration,
         what: &str,
-        mut done: impl FnMut(&MultiSim) -> bool,
+        done: impl FnMut(&MultiSim) -> bool,
     ) -> Result<(), SimError> {
-        let end = self.now + budget;
-        loop {
-            if done(self) {
-                return Ok(());
-            }
-            match self.next_event_time() {
-                Some(t) if t <= end => {
-                    self.step();
-                }
-                _ => {
-                    self.now = self.now.max(end);
-                    return if done(self) {
-                        Ok(())
-                    } else {
-                        Err(self.error(format!("timed out after {budget} waiting for {what}")))
-                    };
-                }
-            }
-        }
+        crate::clock::run_until(self, budget, what, done)
     }
 
     /// Runs until a running replica of `gid` leads, and returns it
@@ -478,6 +456,24 @@ fn next_timer(replica: &dyn Hosted) -> Option<Instant> {
     match (raft, driver) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+impl crate::clock::VirtualTime for MultiSim {
+    fn clock(&mut self) -> &mut Instant {
+        &mut self.now
+    }
+
+    fn next_event_time(&self) -> Option<Instant> {
+        MultiSim::next_event_time(self)
+    }
+
+    fn step(&mut self) -> bool {
+        MultiSim::step(self)
+    }
+
+    fn error(&self, message: String) -> SimError {
+        MultiSim::error(self, message)
     }
 }
 
