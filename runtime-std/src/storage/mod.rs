@@ -1,0 +1,487 @@
+//! Durable file storage for one Raft group: hard state, write-ahead log segments, snapshots
+//!
+//! Directory layout:
+//!
+//! | file | what |
+//! |---|---|
+//! | `LOCK` | held with an exclusive `File::try_lock` while a [`Storage`] is open |
+//! | `hardstate` | term and vote, replaced atomically ([`hard_state`]) |
+//! | `snapshot` | the current snapshot: data, meta, checksums ([`snapshot`]) |
+//! | `snapshot.partial` | a snapshot being received in chunks; discarded on open |
+//! | `wal-<first index>.log` | log segments of `[len][crc32][postcard Entry]` records |
+
+mod error;
+mod hard_state;
+mod lock;
+mod record;
+mod segment;
+mod snapshot;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Seek, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+
+use shale_core::raft::{Entry, HardState, Index, Raft, Recovered, SnapshotMeta, Write};
+
+pub use error::StorageError;
+
+use lock::DirLock;
+use segment::Segment;
+use snapshot::{Partial, SnapInfo};
+
+/// Default for [`StorageConfig::max_segment_bytes`]: 64 MiB
+pub const DEFAULT_MAX_SEGMENT_BYTES: u64 = 64 << 20;
+
+/// Tuning of a [`Storage`]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// A segment that reached this size gets no more records: the next one starts a new
+    /// segment file (a segment may exceed it by one record)
+    pub max_segment_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
+        }
+    }
+}
+
+/// Syncs a directory, making creations, renames and deletions in it durable
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StorageError::io(dir, "sync directory"))
+}
+
+/// Replaces `dir/name` with `parts` concatenated: temp file, fsync, rename, directory fsync
+pub(crate) fn write_atomic(dir: &Path, name: &str, parts: &[&[u8]]) -> Result<(), StorageError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut file = File::create(&tmp).map_err(StorageError::io(&tmp, "create"))?;
+    for part in parts {
+        file.write_all(part)
+            .map_err(StorageError::io(&tmp, "write"))?;
+    }
+    file.sync_all().map_err(StorageError::io(&tmp, "sync"))?;
+    drop(file);
+    let target = dir.join(name);
+    fs::rename(&tmp, &target).map_err(StorageError::io(&target, "rename"))?;
+    sync_dir(dir)
+}
+
+fn remove_if_present(path: &Path) -> Result<bool, StorageError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StorageError::io(path, "remove")(e)),
+    }
+}
+
+/// One node's durable storage for one Raft group
+///
+/// After any error from a writing method, drop the `Storage` and [`open`](Self::open) the
+/// directory again: the in-memory view may no longer match the files.
+#[derive(Debug)]
+pub struct Storage {
+    dir: PathBuf,
+    config: StorageConfig,
+    _lock: DirLock,
+    hard_state: HardState,
+    snapshot: Option<SnapInfo>,
+    partial: Option<Partial>,
+    /// Log segments, oldest first, none empty, indexes contiguous
+    segments: Vec<Segment>,
+    /// Open handle on the last segment
+    current: Option<File>,
+    /// The last segment has writes not yet synced
+    log_dirty: bool,
+    /// Segments were created or deleted since the directory was last synced
+    dir_dirty: bool,
+}
+
+impl Storage {
+    /// Opens (creating it if needed) the storage in `dir` with the default configuration
+    pub fn open(dir: impl AsRef<Path>) -> Result<(Storage, Recovered), StorageError> {
+        Storage::open_with(dir, StorageConfig::default())
+    }
+
+    /// Opens the storage in `dir`: locks it, then recovers hard state, snapshot and log
+    ///
+    /// A torn record at the end of the last segment is cut off. Any other damage, a missing
+    /// segment or a state Raft cannot start from is an error, and then nothing in the
+    /// directory has been changed.
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        config: StorageConfig,
+    ) -> Result<(Storage, Recovered), StorageError> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir).map_err(StorageError::io(&dir, "create directory"))?;
+        let lock = DirLock::acquire(&dir)?;
+        let hard_state = hard_state::read(&dir)?;
+        let snapshot = snapshot::read_info(&dir)?;
+        let snap_index = snapshot.as_ref().map_or(0, |s| s.meta.last.index);
+
+        let listing = segment::list(&dir)?;
+        let count = listing.len();
+        let mut loaded = Vec::with_capacity(count);
+        for (i, (first, path)) in listing.into_iter().enumerate() {
+            let l = segment::load(first, path)?;
+            let is_last = i + 1 == count;
+            if let Some(stop) = &l.stop
+                && (!is_last || !stop.torn)
+            {
+                return Err(StorageError::corrupt(
+                    &l.segment.path,
+                    stop.offset,
+                    stop.reason.clone(),
+                ));
+            }
+            if l.entries.is_empty() && !is_last {
+                return Err(StorageError::corrupt(
+                    &l.segment.path,
+                    0,
+                    "empty log segment",
+                ));
+            }
+            loaded.push(l);
+        }
+
+        // Segments the snapshot covers entirely are left over from a compaction (and an
+        // empty last segment from an interrupted append): they are deleted below.
+        let (mut stale, mut keep): (Vec<_>, Vec<_>) = loaded
+            .into_iter()
+            .partition(|l| l.entries.is_empty() || l.segment.last() <= snap_index);
+        if let Some(k) = keep.first()
+            && k.segment.first > snap_index + 1
+        {
+            return Err(StorageError::MissingSegment {
+                path: k.segment.path.clone(),
+                expected_first: snap_index + 1,
+                found_first: k.segment.first,
+            });
+        }
+        for w in keep.windows(2) {
+            if w[1].segment.first != w[0].segment.last() + 1 {
+                return Err(StorageError::MissingSegment {
+                    path: w[1].segment.path.clone(),
+                    expected_first: w[0].segment.last() + 1,
+                    found_first: w[1].segment.first,
+                });
+            }
+        }
+        // A log disagreeing with the snapshot at its last index is what an install
+        // interrupted before deleting the old log leaves: that log is discarded.
+        if let Some(s) = &snapshot {
+            let last = s.meta.last;
+            let conflict = keep
+                .iter()
+                .flat_map(|l| &l.entries)
+                .any(|e| e.index == last.index && e.term != last.term);
+            if conflict {
+                stale.append(&mut keep);
+            }
+        }
+        let torn_tail = keep
+            .last()
+            .and_then(|l| l.stop.as_ref().map(|_| l.segment.clone()));
+        let mut segments = Vec::with_capacity(keep.len());
+        let mut entries: Vec<Entry> = Vec::new();
+        for l in keep {
+            segments.push(l.segment);
+            entries.extend(l.entries.into_iter().filter(|e| e.index > snap_index));
+        }
+        let recovered = Recovered {
+            hard_state,
+            snapshot: snapshot.as_ref().map(|s| s.meta.clone()),
+            entries,
+        };
+        Raft::recover(&recovered).map_err(|source| StorageError::Inconsistent {
+            dir: dir.clone(),
+            source,
+        })?;
+
+        // Everything checked out: now repair.
+        if let Some(seg) = torn_tail {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&seg.path)
+                .map_err(StorageError::io(&seg.path, "open"))?;
+            file.set_len(seg.len)
+                .and_then(|()| file.sync_data())
+                .map_err(StorageError::io(&seg.path, "cut torn tail"))?;
+        }
+        for l in stale.iter().rev() {
+            remove_if_present(&l.segment.path)?;
+            sync_dir(&dir)?;
+        }
+        let mut removed = false;
+        for name in ["hardstate.tmp", "snapshot.tmp", snapshot::PARTIAL] {
+            removed |= remove_if_present(&dir.join(name))?;
+        }
+        if removed {
+            sync_dir(&dir)?;
+        }
+        let mut storage = Storage {
+            dir,
+            config,
+            _lock: lock,
+            hard_state,
+            snapshot,
+            partial: None,
+            segments,
+            current: None,
+            log_dirty: false,
+            dir_dirty: false,
+        };
+        storage.open_current()?;
+        Ok((storage, recovered))
+    }
+
+    /// The storage directory
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The stored hard state
+    pub fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    /// What the current snapshot covers, if there is one
+    pub fn snapshot_meta(&self) -> Option<&SnapshotMeta> {
+        self.snapshot.as_ref().map(|s| &s.meta)
+    }
+
+    /// Index range of the stored log entries (`first..=last`), `None` when there are none
+    pub fn log_range(&self) -> Option<(Index, Index)> {
+        let first = self.segments.first()?.first;
+        Some((first, self.segments.last()?.last()))
+    }
+
+    /// Number of log segment files
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Persists one write durably, in the contract's order (see
+    /// [`shale_core::raft::Write`]); when this returns `Ok`, report `write.id` as persisted
+    pub fn write(&mut self, write: &Write) -> Result<(), StorageError> {
+        self.write_batch(std::slice::from_ref(write))
+    }
+
+    /// Persists several writes, in order, with one log sync at the end (group commit); when
+    /// this returns `Ok`, report the last write's id as persisted
+    pub fn write_batch(&mut self, writes: &[Write]) -> Result<(), StorageError> {
+        for write in writes {
+            self.apply(write)?;
+        }
+        self.sync()
+    }
+
+    /// Stores a snapshot the application took, durably (temp file, fsync, rename, directory
+    /// fsync); the log is left alone until a write compacts it
+    pub fn save_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
+        self.snapshot = Some(snapshot::save(&self.dir, meta, data)?);
+        Ok(())
+    }
+
+    /// Reads up to `max_bytes` of the current snapshot's data from `offset`; it must end at
+    /// `index`
+    pub fn read_snapshot_chunk(
+        &self,
+        index: Index,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, StorageError> {
+        match &self.snapshot {
+            Some(info) if info.meta.last.index == index => {
+                snapshot::read_chunk(&self.dir, info, offset, max_bytes)
+            }
+            _ => Err(StorageError::NoSnapshot {
+                dir: self.dir.clone(),
+                index,
+            }),
+        }
+    }
+
+    /// The current snapshot with all its data, if there is one
+    pub fn read_snapshot(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StorageError> {
+        let Some(info) = &self.snapshot else {
+            return Ok(None);
+        };
+        let data = snapshot::read_chunk(&self.dir, info, 0, info.data_len as usize)?;
+        Ok(Some((info.meta.clone(), data)))
+    }
+
+    fn apply(&mut self, write: &Write) -> Result<(), StorageError> {
+        if let Some(hs) = write.hard_state {
+            // Earlier writes' entries become durable before this hard state can.
+            self.sync()?;
+            hard_state::write(&self.dir, &hs)?;
+            self.hard_state = hs;
+        }
+        for chunk in &write.snapshot_chunks {
+            if chunk.install {
+                self.sync()?;
+            }
+            if let Some(info) = snapshot::store_chunk(&self.dir, &mut self.partial, chunk)? {
+                self.snapshot = Some(info);
+                self.delete_segments_from(0)?;
+            }
+        }
+        if let Some(first) = write.entries.first() {
+            self.truncate_from(first.index)?;
+            self.append(&write.entries)?;
+        }
+        if let Some(through) = write.compact_through {
+            self.compact_files(through)?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        if self.log_dirty {
+            if let (Some(file), Some(seg)) = (&self.current, self.segments.last()) {
+                file.sync_data()
+                    .map_err(StorageError::io(&seg.path, "sync"))?;
+            }
+            self.log_dirty = false;
+        }
+        if self.dir_dirty {
+            sync_dir(&self.dir)?;
+            self.dir_dirty = false;
+        }
+        Ok(())
+    }
+
+    fn open_current(&mut self) -> Result<(), StorageError> {
+        if self.current.is_none()
+            && let Some(seg) = self.segments.last()
+        {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&seg.path)
+                .map_err(StorageError::io(&seg.path, "open"))?;
+            self.current = Some(file);
+        }
+        Ok(())
+    }
+
+    /// Deletes the segments from position `keep` on, newest first, syncing the directory
+    /// after each so a crash leaves a contiguous prefix
+    fn delete_segments_from(&mut self, keep: usize) -> Result<(), StorageError> {
+        while self.segments.len() > keep {
+            let Some(seg) = self.segments.pop() else {
+                break;
+            };
+            self.current = None;
+            self.log_dirty = false;
+            remove_if_present(&seg.path)?;
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every stored entry at or above `index`
+    fn truncate_from(&mut self, index: Index) -> Result<(), StorageError> {
+        if let Some(last) = self.segments.last()
+            && index > last.last() + 1
+        {
+            return Err(StorageError::InvalidWrite {
+                dir: self.dir.clone(),
+                reason: format!(
+                    "entries from index {index} would leave a gap after the stored log ending at {}",
+                    last.last()
+                ),
+            });
+        }
+        let keep = self.segments.partition_point(|s| s.first < index);
+        self.delete_segments_from(keep)?;
+        self.open_current()?;
+        let (Some(seg), Some(file)) = (self.segments.last_mut(), &self.current) else {
+            return Ok(());
+        };
+        if index <= seg.last() {
+            let len = seg.offsets[(index - seg.first) as usize];
+            file.set_len(len)
+                .map_err(StorageError::io(&seg.path, "truncate"))?;
+            seg.offsets.truncate((index - seg.first) as usize);
+            seg.len = len;
+            self.log_dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Appends `entries` (which follow the stored log) to the log, rolling segments
+    fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        let mut buf = Vec::new();
+        for entry in entries {
+            let full = self.segments.last().is_none_or(|s| {
+                s.len + buf.len() as u64 >= self.config.max_segment_bytes && !s.offsets.is_empty()
+            });
+            if full {
+                self.flush(&mut buf)?;
+                // The full segment is synced before the next exists, so only the last
+                // segment can ever end in a torn record.
+                self.sync()?;
+                self.roll(entry.index)?;
+            }
+            if let Some(seg) = self.segments.last_mut() {
+                seg.offsets.push(seg.len + buf.len() as u64);
+            }
+            record::encode(entry, &mut buf);
+        }
+        self.flush(&mut buf)
+    }
+
+    fn roll(&mut self, first: Index) -> Result<(), StorageError> {
+        let seg = Segment::new(&self.dir, first);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&seg.path)
+            .map_err(StorageError::io(&seg.path, "create"))?;
+        self.segments.push(seg);
+        self.current = Some(file);
+        self.dir_dirty = true;
+        Ok(())
+    }
+
+    /// Writes `buf` at the end of the last segment
+    fn flush(&mut self, buf: &mut Vec<u8>) -> Result<(), StorageError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let (Some(seg), Some(file)) = (self.segments.last_mut(), self.current.as_mut()) else {
+            return Ok(());
+        };
+        file.seek(SeekFrom::Start(seg.len))
+            .and_then(|_| file.write_all(buf))
+            .map_err(StorageError::io(&seg.path, "append"))?;
+        seg.len += buf.len() as u64;
+        buf.clear();
+        self.log_dirty = true;
+        Ok(())
+    }
+
+    /// Deletes the segments whose entries are all at or below `through`
+    fn compact_files(&mut self, through: Index) -> Result<(), StorageError> {
+        let drop = self.segments.partition_point(|s| s.last() <= through);
+        if drop == 0 {
+            return Ok(());
+        }
+        if drop == self.segments.len() {
+            self.current = None;
+            self.log_dirty = false;
+        }
+        for seg in self.segments.drain(..drop) {
+            remove_if_present(&seg.path)?;
+        }
+        self.dir_dirty = true;
+        Ok(())
+    }
+}

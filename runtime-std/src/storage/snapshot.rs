@@ -1,0 +1,215 @@
+//! The `snapshot` file and the `snapshot.partial` file a received snapshot is assembled in
+//!
+//! Format: `[data][postcard SnapshotMeta][trailer]`, the trailer being
+//! `[data_len: u64 LE][meta_len: u32 LE][data_crc32: u32 LE][meta_crc32: u32 LE][magic: 8]`.
+//! The file only ever appears under its final name through a rename after an fsync, so it
+//! is whole or absent; the checksums catch later damage.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+
+use shale_core::raft::{SnapshotChunk, SnapshotMeta};
+
+use super::error::StorageError;
+use super::{sync_dir, write_atomic};
+
+/// The current snapshot's file name
+pub(crate) const FILE: &str = "snapshot";
+/// The file a snapshot being received is assembled in
+pub(crate) const PARTIAL: &str = "snapshot.partial";
+
+const MAGIC: &[u8; 8] = b"SHALESN1";
+const TRAILER_BYTES: u64 = 8 + 4 + 4 + 4 + 8;
+const READ_BUF: usize = 64 * 1024;
+
+/// What is known of the current snapshot
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SnapInfo {
+    /// What it covers
+    pub(crate) meta: SnapshotMeta,
+    /// Length of its data in bytes
+    pub(crate) data_len: u64,
+}
+
+/// A snapshot being received
+#[derive(Debug)]
+pub(crate) struct Partial {
+    meta: SnapshotMeta,
+    file: File,
+}
+
+/// Everything after the data: the encoded meta and the trailer
+fn tail(meta: &SnapshotMeta, data_len: u64, data_crc: u32) -> Vec<u8> {
+    let meta_bytes = postcard::to_allocvec(meta).unwrap_or_default();
+    let mut out = meta_bytes.clone();
+    out.extend_from_slice(&data_len.to_le_bytes());
+    out.extend_from_slice(&(meta_bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(&data_crc.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&meta_bytes).to_le_bytes());
+    out.extend_from_slice(MAGIC);
+    out
+}
+
+fn crc_of_prefix(file: &mut File, path: &Path, len: u64) -> Result<u32, StorageError> {
+    file.seek(SeekFrom::Start(0))
+        .map_err(StorageError::io(path, "seek"))?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0; READ_BUF];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(READ_BUF as u64) as usize;
+        file.read_exact(&mut buf[..n])
+            .map_err(StorageError::io(path, "read"))?;
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(hasher.finalize())
+}
+
+/// Reads and verifies the current snapshot (its whole data is checksummed)
+pub(crate) fn read_info(dir: &Path) -> Result<Option<SnapInfo>, StorageError> {
+    let path = dir.join(FILE);
+    let mut file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StorageError::io(&path, "open")(e)),
+    };
+    let len = file
+        .metadata()
+        .map_err(StorageError::io(&path, "stat"))?
+        .len();
+    if len < TRAILER_BYTES {
+        return Err(StorageError::corrupt(
+            &path,
+            0,
+            "file shorter than its trailer",
+        ));
+    }
+    let at = len - TRAILER_BYTES;
+    let mut t = [0u8; TRAILER_BYTES as usize];
+    file.seek(SeekFrom::Start(at))
+        .and_then(|_| file.read_exact(&mut t))
+        .map_err(StorageError::io(&path, "read"))?;
+    let u32_at = |i: usize| u32::from_le_bytes([t[i], t[i + 1], t[i + 2], t[i + 3]]);
+    if &t[20..28] != MAGIC {
+        return Err(StorageError::corrupt(&path, at + 20, "bad trailer magic"));
+    }
+    let mut data_len_bytes = [0u8; 8];
+    data_len_bytes.copy_from_slice(&t[0..8]);
+    let data_len = u64::from_le_bytes(data_len_bytes);
+    let meta_len = u64::from(u32_at(8));
+    let (data_crc, meta_crc) = (u32_at(12), u32_at(16));
+    if data_len.checked_add(meta_len) != Some(at) {
+        return Err(StorageError::corrupt(
+            &path,
+            at,
+            format!("trailer announces {data_len} data and {meta_len} meta bytes, {at} present"),
+        ));
+    }
+    let mut meta_bytes = vec![0u8; meta_len as usize];
+    file.seek(SeekFrom::Start(data_len))
+        .and_then(|_| file.read_exact(&mut meta_bytes))
+        .map_err(StorageError::io(&path, "read"))?;
+    if crc32fast::hash(&meta_bytes) != meta_crc {
+        return Err(StorageError::corrupt(
+            &path,
+            data_len,
+            "meta checksum mismatch",
+        ));
+    }
+    let meta: SnapshotMeta = postcard::from_bytes(&meta_bytes).map_err(|e| {
+        StorageError::corrupt(&path, data_len, format!("meta does not decode: {e}"))
+    })?;
+    if crc_of_prefix(&mut file, &path, data_len)? != data_crc {
+        return Err(StorageError::corrupt(&path, 0, "data checksum mismatch"));
+    }
+    Ok(Some(SnapInfo { meta, data_len }))
+}
+
+/// Stores a whole snapshot durably (temp file, fsync, rename, directory fsync)
+pub(crate) fn save(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Result<SnapInfo, StorageError> {
+    let data_len = data.len() as u64;
+    let tail = tail(meta, data_len, crc32fast::hash(data));
+    write_atomic(dir, FILE, &[data, &tail])?;
+    Ok(SnapInfo {
+        meta: meta.clone(),
+        data_len,
+    })
+}
+
+/// Reads up to `max` bytes of the current snapshot's data from `offset`
+pub(crate) fn read_chunk(
+    dir: &Path,
+    info: &SnapInfo,
+    offset: u64,
+    max: usize,
+) -> Result<Vec<u8>, StorageError> {
+    let path = dir.join(FILE);
+    let n = info.data_len.saturating_sub(offset).min(max as u64) as usize;
+    let mut buf = vec![0; n];
+    let mut file = File::open(&path).map_err(StorageError::io(&path, "open"))?;
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.read_exact(&mut buf))
+        .map_err(StorageError::io(&path, "read"))?;
+    Ok(buf)
+}
+
+/// Writes one received chunk into `snapshot.partial`; a chunk at offset 0 or of another
+/// snapshot starts over. Returns the installed snapshot for an `install` chunk.
+pub(crate) fn store_chunk(
+    dir: &Path,
+    partial: &mut Option<Partial>,
+    chunk: &SnapshotChunk,
+) -> Result<Option<SnapInfo>, StorageError> {
+    let path = dir.join(PARTIAL);
+    let restart = chunk.offset == 0 || partial.as_ref().is_none_or(|p| p.meta != chunk.meta);
+    if restart {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(StorageError::io(&path, "create"))?;
+        *partial = Some(Partial {
+            meta: chunk.meta.clone(),
+            file,
+        });
+    }
+    let Some(p) = partial.as_mut() else {
+        return Ok(None);
+    };
+    p.file
+        .seek(SeekFrom::Start(chunk.offset))
+        .and_then(|_| p.file.write_all(chunk.data.as_bytes()))
+        .map_err(StorageError::io(&path, "write"))?;
+    if !chunk.install {
+        return Ok(None);
+    }
+    let Some(mut p) = partial.take() else {
+        return Ok(None);
+    };
+    install(dir, &path, &mut p).map(Some)
+}
+
+fn install(dir: &Path, path: &PathBuf, p: &mut Partial) -> Result<SnapInfo, StorageError> {
+    let data_len = p
+        .file
+        .metadata()
+        .map_err(StorageError::io(path, "stat"))?
+        .len();
+    let data_crc = crc_of_prefix(&mut p.file, path, data_len)?;
+    p.file
+        .seek(SeekFrom::Start(data_len))
+        .and_then(|_| p.file.write_all(&tail(&p.meta, data_len, data_crc)))
+        .and_then(|_| p.file.sync_all())
+        .map_err(StorageError::io(path, "write"))?;
+    let target = dir.join(FILE);
+    fs::rename(path, &target).map_err(StorageError::io(&target, "rename"))?;
+    sync_dir(dir)?;
+    Ok(SnapInfo {
+        meta: p.meta.clone(),
+        data_len,
+    })
+}

@@ -1,0 +1,184 @@
+//! Damaged directories: each case with its expected outcome
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use shale_core::raft::{Entry, EntryKind, HardState, LogId, Membership, SnapshotMeta, Write};
+use shale_runtime_std::{Storage, StorageConfig, StorageError};
+
+const ENTRIES: u64 = 30;
+
+fn config() -> StorageConfig {
+    StorageConfig {
+        max_segment_bytes: 64,
+    }
+}
+
+/// A directory holding `ENTRIES` entries over several segments
+fn populated() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut storage, _) = Storage::open_with(dir.path(), config()).expect("open");
+    let entries = (1..=ENTRIES)
+        .map(|index| Entry {
+            term: 1,
+            index,
+            kind: EntryKind::Command,
+            data: vec![index as u8; 10].into(),
+        })
+        .collect();
+    storage
+        .write(&Write {
+            id: 1,
+            hard_state: Some(HardState {
+                term: 1,
+                vote: Some(1),
+            }),
+            entries,
+            ..Write::default()
+        })
+        .expect("write");
+    assert!(storage.segment_count() >= 3);
+    dir
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fs::read_dir(dir)
+        .expect("list")
+        .map(|e| {
+            let p = e.expect("entry").path();
+            let bytes = fs::read(&p).expect("read");
+            (p, bytes)
+        })
+        .collect()
+}
+
+fn open_err(dir: &Path) -> StorageError {
+    match Storage::open_with(dir, config()) {
+        Ok(_) => panic!("open should have failed"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn flipped_byte_in_non_last_segment_is_an_error_and_changes_nothing() {
+    let dir = populated();
+    let first = segments(dir.path())[0].clone();
+    let mut bytes = fs::read(&first).expect("read");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x55;
+    fs::write(&first, &bytes).expect("write");
+    let before = contents(dir.path());
+    let err = open_err(dir.path());
+    match &err {
+        StorageError::Corrupt { path, offset, .. } => {
+            assert_eq!(path, &first);
+            assert!(*offset <= at as u64);
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains(&first.display().to_string()), "{text}");
+    assert!(text.contains("offset"), "{text}");
+    assert_eq!(contents(dir.path()), before);
+}
+
+#[test]
+fn torn_tail_of_last_segment_is_cut() {
+    let dir = populated();
+    let last = segments(dir.path()).last().cloned().expect("segments");
+    let len = fs::metadata(&last).expect("stat").len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .and_then(|f| f.set_len(len - 3))
+        .expect("truncate");
+    let (storage, recovered) = Storage::open_with(dir.path(), config()).expect("open");
+    assert_eq!(recovered.entries.len() as u64, ENTRIES - 1);
+    assert_eq!(recovered.entries.last().map(|e| e.index), Some(ENTRIES - 1));
+    let cut = fs::metadata(&last).expect("stat").len();
+    assert!(cut < len - 3, "the torn record was cut off");
+    drop(storage);
+    let (mut storage, again) = Storage::open_with(dir.path(), config()).expect("reopen");
+    assert_eq!(again, recovered);
+    // The log continues where it was cut.
+    let entry = Entry {
+        term: 1,
+        index: ENTRIES,
+        kind: EntryKind::Noop,
+        data: Default::default(),
+    };
+    storage
+        .write(&Write {
+            id: 1,
+            entries: vec![entry.clone()],
+            ..Write::default()
+        })
+        .expect("write");
+    drop(storage);
+    let (_, after) = Storage::open_with(dir.path(), config()).expect("reopen");
+    assert_eq!(after.entries.last(), Some(&entry));
+}
+
+#[test]
+fn missing_middle_segment_is_an_error() {
+    let dir = populated();
+    let segs = segments(dir.path());
+    fs::remove_file(&segs[1]).expect("remove");
+    let before = contents(dir.path());
+    match open_err(dir.path()) {
+        StorageError::MissingSegment { path, .. } => assert_eq!(path, segs[2]),
+        other => panic!("unexpected error {other}"),
+    }
+    assert_eq!(contents(dir.path()), before);
+}
+
+#[test]
+fn corrupt_snapshot_is_an_error() {
+    let dir = populated();
+    let (mut storage, _) = Storage::open_with(dir.path(), config()).expect("open");
+    let meta = SnapshotMeta {
+        last: LogId::new(1, 10),
+        membership: Membership::new(&[1, 2, 3]),
+        size_bytes: 100,
+    };
+    storage
+        .save_snapshot(&meta, &[7; 100])
+        .expect("save snapshot");
+    assert_eq!(
+        storage.read_snapshot_chunk(10, 95, 10).expect("chunk"),
+        vec![7; 5]
+    );
+    drop(storage);
+    let path = dir.path().join("snapshot");
+    let mut bytes = fs::read(&path).expect("read");
+    bytes[40] ^= 1;
+    fs::write(&path, &bytes).expect("write");
+    let before = contents(dir.path());
+    match open_err(dir.path()) {
+        StorageError::Corrupt { path: p, .. } => assert_eq!(p, path),
+        other => panic!("unexpected error {other}"),
+    }
+    assert_eq!(contents(dir.path()), before);
+}
+
+#[test]
+fn second_open_of_a_locked_directory_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (storage, _) = Storage::open(dir.path()).expect("open");
+    let err = open_err(dir.path());
+    assert!(matches!(err, StorageError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains(&dir.path().display().to_string()));
+    drop(storage);
+    Storage::open(dir.path()).expect("open after the first is dropped");
+}
