@@ -1,4 +1,4 @@
-//! The blocking-thread runtime for Shale; so far, its durable file storage
+//! The blocking-thread runtime for Shale; so far, its durable file storage and TCP transport
 //!
 //! [`Storage`] keeps one node's state for one Raft group in a directory and implements the
 //! persistence contract of [`shale_core::raft::Write`]: hard state, then snapshot chunks,
@@ -56,7 +56,34 @@
 //! assert_eq!(recovered.entries.len(), 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Transport
+//!
+//! [`transport::Transport`] connects the nodes over TCP: one outbound connection per peer
+//! carries the messages of every group as `(group id, Outgoing)` envelopes in length-prefixed
+//! frames; each connection opens with a handshake checking the cluster id, protocol version
+//! and node id. Sends never block (a bounded queue per peer drops and counts overflow), writers
+//! reconnect with capped exponential backoff, and bad input closes only the connection it came
+//! on, counted in [`transport::TransportStats`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use shale_core::raft::{Message, Outgoing};
+//! use shale_runtime_std::transport::{Transport, TransportConfig};
+//!
+//! let mut a = Transport::listen("127.0.0.1:0", TransportConfig::new(7, 1))?;
+//! let b = Transport::listen("127.0.0.1:0", TransportConfig::new(7, 2))?;
+//! a.add_peer(2, b.local_addr())?;
+//! let message = Outgoing { from: 1, to: 2, message: Message::HeartbeatResponse { term: 1, round: 1 } };
+//! assert!(a.send(2, 42, message.clone()));
+//! let got = b.recv_timeout(Duration::from_secs(5)).expect("delivered");
+//! assert_eq!((got.group, got.message), (42, message));
+//! a.shutdown();
+//! b.shutdown();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod storage;
+pub mod transport;
 
 pub use storage::{DEFAULT_MAX_SEGMENT_BYTES, Storage, StorageConfig, StorageError};

@@ -1,0 +1,123 @@
+//! Envelopes: one message of one Raft group, as carried by a peer connection
+//!
+//! An envelope's bytes are `[group id: LEB128 varint][wire::encode_message bytes]`; a frame
+//! ([`shale_core::wire::write_frame`]) carries one envelope. Decoding never panics.
+
+use core::fmt;
+
+use shale_core::raft::Outgoing;
+use shale_core::wire::{self, DecodeError};
+
+/// Identifies a Raft group; every group's messages between two nodes share one connection
+pub type GroupId = u64;
+
+/// Largest number of bytes a varint-encoded `u64` takes
+const MAX_VARINT_BYTES: usize = 10;
+
+/// One message of one group
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// The group the message belongs to
+    pub group: GroupId,
+    /// The message, with its sender and receiver
+    pub message: Outgoing,
+}
+
+/// Why bytes did not decode into an [`Envelope`]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvelopeError {
+    /// The group id is missing, truncated, longer than 10 bytes or overflows a `u64`
+    BadGroupId,
+    /// The message after the group id does not decode
+    Message(DecodeError),
+}
+
+impl fmt::Display for EnvelopeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EnvelopeError::BadGroupId => f.write_str("bad group id varint"),
+            EnvelopeError::Message(e) => write!(f, "bad message: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EnvelopeError {}
+
+/// Appends the encoding of `message` in `group` to `buf`
+pub fn encode_envelope(group: GroupId, message: &Outgoing, buf: &mut Vec<u8>) {
+    let mut v = group;
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            buf.push(byte);
+            break;
+        }
+        buf.push(byte | 0x80);
+    }
+    wire::encode_message(message, buf);
+}
+
+/// Decodes an envelope encoded by [`encode_envelope`]
+pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
+    let mut group: u64 = 0;
+    let mut used = None;
+    for (i, &byte) in bytes.iter().take(MAX_VARINT_BYTES).enumerate() {
+        let bits = u64::from(byte & 0x7f);
+        // The tenth byte may only carry the top bit of a u64.
+        if i == MAX_VARINT_BYTES - 1 && bits > 1 {
+            return Err(EnvelopeError::BadGroupId);
+        }
+        group |= bits << (7 * i);
+        if byte & 0x80 == 0 {
+            used = Some(i + 1);
+            break;
+        }
+    }
+    let used = used.ok_or(EnvelopeError::BadGroupId)?;
+    let message = wire::decode_message(&bytes[used..]).map_err(EnvelopeError::Message)?;
+    Ok(Envelope { group, message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shale_core::raft::Message;
+
+    fn msg() -> Outgoing {
+        Outgoing {
+            from: 1,
+            to: 2,
+            message: Message::HeartbeatResponse { term: 3, round: 4 },
+        }
+    }
+
+    #[test]
+    fn round_trips_group_ids_at_varint_boundaries() {
+        for group in [0, 1, 127, 128, 16_383, 16_384, u64::MAX / 2, u64::MAX] {
+            let mut buf = Vec::new();
+            encode_envelope(group, &msg(), &mut buf);
+            assert_eq!(
+                decode_envelope(&buf),
+                Ok(Envelope {
+                    group,
+                    message: msg()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn bad_group_ids_are_errors() {
+        assert_eq!(decode_envelope(&[]), Err(EnvelopeError::BadGroupId));
+        assert_eq!(decode_envelope(&[0x80]), Err(EnvelopeError::BadGroupId));
+        assert_eq!(decode_envelope(&[0xff; 11]), Err(EnvelopeError::BadGroupId));
+        let mut overflow = vec![0xff; 9];
+        overflow.push(0x02);
+        assert_eq!(decode_envelope(&overflow), Err(EnvelopeError::BadGroupId));
+        assert_eq!(
+            decode_envelope(&[5]),
+            Err(EnvelopeError::Message(DecodeError::Empty))
+        );
+    }
+}

@@ -1,0 +1,374 @@
+//! TCP transport between nodes: one outbound connection per peer carries every group's messages
+//!
+//! [`Transport::listen`] binds a listener; [`Transport::add_peer`] starts a writer thread for a
+//! peer. Each connection opens with a handshake ([`handshake`]) that checks the cluster id,
+//! the protocol version and the node the connecting side expects to reach; then frames
+//! ([`shale_core::wire::write_frame`]) carry [`Envelope`]s, one direction per connection.
+//!
+//! Threads: one acceptor, one writer per peer (connects with capped exponential backoff and
+//! reconnects after errors), one reader per accepted connection. [`Transport::send`] never
+//! blocks: each peer has a bounded queue and a message that does not fit is dropped and
+//! counted (Raft tolerates loss). Readers push into one bounded inbound queue that the node's
+//! driver drains with [`Transport::recv_timeout`]; a full inbound queue pushes back on TCP.
+//!
+//! Bad input (a failed handshake, an oversize frame, a frame that does not decode, a message
+//! whose sender or receiver does not match the handshake) closes that connection, is counted
+//! in [`TransportStats`] and logged to stderr; the transport keeps running.
+//! [`Transport::shutdown`] (or dropping the transport) stops and joins every thread.
+
+pub mod envelope;
+pub mod handshake;
+mod peer;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use shale_core::raft::{NodeId, Outgoing};
+
+pub use envelope::{Envelope, EnvelopeError, GroupId, decode_envelope, encode_envelope};
+pub use handshake::HandshakeError;
+
+/// Default [`TransportConfig::max_frame_bytes`]: 16 MiB
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 << 20;
+/// Default [`TransportConfig::outbound_queue_capacity`], in messages per peer
+pub const DEFAULT_OUTBOUND_QUEUE_CAPACITY: usize = 1024;
+/// Default [`TransportConfig::inbound_queue_capacity`], in messages
+pub const DEFAULT_INBOUND_QUEUE_CAPACITY: usize = 4096;
+/// Default [`TransportConfig::backoff_min`]
+pub const DEFAULT_BACKOFF_MIN: Duration = Duration::from_millis(20);
+/// Default [`TransportConfig::backoff_max`]
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Default [`TransportConfig::handshake_timeout`]
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default [`TransportConfig::max_inbound_connections`]
+pub const DEFAULT_MAX_INBOUND_CONNECTIONS: usize = 256;
+
+/// Settings of a [`Transport`]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransportConfig {
+    /// The cluster this node belongs to; connections from other clusters are refused
+    pub cluster_id: u64,
+    /// This node's id
+    pub node_id: NodeId,
+    /// Largest frame, in bytes, read or written; a larger incoming frame closes the
+    /// connection, a larger outgoing message is dropped and counted
+    pub max_frame_bytes: usize,
+    /// Messages queued per peer before [`Transport::send`] drops them
+    pub outbound_queue_capacity: usize,
+    /// Messages received but not yet taken by [`Transport::recv_timeout`] before readers wait
+    pub inbound_queue_capacity: usize,
+    /// First delay before reconnecting to a peer
+    pub backoff_min: Duration,
+    /// Cap of the reconnect delay, which doubles after each failure
+    pub backoff_max: Duration,
+    /// Limit on connecting and on each step of the handshake
+    pub handshake_timeout: Duration,
+    /// Accepted connections open at once; more are refused
+    pub max_inbound_connections: usize,
+}
+
+impl TransportConfig {
+    /// The defaults for node `node_id` of cluster `cluster_id`
+    pub fn new(cluster_id: u64, node_id: NodeId) -> Self {
+        TransportConfig {
+            cluster_id,
+            node_id,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            outbound_queue_capacity: DEFAULT_OUTBOUND_QUEUE_CAPACITY,
+            inbound_queue_capacity: DEFAULT_INBOUND_QUEUE_CAPACITY,
+            backoff_min: DEFAULT_BACKOFF_MIN,
+            backoff_max: DEFAULT_BACKOFF_MAX,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_inbound_connections: DEFAULT_MAX_INBOUND_CONNECTIONS,
+        }
+    }
+}
+
+/// Counters of a [`Transport`], as read by [`Transport::stats`]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Messages written to a connection
+    pub sent: u64,
+    /// Messages received and queued for the driver
+    pub received: u64,
+    /// Messages dropped because the peer's queue was full
+    pub dropped_full: u64,
+    /// Messages dropped because the peer is unknown
+    pub dropped_unknown_peer: u64,
+    /// Messages dropped because their encoding exceeds the maximum frame size
+    pub dropped_oversize: u64,
+    /// Connections a writer established (after a successful handshake)
+    pub connects: u64,
+    /// Connection attempts that failed (connect error, handshake error or refusal)
+    pub connect_failures: u64,
+    /// Handshakes the peer refused
+    pub refused_by_peer: u64,
+    /// Connections accepted (before the handshake)
+    pub accepted: u64,
+    /// Incoming handshakes this node refused (malformed, version, cluster, node, too many)
+    pub refused_handshakes: u64,
+    /// Incoming frames over the maximum size (each closed its connection)
+    pub oversize_frames: u64,
+    /// Incoming frames that did not decode or did not match the handshake (each closed its
+    /// connection)
+    pub bad_frames: u64,
+    /// Connections closed by an IO error (read or write)
+    pub io_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    received: AtomicU64,
+    dropped_full: AtomicU64,
+    dropped_unknown_peer: AtomicU64,
+    dropped_oversize: AtomicU64,
+    connects: AtomicU64,
+    connect_failures: AtomicU64,
+    refused_by_peer: AtomicU64,
+    accepted: AtomicU64,
+    refused_handshakes: AtomicU64,
+    oversize_frames: AtomicU64,
+    bad_frames: AtomicU64,
+    io_errors: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// State shared by the transport and its threads
+struct Shared {
+    config: TransportConfig,
+    counters: Counters,
+    stopped: Mutex<bool>,
+    stop_signal: Condvar,
+    /// Every open connection, so shutdown can unblock the threads using them
+    conns: Mutex<HashMap<u64, TcpStream>>,
+    next_conn: AtomicU64,
+    live_readers: AtomicUsize,
+    readers: Mutex<Vec<JoinHandle<()>>>,
+    last_reason: Mutex<Option<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn is_stopped(&self) -> bool {
+        *lock(&self.stopped)
+    }
+
+    /// Sleeps for `d` unless stopped first; returns whether the transport is stopping
+    fn sleep(&self, d: Duration) -> bool {
+        let guard = lock(&self.stopped);
+        let (guard, _) = self
+            .stop_signal
+            .wait_timeout_while(guard, d, |stopped| !*stopped)
+            .unwrap_or_else(|e| e.into_inner());
+        *guard
+    }
+
+    /// Registers a connection; `None` if the transport is stopping
+    fn register(&self, stream: &TcpStream) -> Option<u64> {
+        let clone = stream.try_clone().ok()?;
+        let mut conns = lock(&self.conns);
+        if self.is_stopped() {
+            return None;
+        }
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        conns.insert(id, clone);
+        Some(id)
+    }
+
+    fn unregister(&self, id: u64) {
+        lock(&self.conns).remove(&id);
+    }
+
+    /// Logs why a connection closed or failed
+    fn log(&self, reason: String) {
+        eprintln!("shale transport (node {}): {reason}", self.config.node_id);
+        *lock(&self.last_reason) = Some(reason);
+    }
+}
+
+struct Peer {
+    queue: SyncSender<(GroupId, Outgoing)>,
+    writer: JoinHandle<()>,
+}
+
+/// The TCP transport of one node; see the [module documentation](self)
+pub struct Transport {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    peers: HashMap<NodeId, Peer>,
+    inbound: Option<Receiver<Envelope>>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Transport {
+    /// Binds `addr` and starts accepting connections from peers
+    pub fn listen<A: ToSocketAddrs>(addr: A, config: TransportConfig) -> io::Result<Transport> {
+        let listener = TcpListener::bind(addr)?;
+        let local_addr = listener.local_addr()?;
+        // The acceptor polls so that shutdown never waits on a blocked accept.
+        listener.set_nonblocking(true)?;
+        let (inbound_tx, inbound_rx) = mpsc::sync_channel(config.inbound_queue_capacity.max(1));
+        let shared = Arc::new(Shared {
+            config,
+            counters: Counters::default(),
+            stopped: Mutex::new(false),
+            stop_signal: Condvar::new(),
+            conns: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(0),
+            live_readers: AtomicUsize::new(0),
+            readers: Mutex::new(Vec::new()),
+            last_reason: Mutex::new(None),
+        });
+        let acceptor = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("shale-accept-{}", shared.config.node_id))
+                .spawn(move || peer::run_acceptor(shared, listener, inbound_tx))?
+        };
+        Ok(Transport {
+            shared,
+            local_addr,
+            peers: HashMap::new(),
+            inbound: Some(inbound_rx),
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// The address the listener is bound to (with the actual port when bound to port 0)
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// This transport's settings
+    pub fn config(&self) -> &TransportConfig {
+        &self.shared.config
+    }
+
+    /// Starts sending to node `id` at `addr`; returns `false` (and changes nothing) if `id` is
+    /// already a peer
+    pub fn add_peer(&mut self, id: NodeId, addr: SocketAddr) -> io::Result<bool> {
+        if self.peers.contains_key(&id) {
+            return Ok(false);
+        }
+        let (queue, rx) = mpsc::sync_channel(self.shared.config.outbound_queue_capacity.max(1));
+        let shared = self.shared.clone();
+        let writer = std::thread::Builder::new()
+            .name(format!("shale-write-{}-{id}", shared.config.node_id))
+            .spawn(move || peer::run_writer(shared, id, addr, rx))?;
+        self.peers.insert(id, Peer { queue, writer });
+        Ok(true)
+    }
+
+    /// Queues `message` of `group` for node `to`; never blocks
+    ///
+    /// Returns `false` when the message was dropped (and counted): the peer is unknown or its
+    /// queue is full.
+    pub fn send(&self, to: NodeId, group: GroupId, message: Outgoing) -> bool {
+        let Some(peer) = self.peers.get(&to) else {
+            bump(&self.shared.counters.dropped_unknown_peer);
+            return false;
+        };
+        match peer.queue.try_send((group, message)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                bump(&self.shared.counters.dropped_full);
+                false
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for a message from a peer
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Envelope> {
+        self.inbound.as_ref()?.recv_timeout(timeout).ok()
+    }
+
+    /// Takes a message from a peer if one is waiting
+    pub fn try_recv(&self) -> Option<Envelope> {
+        self.inbound.as_ref()?.try_recv().ok()
+    }
+
+    /// A snapshot of the counters
+    pub fn stats(&self) -> TransportStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        TransportStats {
+            sent: get(&c.sent),
+            received: get(&c.received),
+            dropped_full: get(&c.dropped_full),
+            dropped_unknown_peer: get(&c.dropped_unknown_peer),
+            dropped_oversize: get(&c.dropped_oversize),
+            connects: get(&c.connects),
+            connect_failures: get(&c.connect_failures),
+            refused_by_peer: get(&c.refused_by_peer),
+            accepted: get(&c.accepted),
+            refused_handshakes: get(&c.refused_handshakes),
+            oversize_frames: get(&c.oversize_frames),
+            bad_frames: get(&c.bad_frames),
+            io_errors: get(&c.io_errors),
+        }
+    }
+
+    /// The last reason a connection closed or failed, as logged
+    pub fn last_close_reason(&self) -> Option<String> {
+        lock(&self.shared.last_reason).clone()
+    }
+
+    /// Stops and joins every thread; messages still queued are dropped
+    ///
+    /// Open connections are shut down to unblock their threads; a writer in the middle of
+    /// connecting can hold this up to [`TransportConfig::handshake_timeout`].
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        *lock(&self.shared.stopped) = true;
+        self.shared.stop_signal.notify_all();
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        // Readers waiting on a full inbound queue see it disconnected.
+        self.inbound = None;
+        for stream in lock(&self.shared.conns).values() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        // Writers waiting on their queue see it disconnected.
+        for (_, peer) in self.peers.drain() {
+            drop(peer.queue);
+            let _ = peer.writer.join();
+        }
+        let readers = std::mem::take(&mut *lock(&self.shared.readers));
+        for reader in readers {
+            let _ = reader.join();
+        }
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("node_id", &self.shared.config.node_id)
+            .field("local_addr", &self.local_addr)
+            .field("peers", &self.peers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
