@@ -14,11 +14,15 @@
 //!   heartbeat round, and the same from a lease (`-- reads`);
 //! - [`suites::sharded`]: operations per virtual second of the simulated sharded cluster with
 //!   1, 2 and 4 replica groups under a CPU model, printed as a table; criterion times the
-//!   wall clock of one simulated run (`-- sharded`).
+//!   wall clock of one simulated run (`-- sharded`);
+//! - [`suites::wal`]: durable WAL appends per second through group commit with 1 and 64
+//!   writers, beside the disk's own fsync rate measured in the same run, printed as a table;
+//!   criterion times one group-commit round trip (`-- wal`). Unlike the others, this suite
+//!   does real file IO.
 //!
 //! The harness is [`shale_benches::Cluster`]: messages moved in memory, synchronous
 //! persistence, no IO, one thread (the `sharded` suite runs `shale_sim`'s multi-group
-//! simulator instead).
+//! simulator instead, and the `wal` suite writes to disk).
 
 mod suites;
 
@@ -43,6 +47,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = raft;
     config = config();
-    targets = suites::allocations::table, suites::throughput::commit, suites::throughput::commit_reserved, suites::leader_step::append_response, suites::snapshot::install, suites::read_index::reads, suites::sharded::scaling
+    targets = suites::allocations::table, suites::throughput::commit, suites::throughput::commit_reserved, suites::leader_step::append_response, suites::snapshot::install, suites::read_index::reads, suites::sharded::scaling, suites::wal::group_commit
 }
 criterion_main!(raft);

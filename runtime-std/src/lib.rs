@@ -57,6 +57,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Group commit
+//!
+//! [`GroupCommit`] runs a [`Storage`] on its own thread so many writers share each
+//! `fdatasync`: the thread takes every queued request (up to a maximum), persists them with
+//! one [`Storage::write_batch`], then answers each writer. See [`storage::group_commit`].
+//!
 //! # Transport
 //!
 //! [`transport::Transport`] connects the nodes over TCP: one outbound connection per peer
@@ -86,4 +92,7 @@
 pub mod storage;
 pub mod transport;
 
-pub use storage::{DEFAULT_MAX_SEGMENT_BYTES, Storage, StorageConfig, StorageError};
+pub use storage::{
+    DEFAULT_MAX_SEGMENT_BYTES, GroupCommit, GroupCommitConfig, GroupCommitError, GroupCommitStats,
+    Storage, StorageConfig, StorageError,
+};

@@ -6,6 +6,7 @@ pub mod read_index;
 pub mod sharded;
 pub mod snapshot;
 pub mod throughput;
+pub mod wal;
 
 /// Proposals on the leader per round
 pub const BATCHES: [usize; 3] = [1, 16, 256];

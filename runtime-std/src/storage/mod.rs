@@ -11,6 +11,7 @@
 //! | `wal-<first index>.log` | log segments of `[len][crc32][postcard Entry]` records |
 
 mod error;
+pub mod group_commit;
 mod hard_state;
 mod lock;
 mod record;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use shale_core::raft::{Entry, HardState, Index, Raft, Recovered, SnapshotMeta, Write};
 
 pub use error::StorageError;
+pub use group_commit::{GroupCommit, GroupCommitConfig, GroupCommitError, GroupCommitStats};
 
 use lock::DirLock;
 use segment::Segment;
