@@ -182,10 +182,11 @@ fn read_connection(shared: &Shared, stream: &TcpStream, inbound: &SyncSender<Env
                 envelope.message.from, envelope.message.to
             ));
         }
+        // Counted before the hand-off, so the count never lags what the driver has received.
+        bump(&shared.counters.received);
         if inbound.send(envelope).is_err() {
             return Closed::Stopping;
         }
-        bump(&shared.counters.received);
     }
 }
 
