@@ -55,3 +55,29 @@ impl Trace {
         out
     }
 }
+
+/// Hands `out` to `raft` and describes it for the trace as
+/// `<- n{from} {kind} t{term} e{entries}[ -> {role} t{term}]`; the flag is `true` when the node
+/// refused the message as `Busy`
+pub(crate) fn deliver_traced(
+    raft: &mut shale_core::raft::Raft,
+    now: shale_core::time::Instant,
+    out: shale_core::raft::Outgoing,
+) -> (bool, String) {
+    let before = (raft.role(), raft.term());
+    let kind = out.message.kind_name();
+    let term = out.message.term();
+    let entries = out.message.entry_count();
+    let from = out.from;
+    let busy = raft.handle_message(now, from, out.message).is_err();
+    let after = (raft.role(), raft.term());
+    let change = if before != after {
+        format!(" -> {} t{}", after.0, after.1)
+    } else {
+        String::new()
+    };
+    (
+        busy,
+        format!("<- n{from} {kind} t{term} e{entries}{change}"),
+    )
+}

@@ -235,23 +235,12 @@ impl MultiSim {
             *c += 1;
         }
         let raft = replica.raft_mut();
-        let before = (raft.role(), raft.term());
-        let kind = out.message.kind_name();
-        let term = out.message.term();
-        let entries = out.message.entry_count();
-        if raft.handle_message(local, out.from, out.message).is_err() {
+        let (busy, what) = crate::trace::deliver_traced(raft, local, out);
+        if busy {
             self.busy_drops += 1;
         }
-        let after = (raft.role(), raft.term());
-        let change = if before != after {
-            format!(" -> {} t{}", after.0, after.1)
-        } else {
-            String::new()
-        };
-        self.trace.record(format!(
-            "{} g{gid} n{to} <- n{} {kind} t{term} e{entries}{change}",
-            self.now, out.from
-        ));
+        self.trace
+            .record(format!("{} g{gid} n{to} {what}", self.now));
         self.after_event(to, gid);
     }
 
