@@ -63,16 +63,34 @@ pub fn for_each_seed(name: &str, scenario: impl Fn(u64) -> Result<(), SimError>)
     }
 }
 
+/// A simulation that can name its seed and time in an error (both simulators)
+pub trait Simulation {
+    /// An error for this run at this time
+    fn error_at(&self, message: String) -> SimError;
+}
+
+impl Simulation for Sim {
+    fn error_at(&self, message: String) -> SimError {
+        self.error(message)
+    }
+}
+
+impl Simulation for shale_sim::multi::MultiSim {
+    fn error_at(&self, message: String) -> SimError {
+        self.error(message)
+    }
+}
+
 /// `Err` with `message` unless `condition` holds
 pub fn ensure(
-    sim: &Sim,
+    sim: &impl Simulation,
     condition: bool,
     message: impl FnOnce() -> String,
 ) -> Result<(), SimError> {
     if condition {
         Ok(())
     } else {
-        Err(sim.error(message()))
+        Err(sim.error_at(message()))
     }
 }
 

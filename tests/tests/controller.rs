@@ -19,7 +19,7 @@ use shale_core::raft::NodeId;
 use shale_core::time::Duration;
 use shale_sim::multi::{CLERK_POLL, CONTROLLER, Clerk, HostedCommand, MultiConfig, MultiSim};
 use shale_sim::{NetworkConfig, SimError};
-use shale_tests::{ELECTION_TIMEOUT, HEARTBEAT, for_each_seed, raft_config};
+use shale_tests::{ELECTION_TIMEOUT, HEARTBEAT, ensure, for_each_seed, raft_config};
 
 /// Shards, as in the classic tests
 const SHARDS: u32 = 10;
@@ -37,14 +37,6 @@ fn cluster(seed: u64, network: NetworkConfig) -> MultiSim {
     config.raft = raft_config();
     config.network = network;
     MultiSim::with_controller(config, &REPLICAS, SHARDS)
-}
-
-fn ensure(sim: &MultiSim, ok: bool, message: impl FnOnce() -> String) -> Result<(), SimError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(sim.error(message()))
-    }
 }
 
 /// A controller call that must succeed

@@ -17,16 +17,8 @@ use shale_core::controller::{Configuration, GroupId};
 use shale_core::shard::{KvOp, KvResult};
 use shale_core::time::Duration;
 use shale_sim::SimError;
-use shale_sim::multi::{MultiSim, ShardedCluster};
-use shale_tests::{ELECTION_TIMEOUT, for_each_seed, sharded_config};
-
-fn ensure(sim: &MultiSim, ok: bool, message: impl FnOnce() -> String) -> Result<(), SimError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(sim.error(message()))
-    }
-}
+use shale_sim::multi::ShardedCluster;
+use shale_tests::{ELECTION_TIMEOUT, ensure, for_each_seed, sharded_config};
 
 /// Time for groups to move to the latest configuration and settle
 fn settle_budget() -> Duration {

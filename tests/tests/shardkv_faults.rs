@@ -10,17 +10,9 @@
 use shale_core::controller::{Configuration, GroupId};
 use shale_core::shard::{KvOp, KvResult};
 use shale_core::time::Duration;
-use shale_sim::multi::{KvWorkload, MultiSim, ShardedCluster, Workload, run_sharded_seed};
+use shale_sim::multi::{KvWorkload, ShardedCluster, Workload, run_sharded_seed};
 use shale_sim::{NetworkConfig, SimError};
-use shale_tests::{ELECTION_TIMEOUT, for_each_seed, seeds, sharded_config};
-
-fn ensure(sim: &MultiSim, ok: bool, message: impl FnOnce() -> String) -> Result<(), SimError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(sim.error(message()))
-    }
-}
+use shale_tests::{ELECTION_TIMEOUT, ensure, for_each_seed, seeds, sharded_config};
 
 /// How long a stuck migration is given before availability is checked
 fn grace() -> Duration {

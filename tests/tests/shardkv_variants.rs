@@ -12,18 +12,9 @@ use std::collections::BTreeMap;
 
 use shale_core::controller::GroupId;
 use shale_core::time::Duration;
-use shale_sim::multi::{KvWorkload, MultiSim, ShardedCluster, Workload};
+use shale_sim::multi::{KvWorkload, ShardedCluster, Workload};
 use shale_sim::{NetworkConfig, SimError};
-use shale_tests::{ELECTION_TIMEOUT, for_each_seed, sharded_config};
-
-/// `Err` with `message` unless `ok` holds
-fn ensure(sim: &MultiSim, ok: bool, message: impl FnOnce() -> String) -> Result<(), SimError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(sim.error(message()))
-    }
-}
+use shale_tests::{ELECTION_TIMEOUT, ensure, for_each_seed, sharded_config};
 
 /// Time the users' last operations get to finish once the scenario is over
 fn drain_budget() -> Duration {
