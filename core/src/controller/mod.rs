@@ -85,7 +85,7 @@ pub enum ControllerCommand {
 }
 
 /// Why the controller refused a command; the history is unchanged
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControllerError {
     /// The command names no group
     EmptyRequest,

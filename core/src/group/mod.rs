@@ -40,8 +40,11 @@
 //! assert!(g1.settled() && g2.settled());
 //! ```
 
+mod app;
 mod driver;
 mod state;
+
+pub use app::AppMessage;
 
 pub use driver::{ClientReply, DriverConfig, GroupDriver, GroupMachine, GroupRequest};
 pub use state::{ClientOutcome, GroupCommand, GroupError, GroupState, ShardSlot, ShardStatus};

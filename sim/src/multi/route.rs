@@ -29,11 +29,10 @@
 //! [`GroupDriver::handle_client`]: shale_core::group::GroupDriver::handle_client
 //! [`GroupDriver::poll_reply`]: shale_core::group::GroupDriver::poll_reply
 
-use serde::{Deserialize, Serialize};
-use shale_core::controller::{Configuration, GroupId, ShardController, ShardId};
-use shale_core::group::{ClientOutcome, GroupError, GroupRequest};
+use shale_core::controller::{GroupId, ShardController};
+pub use shale_core::group::AppMessage;
+use shale_core::group::{GroupError, GroupRequest};
 use shale_core::raft::NodeId;
-use shale_core::shard::{ClientRequest, ShardState};
 
 use super::{CONTROLLER, MultiSim, SimDriver};
 
@@ -42,87 +41,6 @@ pub const APP_CHANNEL: GroupId = u64::MAX;
 
 /// The first network address of KV clients (node ids stay below it)
 pub const CLIENT_BASE: NodeId = 1_000_000;
-
-/// A message between replicas of different groups, the controller and clients
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AppMessage {
-    /// A client's request for group `gid`
-    Client {
-        /// The group addressed
-        gid: GroupId,
-        /// The client's handle for the reply
-        token: u64,
-        /// The request
-        request: ClientRequest,
-    },
-    /// A replica's answer to a client
-    Reply {
-        /// The token of the request
-        token: u64,
-        /// What happened
-        outcome: ClientOutcome,
-    },
-    /// Ask a controller replica for configuration `num` (`None`: the latest it has)
-    Query {
-        /// The configuration wanted
-        num: Option<u64>,
-        /// The group whose replica asks (`None`: a client)
-        for_gid: Option<GroupId>,
-    },
-    /// A controller replica's answer
-    Config {
-        /// The group whose replica asked (`None`: a client)
-        for_gid: Option<GroupId>,
-        /// The configuration
-        config: Configuration,
-    },
-    /// Group `requester` asks group `gid` for `shard` as of configuration `num`
-    Fetch {
-        /// The group asked (the previous owner)
-        gid: GroupId,
-        /// The group asking
-        requester: GroupId,
-        /// The shard
-        shard: ShardId,
-        /// The configuration in which the requester gained it
-        num: u64,
-    },
-    /// The shard's data, for group `gid`
-    Fetched {
-        /// The group that asked
-        gid: GroupId,
-        /// The group that answered
-        by: GroupId,
-        /// The shard
-        shard: ShardId,
-        /// The configuration in which `gid` gained it
-        num: u64,
-        /// Its data and sessions
-        state: ShardState,
-    },
-    /// Group `requester` asks group `gid` to delete its copy of `shard`
-    Delete {
-        /// The group asked (the previous owner)
-        gid: GroupId,
-        /// The group asking
-        requester: GroupId,
-        /// The shard
-        shard: ShardId,
-        /// The configuration in which the requester gained it
-        num: u64,
-    },
-    /// Group `gid`'s previous owner deleted its copy of `shard`
-    Deleted {
-        /// The group that asked
-        gid: GroupId,
-        /// The group that answered
-        by: GroupId,
-        /// The shard
-        shard: ShardId,
-        /// The configuration in which `gid` gained it
-        num: u64,
-    },
-}
 
 /// Appends `message` on the application channel to `buf`
 pub(crate) fn encode_app(message: &AppMessage, buf: &mut Vec<u8>) {
@@ -279,7 +197,10 @@ impl MultiSim {
                     self.after_event(to, gid);
                 }
             }
-            AppMessage::Reply { .. } | AppMessage::Config { for_gid: None, .. } => {}
+            AppMessage::Reply { .. }
+            | AppMessage::Config { for_gid: None, .. }
+            | AppMessage::Admin { .. }
+            | AppMessage::AdminReply { .. } => {}
         }
     }
 

@@ -1,0 +1,133 @@
+//! The application messages nodes exchange besides Raft traffic
+//!
+//! Replica groups, the shard controller and client front doors talk to each other with
+//! [`AppMessage`]s: a group's driver asks the controller for configurations and other groups
+//! for shards ([`GroupRequest`](super::GroupRequest)), and a node that accepted a client's
+//! request forwards it to a replica of the group that owns the key. Every message is an
+//! idempotent request or an answer to one, so a runtime may drop, duplicate or reorder them;
+//! whoever asked asks again.
+//!
+//! ```
+//! use shale_core::group::AppMessage;
+//!
+//! let message = AppMessage::Query { num: Some(3), for_gid: Some(1) };
+//! let bytes = message.encode();
+//! assert_eq!(AppMessage::decode(&bytes), Some(message));
+//! assert_eq!(AppMessage::decode(&[0xff; 3]), None);
+//! ```
+
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+use super::state::ClientOutcome;
+use crate::controller::{Configuration, ControllerCommand, ControllerError, GroupId, ShardId};
+use crate::shard::{ClientRequest, ShardState};
+
+/// A message between replicas of different groups, the controller and clients
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppMessage {
+    /// A client's request for group `gid`
+    Client {
+        /// The group addressed
+        gid: GroupId,
+        /// The sender's handle for the reply
+        token: u64,
+        /// The request
+        request: ClientRequest,
+    },
+    /// A replica's answer to a client
+    Reply {
+        /// The token of the request
+        token: u64,
+        /// What happened
+        outcome: ClientOutcome,
+    },
+    /// Ask a controller replica for configuration `num` (`None`: the latest it has)
+    Query {
+        /// The configuration wanted
+        num: Option<u64>,
+        /// The group whose replica asks (`None`: a client)
+        for_gid: Option<GroupId>,
+    },
+    /// A controller replica's answer
+    Config {
+        /// The group whose replica asked (`None`: a client)
+        for_gid: Option<GroupId>,
+        /// The configuration
+        config: Configuration,
+    },
+    /// Group `requester` asks group `gid` for `shard` as of configuration `num`
+    Fetch {
+        /// The group asked (the previous owner)
+        gid: GroupId,
+        /// The group asking
+        requester: GroupId,
+        /// The shard
+        shard: ShardId,
+        /// The configuration in which the requester gained it
+        num: u64,
+    },
+    /// The shard's data, for group `gid`
+    Fetched {
+        /// The group that asked
+        gid: GroupId,
+        /// The group that answered
+        by: GroupId,
+        /// The shard
+        shard: ShardId,
+        /// The configuration in which `gid` gained it
+        num: u64,
+        /// Its data and sessions
+        state: ShardState,
+    },
+    /// Group `requester` asks group `gid` to delete its copy of `shard`
+    Delete {
+        /// The group asked (the previous owner)
+        gid: GroupId,
+        /// The group asking
+        requester: GroupId,
+        /// The shard
+        shard: ShardId,
+        /// The configuration in which the requester gained it
+        num: u64,
+    },
+    /// Group `gid`'s previous owner deleted its copy of `shard`
+    Deleted {
+        /// The group that asked
+        gid: GroupId,
+        /// The group that answered
+        by: GroupId,
+        /// The shard
+        shard: ShardId,
+        /// The configuration in which `gid` gained it
+        num: u64,
+    },
+    /// An administrative command for the controller's leader
+    Admin {
+        /// The sender's handle for the reply
+        token: u64,
+        /// The command
+        command: ControllerCommand,
+    },
+    /// The controller's answer to an [`AppMessage::Admin`]; `None` when the receiver is not
+    /// the controller's leader (ask another replica)
+    AdminReply {
+        /// The token of the command
+        token: u64,
+        /// The new (or, for a query, the asked) configuration or why the command was refused
+        result: Option<Result<Configuration, ControllerError>>,
+    },
+}
+
+impl AppMessage {
+    /// The message's bytes (postcard)
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// The message in `bytes`, or `None` if they do not decode
+    pub fn decode(bytes: &[u8]) -> Option<AppMessage> {
+        postcard::from_bytes(bytes).ok()
+    }
+}
