@@ -82,7 +82,7 @@
 //! a.add_peer(2, b.local_addr())?;
 //! let message = Outgoing { from: 1, to: 2, message: Message::HeartbeatResponse { term: 1, round: 1 } };
 //! assert!(a.send(2, 42, message.clone()));
-//! let got = b.recv_timeout(Duration::from_secs(5)).expect("delivered");
+//! let got = b.recv_timeout(Duration::from_secs(5)).and_then(|d| d.into_raft()).expect("delivered");
 //! assert_eq!((got.group, got.message), (42, message));
 //! a.shutdown();
 //! b.shutdown();

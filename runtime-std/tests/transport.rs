@@ -14,7 +14,8 @@ use shale_runtime_std::transport::handshake::{
     Hello, Refusal, Reply, decode_hello, decode_reply, encode_hello, encode_reply,
 };
 use shale_runtime_std::transport::{
-    Envelope, Transport, TransportConfig, decode_envelope, encode_envelope,
+    APP_GROUP, Delivery, Envelope, Sink, Transport, TransportConfig, decode_envelope,
+    encode_envelope,
 };
 
 const CLUSTER: u64 = 42;
@@ -59,7 +60,10 @@ fn recv_n(t: &Transport, n: usize) -> Vec<Envelope> {
     while got.len() < n {
         let left = deadline.saturating_duration_since(Instant::now());
         assert!(!left.is_zero(), "received {} of {n} messages", got.len());
-        if let Some(e) = t.recv_timeout(left.min(Duration::from_millis(100))) {
+        if let Some(e) = t
+            .recv_timeout(left.min(Duration::from_millis(100)))
+            .and_then(|d| d.into_raft())
+        {
             got.push(e);
         }
     }
@@ -74,7 +78,7 @@ fn two_transports_exchange_messages_of_several_groups_both_ways() {
     assert!(b.add_peer(1, a.local_addr()).unwrap());
     assert!(!a.add_peer(2, b.local_addr()).unwrap());
     for n in 0..20 {
-        for group in [0, 7, u64::MAX] {
+        for group in [0, 7, u64::MAX - 1] {
             assert!(a.send(2, group, msg(1, 2, n)));
             assert!(b.send(1, group, msg(2, 1, n)));
         }
@@ -102,6 +106,40 @@ fn two_transports_exchange_messages_of_several_groups_both_ways() {
     assert_eq!(a.stats().received, 60);
     assert!(!a.send(9, 0, msg(1, 9, 0)));
     assert_eq!(a.stats().dropped_unknown_peer, 1);
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn app_frames_and_raft_messages_share_the_connection_and_reach_a_sink() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink: Sink = std::sync::Arc::new(move |d| tx.send(d).is_ok());
+    let b = Transport::listen_into("127.0.0.1:0", config(CLUSTER, 2), sink).unwrap();
+    let mut a = listen(CLUSTER, 1);
+    a.add_peer(2, b.local_addr()).unwrap();
+    assert!(a.send_app(2, b"first".to_vec()));
+    assert!(a.send(2, 5, msg(1, 2, 1)));
+    assert!(
+        !a.send(2, APP_GROUP, msg(1, 2, 2)),
+        "the app group id is reserved"
+    );
+    let first = rx.recv_timeout(WAIT).expect("app frame");
+    assert_eq!(
+        first,
+        Delivery::App {
+            from: 1,
+            bytes: b"first".to_vec()
+        }
+    );
+    let second = rx.recv_timeout(WAIT).ok().and_then(Delivery::into_raft);
+    assert_eq!(
+        second.map(|e| (e.group, e.message)),
+        Some((5, msg(1, 2, 1)))
+    );
+    assert!(
+        b.recv_timeout(Duration::from_millis(10)).is_none(),
+        "a sink takes everything"
+    );
     a.shutdown();
     b.shutdown();
 }

@@ -1,15 +1,21 @@
 //! Envelopes: one message of one Raft group, as carried by a peer connection
 //!
 //! An envelope's bytes are `[group id: LEB128 varint][wire::encode_message bytes]`; a frame
-//! ([`shale_core::wire::write_frame`]) carries one envelope. Decoding never panics.
+//! ([`shale_core::wire::write_frame`]) carries one envelope. The reserved group id
+//! [`APP_GROUP`] marks an application frame instead: its bytes after the group id are opaque
+//! to the transport (the node layer puts [`shale_core::group::AppMessage`]s there). Decoding
+//! never panics.
 
 use core::fmt;
 
-use shale_core::raft::Outgoing;
+use shale_core::raft::{NodeId, Outgoing};
 use shale_core::wire::{self, DecodeError};
 
 /// Identifies a Raft group; every group's messages between two nodes share one connection
 pub type GroupId = u64;
+
+/// The reserved group id of application frames (never a Raft group's id)
+pub const APP_GROUP: GroupId = u64::MAX;
 
 /// Largest number of bytes a varint-encoded `u64` takes
 const MAX_VARINT_BYTES: usize = 10;
@@ -43,9 +49,44 @@ impl fmt::Display for EnvelopeError {
 
 impl std::error::Error for EnvelopeError {}
 
+/// What one frame from a peer carries
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// A Raft message of one group
+    Raft(Envelope),
+    /// Application bytes from node `from`
+    App {
+        /// The sending node (as its handshake said)
+        from: NodeId,
+        /// The bytes, as given to `Transport::send_app`
+        bytes: Vec<u8>,
+    },
+}
+
+impl Delivery {
+    /// The Raft envelope, if this is one
+    pub fn into_raft(self) -> Option<Envelope> {
+        match self {
+            Delivery::Raft(envelope) => Some(envelope),
+            Delivery::App { .. } => None,
+        }
+    }
+}
+
 /// Appends the encoding of `message` in `group` to `buf`
 pub fn encode_envelope(group: GroupId, message: &Outgoing, buf: &mut Vec<u8>) {
-    let mut v = group;
+    push_varint(group, buf);
+    wire::encode_message(message, buf);
+}
+
+/// Appends an application frame carrying `bytes` to `buf`
+pub fn encode_app(bytes: &[u8], buf: &mut Vec<u8>) {
+    push_varint(APP_GROUP, buf);
+    buf.extend_from_slice(bytes);
+}
+
+fn push_varint(value: u64, buf: &mut Vec<u8>) {
+    let mut v = value;
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;
@@ -55,11 +96,31 @@ pub fn encode_envelope(group: GroupId, message: &Outgoing, buf: &mut Vec<u8>) {
         }
         buf.push(byte | 0x80);
     }
-    wire::encode_message(message, buf);
+}
+
+/// Decodes a frame from node `from`: an envelope encoded by [`encode_envelope`] or an
+/// application frame encoded by [`encode_app`]
+pub fn decode_delivery(from: NodeId, bytes: &[u8]) -> Result<Delivery, EnvelopeError> {
+    let (group, used) = read_varint(bytes)?;
+    if group == APP_GROUP {
+        return Ok(Delivery::App {
+            from,
+            bytes: bytes[used..].to_vec(),
+        });
+    }
+    let message = wire::decode_message(&bytes[used..]).map_err(EnvelopeError::Message)?;
+    Ok(Delivery::Raft(Envelope { group, message }))
 }
 
 /// Decodes an envelope encoded by [`encode_envelope`]
 pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
+    let (group, used) = read_varint(bytes)?;
+    let message = wire::decode_message(&bytes[used..]).map_err(EnvelopeError::Message)?;
+    Ok(Envelope { group, message })
+}
+
+/// The varint at the start of `bytes` and how many bytes it took
+fn read_varint(bytes: &[u8]) -> Result<(u64, usize), EnvelopeError> {
     let mut group: u64 = 0;
     let mut used = None;
     for (i, &byte) in bytes.iter().take(MAX_VARINT_BYTES).enumerate() {
@@ -75,8 +136,7 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
         }
     }
     let used = used.ok_or(EnvelopeError::BadGroupId)?;
-    let message = wire::decode_message(&bytes[used..]).map_err(EnvelopeError::Message)?;
-    Ok(Envelope { group, message })
+    Ok((group, used))
 }
 
 #[cfg(test)]
@@ -105,6 +165,29 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn app_frames_are_told_apart_from_raft_traffic() {
+        let mut buf = Vec::new();
+        encode_app(b"hello", &mut buf);
+        assert_eq!(
+            decode_delivery(3, &buf),
+            Ok(Delivery::App {
+                from: 3,
+                bytes: b"hello".to_vec()
+            })
+        );
+        buf.clear();
+        encode_envelope(7, &msg(), &mut buf);
+        let raft = decode_delivery(3, &buf).map(Delivery::into_raft);
+        assert_eq!(
+            raft,
+            Ok(Some(Envelope {
+                group: 7,
+                message: msg()
+            }))
+        );
     }
 
     #[test]

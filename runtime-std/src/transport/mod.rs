@@ -4,12 +4,16 @@
 //! peer. Each connection opens with a handshake ([`handshake`]) that checks the cluster id,
 //! the protocol version and the node the connecting side expects to reach; then frames
 //! ([`shale_core::wire::write_frame`]) carry [`Envelope`]s, one direction per connection.
+//! Application frames ([`Transport::send_app`]: opaque bytes under the reserved group id
+//! [`APP_GROUP`]) share the same connections; the receiver gets them as [`Delivery::App`]
+//! tagged with the sender the handshake authenticated.
 //!
 //! Threads: one acceptor, one writer per peer (connects with capped exponential backoff and
 //! reconnects after errors), one reader per accepted connection. [`Transport::send`] never
 //! blocks: each peer has a bounded queue and a message that does not fit is dropped and
 //! counted (Raft tolerates loss). Readers push into one bounded inbound queue that the node's
-//! driver drains with [`Transport::recv_timeout`]; a full inbound queue pushes back on TCP.
+//! driver drains with [`Transport::recv_timeout`], or hand each [`Delivery`] to a [`Sink`] of
+//! the caller's ([`Transport::listen_into`]); a full inbound queue pushes back on TCP.
 //!
 //! Bad input (a failed handshake, an oversize frame, a frame that does not decode, a message
 //! whose sender or receiver does not match the handshake) closes that connection, is counted
@@ -31,7 +35,10 @@ use std::time::Duration;
 
 use shale_core::raft::{NodeId, Outgoing};
 
-pub use envelope::{Envelope, EnvelopeError, GroupId, decode_envelope, encode_envelope};
+pub use envelope::{
+    APP_GROUP, Delivery, Envelope, EnvelopeError, GroupId, decode_delivery, decode_envelope,
+    encode_app, encode_envelope,
+};
 pub use handshake::HandshakeError;
 
 /// Default [`TransportConfig::max_frame_bytes`]: 16 MiB
@@ -199,8 +206,18 @@ impl Shared {
     }
 }
 
+/// Where readers hand what they received: returns `false` once nobody listens any more (the
+/// reader then closes its connection). It may block, which pushes back on TCP.
+pub type Sink = Arc<dyn Fn(Delivery) -> bool + Send + Sync>;
+
+/// One frame waiting in a peer's queue
+pub(crate) enum Outbound {
+    Raft(GroupId, Outgoing),
+    App(Vec<u8>),
+}
+
 struct Peer {
-    queue: SyncSender<(GroupId, Outgoing)>,
+    queue: SyncSender<Outbound>,
     writer: JoinHandle<()>,
 }
 
@@ -209,18 +226,32 @@ pub struct Transport {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
     peers: HashMap<NodeId, Peer>,
-    inbound: Option<Receiver<Envelope>>,
+    inbound: Option<Receiver<Delivery>>,
     acceptor: Option<JoinHandle<()>>,
 }
 
 impl Transport {
     /// Binds `addr` and starts accepting connections from peers
     pub fn listen<A: ToSocketAddrs>(addr: A, config: TransportConfig) -> io::Result<Transport> {
+        let (inbound_tx, inbound_rx) = mpsc::sync_channel(config.inbound_queue_capacity.max(1));
+        let sink: Sink = Arc::new(move |delivery| inbound_tx.send(delivery).is_ok());
+        let mut transport = Transport::listen_into(addr, config, sink)?;
+        transport.inbound = Some(inbound_rx);
+        Ok(transport)
+    }
+
+    /// Binds `addr` and starts accepting connections from peers, handing everything received
+    /// to `sink` (from the reader threads) instead of the transport's own queue;
+    /// [`recv_timeout`](Self::recv_timeout) then never returns anything
+    pub fn listen_into<A: ToSocketAddrs>(
+        addr: A,
+        config: TransportConfig,
+        sink: Sink,
+    ) -> io::Result<Transport> {
         let listener = TcpListener::bind(addr)?;
         let local_addr = listener.local_addr()?;
         // The acceptor polls so that shutdown never waits on a blocked accept.
         listener.set_nonblocking(true)?;
-        let (inbound_tx, inbound_rx) = mpsc::sync_channel(config.inbound_queue_capacity.max(1));
         let shared = Arc::new(Shared {
             config,
             counters: Counters::default(),
@@ -236,13 +267,13 @@ impl Transport {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("shale-accept-{}", shared.config.node_id))
-                .spawn(move || peer::run_acceptor(shared, listener, inbound_tx))?
+                .spawn(move || peer::run_acceptor(shared, listener, sink))?
         };
         Ok(Transport {
             shared,
             local_addr,
             peers: HashMap::new(),
-            inbound: Some(inbound_rx),
+            inbound: None,
             acceptor: Some(acceptor),
         })
     }
@@ -275,13 +306,26 @@ impl Transport {
     /// Queues `message` of `group` for node `to`; never blocks
     ///
     /// Returns `false` when the message was dropped (and counted): the peer is unknown or its
-    /// queue is full.
+    /// queue is full. Group [`APP_GROUP`] is reserved: such a message is dropped.
     pub fn send(&self, to: NodeId, group: GroupId, message: Outgoing) -> bool {
+        if group == APP_GROUP {
+            return false;
+        }
+        self.enqueue(to, Outbound::Raft(group, message))
+    }
+
+    /// Queues application `bytes` for node `to`, which receives them as [`Delivery::App`];
+    /// never blocks, and drops (and counts) like [`send`](Self::send)
+    pub fn send_app(&self, to: NodeId, bytes: Vec<u8>) -> bool {
+        self.enqueue(to, Outbound::App(bytes))
+    }
+
+    fn enqueue(&self, to: NodeId, frame: Outbound) -> bool {
         let Some(peer) = self.peers.get(&to) else {
             bump(&self.shared.counters.dropped_unknown_peer);
             return false;
         };
-        match peer.queue.try_send((group, message)) {
+        match peer.queue.try_send(frame) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 bump(&self.shared.counters.dropped_full);
@@ -291,12 +335,12 @@ impl Transport {
     }
 
     /// Waits up to `timeout` for a message from a peer
-    pub fn recv_timeout(&self, timeout: Duration) -> Option<Envelope> {
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Delivery> {
         self.inbound.as_ref()?.recv_timeout(timeout).ok()
     }
 
     /// Takes a message from a peer if one is waiting
-    pub fn try_recv(&self) -> Option<Envelope> {
+    pub fn try_recv(&self) -> Option<Delivery> {
         self.inbound.as_ref()?.try_recv().ok()
     }
 

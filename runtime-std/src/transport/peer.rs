@@ -4,20 +4,20 @@ use std::io::{self, BufReader, BufWriter};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use embedded_io::Write as _;
 use embedded_io_adapters::std::FromStd;
-use shale_core::raft::{NodeId, Outgoing};
+use shale_core::raft::NodeId;
 use shale_core::wire::{FrameError, read_frame, write_frame};
 
-use super::envelope::{Envelope, GroupId, decode_envelope, encode_envelope};
+use super::envelope::{Delivery, decode_delivery, encode_app, encode_envelope};
 use super::handshake::{
     HELLO_LEN, HandshakeError, Hello, REPLY_LEN, Refusal, Reply, check_hello, decode_hello,
     decode_reply, encode_hello, encode_reply,
 };
-use super::{Shared, bump};
+use super::{Outbound, Shared, Sink, bump};
 
 /// How often the acceptor looks at the stop flag when no connection arrives
 const ACCEPT_POLL: Duration = Duration::from_millis(10);
@@ -34,11 +34,7 @@ enum Closed {
     Error(String),
 }
 
-pub(super) fn run_acceptor(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    inbound: SyncSender<Envelope>,
-) {
+pub(super) fn run_acceptor(shared: Arc<Shared>, listener: TcpListener, inbound: Sink) {
     while !shared.is_stopped() {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
@@ -120,7 +116,7 @@ fn frame_error(shared: &Shared, e: FrameError<io::Error>, what: &str) -> Closed 
 }
 
 /// Serves one accepted connection: handshake, then envelopes into `inbound`
-fn read_connection(shared: &Shared, stream: &TcpStream, inbound: &SyncSender<Envelope>) -> Closed {
+fn read_connection(shared: &Shared, stream: &TcpStream, inbound: &Sink) -> Closed {
     let config = &shared.config;
     let peer_addr = stream
         .peer_addr()
@@ -168,14 +164,16 @@ fn read_connection(shared: &Shared, stream: &TcpStream, inbound: &SyncSender<Env
         if let Err(e) = read_frame(&mut reader, &mut buf, config.max_frame_bytes) {
             return frame_error(shared, e, &what);
         }
-        let envelope = match decode_envelope(&buf) {
-            Ok(envelope) => envelope,
+        let delivery = match decode_delivery(hello.from, &buf) {
+            Ok(delivery) => delivery,
             Err(e) => {
                 bump(&shared.counters.bad_frames);
                 return Closed::Error(format!("{what}: {e}"));
             }
         };
-        if envelope.message.from != hello.from || envelope.message.to != config.node_id {
+        if let Delivery::Raft(envelope) = &delivery
+            && (envelope.message.from != hello.from || envelope.message.to != config.node_id)
+        {
             bump(&shared.counters.bad_frames);
             return Closed::Error(format!(
                 "{what}: message from {} to {} does not match the handshake",
@@ -184,7 +182,7 @@ fn read_connection(shared: &Shared, stream: &TcpStream, inbound: &SyncSender<Env
         }
         // Counted before the hand-off, so the count never lags what the driver has received.
         bump(&shared.counters.received);
-        if inbound.send(envelope).is_err() {
+        if !inbound(delivery) {
             return Closed::Stopping;
         }
     }
@@ -230,7 +228,7 @@ pub(super) fn run_writer(
     shared: Arc<Shared>,
     peer: NodeId,
     addr: SocketAddr,
-    queue: Receiver<(GroupId, Outgoing)>,
+    queue: Receiver<Outbound>,
 ) {
     let config = &shared.config;
     let mut backoff = config.backoff_min;
@@ -266,7 +264,7 @@ pub(super) fn run_writer(
 fn write_connection(
     shared: &Shared,
     stream: &TcpStream,
-    queue: &Receiver<(GroupId, Outgoing)>,
+    queue: &Receiver<Outbound>,
     peer: NodeId,
 ) -> Closed {
     let mut writer = FromStd::new(BufWriter::with_capacity(WRITE_BUFFER_BYTES, stream));
@@ -285,9 +283,11 @@ fn write_connection(
         };
         // Write everything queued, then flush once.
         loop {
-            let (group, message) = next;
             buf.clear();
-            encode_envelope(group, &message, &mut buf);
+            match next {
+                Outbound::Raft(group, message) => encode_envelope(group, &message, &mut buf),
+                Outbound::App(bytes) => encode_app(&bytes, &mut buf),
+            }
             if buf.len() > shared.config.max_frame_bytes {
                 bump(&shared.counters.dropped_oversize);
             } else {
