@@ -89,6 +89,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod node;
 pub mod storage;
 pub mod transport;
 

@@ -1,0 +1,202 @@
+//! A node's configuration, and booting its replicas from storage
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use shale_core::controller::{GroupId, ShardController};
+use shale_core::group::{DriverConfig, GroupDriver, GroupState};
+use shale_core::raft::{Config as RaftConfig, NodeId, Raft};
+use shale_core::rsm::Replica;
+use shale_core::shard::ShardLimits;
+use shale_core::time::{Duration, Instant};
+
+use super::host::{CONTROLLER_GROUP, HostedReplica};
+use crate::{Storage, StorageConfig, StorageError};
+
+/// One group this node hosts a replica of
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupSpec {
+    /// The group ([`CONTROLLER_GROUP`] for the controller)
+    pub gid: GroupId,
+    /// Its voters when the group is created (later changes come through its log)
+    pub voters: Vec<NodeId>,
+}
+
+/// Raft timing and size limits for every group of a node
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RaftTuning {
+    /// Leader heartbeat period
+    pub heartbeat_interval: Duration,
+    /// Shortest election timeout
+    pub election_timeout_min: Duration,
+    /// Longest election timeout
+    pub election_timeout_max: Duration,
+    /// Log bytes since the last snapshot that trigger the next one
+    pub snapshot_threshold_bytes: usize,
+}
+
+impl Default for RaftTuning {
+    /// 100 ms heartbeats and 1-2 s election timeouts: generous for machines whose fsync
+    /// takes tens of milliseconds; 8 MiB between snapshots
+    fn default() -> Self {
+        RaftTuning {
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(1_000),
+            election_timeout_max: Duration::from_millis(2_000),
+            snapshot_threshold_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Everything a node needs to start
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node (non-zero)
+    pub id: NodeId,
+    /// The cluster; peers of another cluster are refused
+    pub cluster_id: u64,
+    /// Where every group's storage lives (one subdirectory per group)
+    pub data_dir: PathBuf,
+    /// Address for peer connections
+    pub listen: SocketAddr,
+    /// The other nodes' peer addresses
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// The groups this node hosts replicas of
+    pub groups: Vec<GroupSpec>,
+    /// The controller's voters
+    pub controller_voters: Vec<NodeId>,
+    /// Replica groups to join when the cluster is new
+    pub bootstrap_groups: Vec<(GroupId, Vec<NodeId>)>,
+    /// Number of shards (fixed for the cluster's life)
+    pub shard_count: u32,
+    /// Key, value and session limits of every shard
+    pub limits: ShardLimits,
+    /// Raft timing
+    pub raft: RaftTuning,
+    /// Largest WAL segment file, in bytes
+    pub max_segment_bytes: u64,
+}
+
+impl NodeConfig {
+    /// Defaults for node `id` with data under `data_dir`, listening on `listen`; no groups
+    pub fn new(id: NodeId, data_dir: PathBuf, listen: SocketAddr) -> Self {
+        NodeConfig {
+            id,
+            cluster_id: 1,
+            data_dir,
+            listen,
+            peers: BTreeMap::new(),
+            groups: Vec::new(),
+            controller_voters: Vec::new(),
+            bootstrap_groups: Vec::new(),
+            shard_count: 16,
+            limits: ShardLimits::default(),
+            raft: RaftTuning::default(),
+            max_segment_bytes: StorageConfig::default().max_segment_bytes,
+        }
+    }
+
+    /// The directory of group `gid`'s storage
+    pub fn group_dir(&self, gid: GroupId) -> PathBuf {
+        if gid == CONTROLLER_GROUP {
+            self.data_dir.join("controller")
+        } else {
+            self.data_dir.join(format!("group-{gid}"))
+        }
+    }
+}
+
+/// Why a node could not boot
+#[derive(Debug)]
+pub enum BootError {
+    /// A group's storage would not open (the error names the file and offset)
+    Storage(StorageError),
+    /// A directory could not be created
+    Io(PathBuf, std::io::Error),
+    /// A recovered log is inconsistent, a stored snapshot does not restore, or the
+    /// configuration is invalid
+    Invalid(String),
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BootError::Storage(e) => write!(f, "{e}"),
+            BootError::Io(path, e) => write!(f, "cannot create {}: {e}", path.display()),
+            BootError::Invalid(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl std::error::Error for BootError {}
+
+/// A seed for Raft's election timer: time and the ids, different on every boot
+fn seed(id: NodeId, gid: GroupId) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ gid.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+}
+
+/// What [`boot`] gives back: the replicas and their storages, by group
+pub type Booted = (BTreeMap<GroupId, HostedReplica>, BTreeMap<GroupId, Storage>);
+
+/// Opens every group's storage and rebuilds its replica: the recovered log is checked and
+/// the state machine restored from the stored snapshot. Nothing on disk is changed on error.
+pub fn boot(config: &NodeConfig, now: Instant) -> Result<Booted, BootError> {
+    if config.id == 0 {
+        return Err(BootError::Invalid("node id 0 is reserved".into()));
+    }
+    let mut replicas = BTreeMap::new();
+    let mut storages = BTreeMap::new();
+    for spec in &config.groups {
+        let dir = config.group_dir(spec.gid);
+        std::fs::create_dir_all(&dir).map_err(|e| BootError::Io(dir.clone(), e))?;
+        let storage_config = StorageConfig {
+            max_segment_bytes: config.max_segment_bytes,
+        };
+        let (storage, recovered) =
+            Storage::open_with(&dir, storage_config).map_err(BootError::Storage)?;
+        Raft::recover(&recovered).map_err(|e| {
+            BootError::Invalid(format!(
+                "{}: recovered log is inconsistent: {e}",
+                dir.display()
+            ))
+        })?;
+        let mut raft_config = RaftConfig::new(config.id, seed(config.id, spec.gid));
+        raft_config.heartbeat_interval = config.raft.heartbeat_interval;
+        raft_config.election_timeout_min = config.raft.election_timeout_min;
+        raft_config.election_timeout_max = config.raft.election_timeout_max;
+        raft_config.snapshot_threshold_bytes = config.raft.snapshot_threshold_bytes;
+        let raft = Raft::new(raft_config, &spec.voters, recovered, now)
+            .map_err(|e| BootError::Invalid(format!("group {}: {e}", spec.gid)))?;
+        let mut replica = if spec.gid == CONTROLLER_GROUP {
+            HostedReplica::Controller(Box::new(Replica::new(
+                raft,
+                ShardController::new(config.shard_count),
+            )))
+        } else {
+            let state = GroupState::new(spec.gid, config.shard_count, config.limits);
+            let replica = Replica::new(raft, state);
+            HostedReplica::Group(Box::new(GroupDriver::new(
+                replica,
+                DriverConfig::default(),
+                now,
+            )))
+        };
+        if let Some((meta, bytes)) = storage.read_snapshot().map_err(BootError::Storage)?
+            && !replica.restore(&bytes)
+        {
+            return Err(BootError::Invalid(format!(
+                "{}: the snapshot at index {} does not restore",
+                dir.display(),
+                meta.last.index
+            )));
+        }
+        replicas.insert(spec.gid, replica);
+        storages.insert(spec.gid, storage);
+    }
+    Ok((replicas, storages))
+}

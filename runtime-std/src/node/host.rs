@@ -1,0 +1,489 @@
+//! [`Host`]: every replica of one node, its application messages and its clients, without
+//! threads or sockets
+//!
+//! # Call order
+//!
+//! 1. Any number of inputs: [`Host::handle_raft`], [`Host::handle_app`], [`Host::handle_wal`],
+//!    [`Host::handle_timeout`], and the front door's [`Host::open_session`],
+//!    [`Host::start_op`], [`Host::start_admin`].
+//! 2. [`Host::flush`], which runs every replica until it has nothing more to do.
+//! 3. [`Host::poll_output`] until it returns `None`: storage operations for the WAL thread,
+//!    Raft messages and application messages for peers, finished client operations.
+//! 4. [`Host::poll_timeout`]: when to call [`Host::handle_timeout`] next.
+//!
+//! Time is the core's [`Instant`]: the runtime converts its clock. Messages a replica may only
+//! send once a write is durable are held inside the Raft core until
+//! [`WalDone::Persisted`] comes back, so outputs can be sent as soon as they are polled.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use shale_core::controller::{Configuration, ControllerCommand, GroupId};
+use shale_core::group::AppMessage;
+use shale_core::raft::{NodeId, Outgoing, Role, SnapshotMeta, SnapshotTask, Write};
+use shale_core::shard::{KvError, KvResult};
+use shale_core::time::{Duration, Instant};
+
+pub use super::replica::HostedReplica;
+use super::sessions::{AdminError, Sessions};
+
+/// The controller's group id on every node
+pub const CONTROLLER_GROUP: GroupId = 0;
+
+/// A storage operation for the WAL thread, in order per group
+#[derive(Clone, Debug)]
+pub enum WalOp {
+    /// Persist a write; answer [`WalDone::Persisted`]
+    Write(Write),
+    /// Store a snapshot the state machine took (its meta as the core reports it)
+    SaveSnapshot {
+        /// What it covers
+        meta: SnapshotMeta,
+        /// The state machine's bytes
+        bytes: Vec<u8>,
+    },
+    /// Read a chunk of the stored snapshot for a follower; answer [`WalDone::Chunk`]
+    ReadChunk {
+        /// The follower
+        to: NodeId,
+        /// The snapshot's last index
+        index: u64,
+        /// Where to read from
+        offset: u64,
+        /// Most bytes to read
+        max_bytes: usize,
+    },
+    /// Read the whole stored snapshot to restore the state machine; answer
+    /// [`WalDone::Snapshot`]
+    ReadSnapshot {
+        /// The snapshot's last index
+        index: u64,
+    },
+}
+
+/// What the WAL thread reports back
+#[derive(Clone, Debug)]
+pub enum WalDone {
+    /// Every write of `gid` up to and including `id` is durable
+    Persisted {
+        /// The group
+        gid: GroupId,
+        /// The last durable write
+        id: u64,
+    },
+    /// A chunk read for a follower (`None`: the snapshot is no longer stored)
+    Chunk {
+        /// The group
+        gid: GroupId,
+        /// The follower
+        to: NodeId,
+        /// The snapshot's last index
+        index: u64,
+        /// Where the chunk starts
+        offset: u64,
+        /// The bytes
+        data: Option<Vec<u8>>,
+    },
+    /// The stored snapshot's bytes (`None`: it is not the one asked for)
+    Snapshot {
+        /// The group
+        gid: GroupId,
+        /// The snapshot's last index
+        index: u64,
+        /// Its bytes
+        bytes: Option<Vec<u8>>,
+    },
+}
+
+/// A client operation's handle, from [`Host::start_op`] or [`Host::start_admin`]
+pub type OpId = u64;
+
+/// Something for the runtime to do
+#[derive(Clone, Debug)]
+pub enum HostOutput {
+    /// Hand to the WAL thread (in order, per group)
+    Wal {
+        /// The group
+        gid: GroupId,
+        /// The operation
+        op: WalOp,
+    },
+    /// Send a Raft message of `gid` to `to`
+    Raft {
+        /// The group
+        gid: GroupId,
+        /// The message (its `to` is the peer)
+        message: Outgoing,
+    },
+    /// Send an application message to node `to`
+    App {
+        /// The peer
+        to: NodeId,
+        /// The message
+        message: AppMessage,
+    },
+    /// A client operation finished
+    Done {
+        /// From [`Host::start_op`]
+        op: OpId,
+        /// Its result
+        result: Result<KvResult, KvError>,
+    },
+    /// An administrative command finished
+    AdminDone {
+        /// From [`Host::start_admin`]
+        op: OpId,
+        /// The new configuration, or why it did not take effect
+        result: Result<Configuration, AdminError>,
+    },
+    /// A state machine could not restore its stored snapshot: the node must stop
+    Fatal(String),
+}
+
+/// How a [`Host`] is set up
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// This node
+    pub node: NodeId,
+    /// The controller's voters (every node knows them, hosting a replica or not)
+    pub controller_voters: Vec<NodeId>,
+    /// The cluster's number of shards (fixed when the cluster is created)
+    pub shard_count: u32,
+    /// Replica groups the controller's first leader joins when the cluster is new (the
+    /// controller has no configuration yet), with their replicas
+    pub bootstrap_groups: Vec<(GroupId, Vec<NodeId>)>,
+    /// How long a client attempt waits for a replica's answer before trying another
+    pub attempt_timeout: Duration,
+    /// Pause before retrying a replica that answered "not me" or "shard moving"
+    pub retry_delay: Duration,
+    /// How often the controller's leader retries joining [`bootstrap_groups`](Self::bootstrap_groups)
+    pub bootstrap_interval: Duration,
+    /// How long a forwarded request's reply route is kept without an answer
+    pub forward_ttl: Duration,
+    /// How long an administrative command keeps looking for the controller's leader
+    pub admin_timeout: Duration,
+}
+
+impl HostConfig {
+    /// Defaults for node `node`
+    pub fn new(node: NodeId, controller_voters: Vec<NodeId>, shard_count: u32) -> Self {
+        HostConfig {
+            node,
+            controller_voters,
+            shard_count,
+            bootstrap_groups: Vec::new(),
+            attempt_timeout: Duration::from_millis(1_000),
+            retry_delay: Duration::from_millis(5),
+            bootstrap_interval: Duration::from_millis(500),
+            forward_ttl: Duration::from_secs(30),
+            admin_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where the reply to a request handed to a local replica goes
+#[derive(Clone, Copy, Debug)]
+pub(super) enum ReplyTo {
+    /// A local session's attempt
+    Local,
+    /// Node `node`, which asked with `token`
+    Remote { node: NodeId, token: u64 },
+}
+
+/// Every replica of one node; see the [module documentation](self) for the call order
+#[derive(Debug)]
+pub struct Host {
+    pub(super) config: HostConfig,
+    pub(super) replicas: BTreeMap<GroupId, HostedReplica>,
+    /// Snapshots asked from the WAL thread for restoring, per group
+    restoring: BTreeMap<GroupId, u64>,
+    pub(super) outputs: VecDeque<HostOutput>,
+    /// Application messages this node sent itself, handled in [`Host::flush`]
+    pub(super) loopback: VecDeque<AppMessage>,
+    /// Requests handed to local replicas, by the token they were given
+    pub(super) routes: HashMap<u64, (ReplyTo, Instant)>,
+    pub(super) next_token: u64,
+    /// Per (target group, lane), how many requests were sent, to take turns among replicas
+    pub(super) turns: HashMap<(GroupId, u64), usize>,
+    /// Per group, the node whose replica answered last
+    pub(super) answered_last: HashMap<GroupId, NodeId>,
+    pub(super) sessions: Sessions,
+    next_bootstrap: Instant,
+    next_sweep: Instant,
+    pub(super) now: Instant,
+}
+
+impl Host {
+    /// A host over `replicas` (already recovered from storage)
+    pub fn new(
+        config: HostConfig,
+        replicas: BTreeMap<GroupId, HostedReplica>,
+        now: Instant,
+    ) -> Host {
+        Host {
+            config,
+            replicas,
+            restoring: BTreeMap::new(),
+            outputs: VecDeque::new(),
+            loopback: VecDeque::new(),
+            routes: HashMap::new(),
+            next_token: 1,
+            turns: HashMap::new(),
+            answered_last: HashMap::new(),
+            sessions: Sessions::default(),
+            next_bootstrap: now,
+            next_sweep: now,
+            now,
+        }
+    }
+
+    /// This node's id
+    pub fn id(&self) -> NodeId {
+        self.config.node
+    }
+
+    /// The hosted replicas, by group
+    pub fn replicas(&self) -> &BTreeMap<GroupId, HostedReplica> {
+        &self.replicas
+    }
+
+    /// The latest configuration this node's controller replica applied (`None` without one)
+    pub fn local_config(&self) -> Option<&Configuration> {
+        let ctl = self.replicas.get(&CONTROLLER_GROUP)?.controller()?;
+        Some(ctl.latest())
+    }
+
+    pub(super) fn observe(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+
+    pub(super) fn token(&mut self) -> u64 {
+        let t = self.next_token;
+        self.next_token += 1;
+        t
+    }
+
+    /// A Raft message of group `gid` arrived
+    pub fn handle_raft(&mut self, now: Instant, gid: GroupId, message: Outgoing) {
+        self.observe(now);
+        if let Some(r) = self.replicas.get_mut(&gid) {
+            // Busy (a full outbox) drops the message; Raft recovers from loss.
+            let _ = r
+                .raft_mut()
+                .handle_message(now, message.from, message.message);
+        }
+    }
+
+    /// The WAL thread finished an operation
+    pub fn handle_wal(&mut self, now: Instant, done: WalDone) {
+        self.observe(now);
+        match done {
+            WalDone::Persisted { gid, id } => {
+                if let Some(r) = self.replicas.get_mut(&gid) {
+                    r.raft_mut().handle_persisted(now, id);
+                }
+            }
+            WalDone::Chunk {
+                gid,
+                to,
+                index,
+                offset,
+                data: Some(data),
+            } => {
+                if let Some(r) = self.replicas.get_mut(&gid) {
+                    r.raft_mut()
+                        .handle_snapshot_chunk(now, to, index, offset, data.into());
+                }
+            }
+            WalDone::Chunk { data: None, .. } => {} // the core asks again
+            WalDone::Snapshot { gid, index, bytes } => {
+                self.restoring.remove(&gid);
+                let Some(r) = self.replicas.get_mut(&gid) else {
+                    return;
+                };
+                if r.restore_wanted().map(|m| m.last.index) != Some(index) {
+                    return; // a newer one is wanted: asked again in flush
+                }
+                let restored = bytes.is_some_and(|b| r.restore(&b));
+                if !restored {
+                    self.outputs.push_back(HostOutput::Fatal(format!(
+                        "group {gid}: cannot restore the installed snapshot at index {index}"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Time passed: fires every due timer
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.observe(now);
+        for r in self.replicas.values_mut() {
+            r.handle_timeout(now);
+        }
+        self.bootstrap(now);
+        self.sessions_timeout(now);
+        if now >= self.next_sweep {
+            self.next_sweep = now + self.config.forward_ttl;
+            let ttl = self.config.forward_ttl;
+            self.routes
+                .retain(|_, (_, since)| now.saturating_since(*since) < ttl);
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) has work next
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next = Some(self.next_sweep);
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n: Instant| n.min(t)));
+            }
+        };
+        for r in self.replicas.values() {
+            consider(r.poll_timeout());
+        }
+        consider(self.sessions.next_deadline());
+        if self.wants_bootstrap() {
+            consider(Some(self.next_bootstrap));
+        }
+        next
+    }
+
+    /// The next thing for the runtime to do
+    pub fn poll_output(&mut self) -> Option<HostOutput> {
+        self.outputs.pop_front()
+    }
+
+    fn wants_bootstrap(&self) -> bool {
+        !self.config.bootstrap_groups.is_empty()
+            && self.replicas.get(&CONTROLLER_GROUP).is_some_and(|r| {
+                r.raft().role() == Role::Leader
+                    && r.controller().is_some_and(|c| c.latest().num == 0)
+            })
+    }
+
+    /// A new cluster: the controller's leader joins the bootstrap groups (once it commits,
+    /// the configuration is no longer 0 and this stops; a repeat is refused harmlessly)
+    fn bootstrap(&mut self, now: Instant) {
+        if !self.wants_bootstrap() || now < self.next_bootstrap {
+            return;
+        }
+        self.next_bootstrap = now + self.config.bootstrap_interval;
+        let join = ControllerCommand::Join(self.config.bootstrap_groups.clone());
+        if let Some(HostedReplica::Controller(r)) = self.replicas.get_mut(&CONTROLLER_GROUP) {
+            let _ = r.propose(now, 0, &join);
+        }
+    }
+
+    /// Runs every replica until none has more to do, and routes what they produced
+    pub fn flush(&mut self, now: Instant) {
+        self.observe(now);
+        // Bounded: each round either makes progress or stops; loopback messages can cause
+        // more work, which the next round picks up.
+        for _ in 0..64 {
+            let mut progressed = false;
+            while let Some(message) = self.loopback.pop_front() {
+                progressed = true;
+                let me = self.id();
+                self.handle_app(now, me, message);
+            }
+            let gids: Vec<GroupId> = self.replicas.keys().copied().collect();
+            for gid in gids {
+                progressed |= self.drain(now, gid);
+                self.route(now, gid);
+            }
+            if !progressed && self.loopback.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Drains one replica's Raft outputs and snapshot work; whether anything happened
+    fn drain(&mut self, now: Instant, gid: GroupId) -> bool {
+        let Some(r) = self.replicas.get_mut(&gid) else {
+            return false;
+        };
+        let mut progressed = false;
+        let raft = r.raft_mut();
+        while let Some(write) = raft.poll_write() {
+            progressed = true;
+            self.outputs.push_back(HostOutput::Wal {
+                gid,
+                op: WalOp::Write(write),
+            });
+        }
+        while let Some(message) = raft.poll_message() {
+            progressed = true;
+            self.outputs.push_back(HostOutput::Raft { gid, message });
+        }
+        if let Some(meta) = r.restore_wanted() {
+            let index = meta.last.index;
+            if self.restoring.get(&gid) != Some(&index) {
+                self.restoring.insert(gid, index);
+                self.outputs.push_back(HostOutput::Wal {
+                    gid,
+                    op: WalOp::ReadSnapshot { index },
+                });
+            }
+            return progressed; // nothing applies before the snapshot is restored
+        }
+        r.process();
+        while let Some(s) = r.poll_snapshot_to_store() {
+            progressed = true;
+            let len = s.bytes.len() as u64;
+            if !r.raft_mut().handle_snapshot_taken(now, s.index, len) {
+                continue; // stale: the core already has a newer one
+            }
+            if let Some(meta) = r.raft().snapshot().cloned() {
+                self.outputs.push_back(HostOutput::Wal {
+                    gid,
+                    op: WalOp::SaveSnapshot {
+                        meta,
+                        bytes: s.bytes,
+                    },
+                });
+            }
+        }
+        while let Some(task) = r.poll_chunk_read() {
+            progressed = true;
+            if let SnapshotTask::ReadChunk {
+                to,
+                index,
+                offset,
+                max_bytes,
+            } = task
+            {
+                self.outputs.push_back(HostOutput::Wal {
+                    gid,
+                    op: WalOp::ReadChunk {
+                        to,
+                        index,
+                        offset,
+                        max_bytes,
+                    },
+                });
+            }
+        }
+        // Writes and messages the apply step caused go out in this round too.
+        let raft = r.raft_mut();
+        while let Some(write) = raft.poll_write() {
+            progressed = true;
+            self.outputs.push_back(HostOutput::Wal {
+                gid,
+                op: WalOp::Write(write),
+            });
+        }
+        while let Some(message) = raft.poll_message() {
+            progressed = true;
+            self.outputs.push_back(HostOutput::Raft { gid, message });
+        }
+        progressed
+    }
+
+    /// Sends `message` to node `to` (through the loopback when it is this node)
+    pub(super) fn send_app(&mut self, to: NodeId, message: AppMessage) {
+        if to == self.id() {
+            self.loopback.push_back(message);
+        } else {
+            self.outputs.push_back(HostOutput::App { to, message });
+        }
+    }
+}

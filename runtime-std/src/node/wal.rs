@@ -1,0 +1,182 @@
+//! The node's WAL thread: every group's [`Storage`], one batch of requests at a time
+//!
+//! The driver hands over [`WalOp`]s without ever blocking (the Raft core bounds how many
+//! writes are outstanding); the thread takes everything queued, applies it in order per group,
+//! persisting each group's consecutive writes with one [`Storage::write_batch`] (one
+//! `fdatasync` per group per batch), and reports each result through the `done` callback.
+//! A storage error is fatal: the thread reports it and stops, and the node stops too (the
+//! in-memory view of a failed storage may be stale, so nothing is retried).
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
+
+use shale_core::controller::GroupId;
+use shale_core::raft::Write;
+
+use super::host::{WalDone, WalOp};
+use crate::Storage;
+
+/// Most operations taken into one batch
+pub const WAL_MAX_BATCH: usize = 4096;
+
+/// What the WAL thread reports
+#[derive(Debug)]
+pub enum WalEvent {
+    /// An operation finished
+    Done(WalDone),
+    /// A storage operation failed; the thread has stopped
+    Failed(String),
+}
+
+/// The handle of a node's WAL thread
+#[derive(Debug)]
+pub struct Wal {
+    tx: Option<Sender<(GroupId, WalOp)>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Wal {
+    /// Moves `storages` onto a new WAL thread that reports through `done` (which returns
+    /// `false` once nobody listens)
+    pub fn start(
+        storages: BTreeMap<GroupId, Storage>,
+        done: impl FnMut(WalEvent) -> bool + Send + 'static,
+    ) -> std::io::Result<Wal> {
+        let (tx, rx) = channel();
+        let thread = std::thread::Builder::new()
+            .name("shale-wal".to_owned())
+            .spawn(move || run(storages, &rx, done))?;
+        Ok(Wal {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `op` for group `gid`; never blocks
+    pub fn submit(&self, gid: GroupId, op: WalOp) {
+        if let Some(tx) = &self.tx {
+            // A stopped thread already reported why.
+            let _ = tx.send((gid, op));
+        }
+    }
+
+    /// Stops the thread once it has handled everything queued
+    pub fn stop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(
+    mut storages: BTreeMap<GroupId, Storage>,
+    rx: &Receiver<(GroupId, WalOp)>,
+    mut done: impl FnMut(WalEvent) -> bool,
+) {
+    let mut batch = Vec::new();
+    let mut pending: BTreeMap<GroupId, Vec<Write>> = BTreeMap::new();
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < WAL_MAX_BATCH {
+            match rx.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        let result = handle_batch(&mut storages, &mut batch, &mut pending, &mut done);
+        if let Err(reason) = result {
+            done(WalEvent::Failed(reason));
+            return;
+        }
+    }
+}
+
+fn handle_batch(
+    storages: &mut BTreeMap<GroupId, Storage>,
+    batch: &mut Vec<(GroupId, WalOp)>,
+    pending: &mut BTreeMap<GroupId, Vec<Write>>,
+    done: &mut impl FnMut(WalEvent) -> bool,
+) -> Result<(), String> {
+    for (gid, op) in batch.drain(..) {
+        let Some(storage) = storages.get_mut(&gid) else {
+            continue;
+        };
+        if let WalOp::Write(write) = op {
+            pending.entry(gid).or_default().push(write);
+            continue;
+        }
+        // Anything else sees the writes queued before it.
+        flush(gid, storage, pending, done)?;
+        let event = match op {
+            WalOp::Write(_) => continue,
+            WalOp::SaveSnapshot { meta, bytes } => {
+                storage
+                    .save_snapshot(&meta, &bytes)
+                    .map_err(|e| format!("group {gid}: {e}"))?;
+                continue;
+            }
+            WalOp::ReadChunk {
+                to,
+                index,
+                offset,
+                max_bytes,
+            } => WalDone::Chunk {
+                gid,
+                to,
+                index,
+                offset,
+                data: storage.read_snapshot_chunk(index, offset, max_bytes).ok(),
+            },
+            WalOp::ReadSnapshot { index } => {
+                let stored = storage
+                    .read_snapshot()
+                    .map_err(|e| format!("group {gid}: {e}"))?;
+                WalDone::Snapshot {
+                    gid,
+                    index,
+                    bytes: stored
+                        .filter(|(meta, _)| meta.last.index == index)
+                        .map(|(_, bytes)| bytes),
+                }
+            }
+        };
+        if !done(WalEvent::Done(event)) {
+            return Ok(());
+        }
+    }
+    let gids: Vec<GroupId> = pending.keys().copied().collect();
+    for gid in gids {
+        if let Some(storage) = storages.get_mut(&gid) {
+            flush(gid, storage, pending, done)?;
+        }
+    }
+    Ok(())
+}
+
+/// Persists the writes queued for `gid` with one sync and reports them
+fn flush(
+    gid: GroupId,
+    storage: &mut Storage,
+    pending: &mut BTreeMap<GroupId, Vec<Write>>,
+    done: &mut impl FnMut(WalEvent) -> bool,
+) -> Result<(), String> {
+    let Some(writes) = pending.remove(&gid) else {
+        return Ok(());
+    };
+    let Some(last) = writes.last().map(|w| w.id) else {
+        return Ok(());
+    };
+    storage
+        .write_batch(&writes)
+        .map_err(|e| format!("group {gid}: {e}"))?;
+    done(WalEvent::Done(WalDone::Persisted { gid, id: last }));
+    Ok(())
+}
