@@ -27,7 +27,7 @@ use alloc::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use hash::{fnv1a, hash_tag, key_shard};
-pub use ops::{Bytes, KvError, KvLimits, KvOp, KvResult, apply_op};
+pub use ops::{Bytes, KvError, KvLimits, KvOp, KvResult, SetCondition, apply_op};
 pub use session::{Admission, ClientId, Session, SessionLimits, SessionTable};
 
 /// The shard count a cluster gets unless it chooses another at creation

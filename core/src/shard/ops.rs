@@ -52,6 +52,27 @@ pub enum KvOp {
         /// The value to set
         new: Bytes,
     },
+    /// Set the value if `condition` holds, answering the previous value (Redis `SET` with
+    /// `NX`, `XX` and `GET`)
+    Set {
+        /// The key
+        key: Bytes,
+        /// The new value
+        value: Bytes,
+        /// When to write
+        condition: SetCondition,
+    },
+}
+
+/// When a [`KvOp::Set`] writes
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SetCondition {
+    /// Always
+    Always,
+    /// Only if the key is absent (`NX`)
+    IfAbsent,
+    /// Only if the key is present (`XX`)
+    IfPresent,
 }
 
 impl KvOp {
@@ -63,7 +84,8 @@ impl KvOp {
             | KvOp::Delete { key }
             | KvOp::Append { key, .. }
             | KvOp::Incr { key, .. }
-            | KvOp::Cas { key, .. } => key,
+            | KvOp::Cas { key, .. }
+            | KvOp::Set { key, .. } => key,
         }
     }
 
@@ -90,6 +112,13 @@ pub enum KvResult {
     Swapped {
         /// The swap happened
         swapped: bool,
+        /// The value before the operation
+        previous: Option<Bytes>,
+    },
+    /// Whether a [`KvOp::Set`] wrote, and the value it found
+    Set {
+        /// The condition held and the value was written
+        written: bool,
         /// The value before the operation
         previous: Option<Bytes>,
     },
@@ -232,6 +261,23 @@ pub fn apply_op(
             }
             Ok(KvResult::Swapped { swapped, previous })
         }
+        KvOp::Set {
+            key,
+            value,
+            condition,
+        } => {
+            check_value(value.len())?;
+            let previous = store.get(key).cloned();
+            let written = match condition {
+                SetCondition::Always => true,
+                SetCondition::IfAbsent => previous.is_none(),
+                SetCondition::IfPresent => previous.is_some(),
+            };
+            if written {
+                store.insert(key.clone(), value.clone());
+            }
+            Ok(KvResult::Set { written, previous })
+        }
     }
 }
 
@@ -257,6 +303,44 @@ mod tests {
 
     fn k(s: &str) -> Bytes {
         s.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn set_writes_only_when_its_condition_holds_and_answers_the_previous_value() {
+        let mut store = BTreeMap::new();
+        let l = KvLimits::default();
+        let mut set = |value: &str, condition| {
+            let op = KvOp::Set {
+                key: k("s"),
+                value: k(value),
+                condition,
+            };
+            apply_op(&mut store, &op, &l)
+        };
+        let result = |written, previous: Option<&str>| {
+            Ok(KvResult::Set {
+                written,
+                previous: previous.map(k),
+            })
+        };
+        assert_eq!(set("a", SetCondition::IfPresent), result(false, None));
+        assert_eq!(set("b", SetCondition::IfAbsent), result(true, None));
+        assert_eq!(set("c", SetCondition::IfAbsent), result(false, Some("b")));
+        assert_eq!(set("d", SetCondition::IfPresent), result(true, Some("b")));
+        assert_eq!(set("e", SetCondition::Always), result(true, Some("d")));
+        let big = KvLimits {
+            max_key_bytes: 8,
+            max_value_bytes: 1,
+        };
+        let op = KvOp::Set {
+            key: k("s"),
+            value: k("too long"),
+            condition: SetCondition::Always,
+        };
+        assert!(matches!(
+            apply_op(&mut BTreeMap::new(), &op, &big),
+            Err(KvError::ValueTooLarge { .. })
+        ));
     }
 
     #[test]
