@@ -1,6 +1,5 @@
 //! [`Node`]: the blocking-thread runtime around a [`Host`]
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,16 +9,12 @@ use std::time::Duration as StdDuration;
 
 use serde::{Deserialize, Serialize};
 use shale_core::controller::{Configuration, ControllerCommand, GroupId};
-use shale_core::group::AppMessage;
-use shale_core::raft::{NodeId, Role};
+use shale_core::raft::NodeId;
 use shale_core::shard::{KvError, KvOp, KvResult};
-use shale_core::time::Instant;
 
-use super::boot::{BootError, NodeConfig, boot};
-use super::host::{Host, HostConfig, HostOutput, OpId};
-use super::sessions::{AdminError, SessionError, SessionId};
-use super::wal::{Wal, WalEvent};
-use crate::transport::{Delivery, Sink, Transport, TransportConfig};
+use super::boot::{BootError, NodeConfig};
+use super::engine::{Call, Deliver, Input, NodeEngine, Reply};
+use super::sessions::{AdminError, SessionId};
 
 /// Inputs queued for the driver thread
 const INBOX_CAPACITY: usize = 8192;
@@ -65,6 +60,8 @@ pub struct NodeStatus {
 pub enum NodeError {
     /// The node could not boot
     Boot(BootError),
+    /// The peer listener could not bind its address
+    Listen(SocketAddr, std::io::Error),
     /// A socket or thread could not be set up
     Io(std::io::Error),
     /// Storage failed, or a state machine could not restore: the node stopped
@@ -72,7 +69,7 @@ pub enum NodeError {
     /// The node is not running
     Stopped,
     /// A session call was refused
-    Session(SessionError),
+    Session(super::sessions::SessionError),
     /// The driver did not answer in time
     Timeout,
 }
@@ -81,6 +78,7 @@ impl fmt::Display for NodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NodeError::Boot(e) => write!(f, "cannot start: {e}"),
+            NodeError::Listen(addr, e) => write!(f, "cannot listen for peers on {addr}: {e}"),
             NodeError::Io(e) => write!(f, "{e}"),
             NodeError::Fatal(reason) => write!(f, "stopped: {reason}"),
             NodeError::Stopped => f.write_str("the node is not running"),
@@ -91,31 +89,6 @@ impl fmt::Display for NodeError {
 }
 
 impl std::error::Error for NodeError {}
-
-/// Where an operation's result goes
-type OpReply = SyncSender<Result<Result<KvResult, KvError>, SessionError>>;
-
-enum Call {
-    OpenSession(SyncSender<SessionId>),
-    CloseSession(SessionId),
-    Op(
-        SessionId,
-        KvOp,
-        SyncSender<Result<Result<KvResult, KvError>, SessionError>>,
-    ),
-    Admin(
-        ControllerCommand,
-        SyncSender<Result<Configuration, AdminError>>,
-    ),
-    Status(SyncSender<NodeStatus>),
-}
-
-enum Input {
-    Peer(Delivery),
-    Wal(WalEvent),
-    Call(Call),
-    Stop,
-}
 
 /// A running node; see the [module documentation](super)
 pub struct Node {
@@ -147,48 +120,16 @@ impl fmt::Debug for Node {
 impl Node {
     /// Boots the node from its data directory and starts its threads
     pub fn start(config: NodeConfig) -> Result<Node, NodeError> {
-        let clock = std::time::Instant::now();
-        let now = Instant::ZERO;
-        let (replicas, storages) = boot(&config, now).map_err(NodeError::Boot)?;
         let (inbox, rx) = sync_channel(INBOX_CAPACITY);
-        let peer_inbox = inbox.clone();
-        let sink: Sink = Arc::new(move |d| peer_inbox.send(Input::Peer(d)).is_ok());
-        let transport_config = TransportConfig::new(config.cluster_id, config.id);
-        let mut transport =
-            Transport::listen_into(config.listen, transport_config, sink).map_err(NodeError::Io)?;
-        for (&id, &addr) in &config.peers {
-            if id != config.id {
-                transport.add_peer(id, addr).map_err(NodeError::Io)?;
-            }
-        }
-        let wal_inbox = inbox.clone();
-        let wal = Wal::start(storages, move |e| wal_inbox.send(Input::Wal(e)).is_ok())
-            .map_err(NodeError::Io)?;
-        let mut host_config = HostConfig::new(
-            config.id,
-            config.controller_voters.clone(),
-            config.shard_count,
-        );
-        host_config.bootstrap_groups = config.bootstrap_groups.clone();
-        let host = Host::new(host_config, replicas, now);
-        let peer_addr = transport.local_addr();
+        let deliver_inbox = inbox.clone();
+        let deliver: Deliver = Arc::new(move |input| deliver_inbox.send(input).is_ok());
+        let mut engine = NodeEngine::start(&config, deliver)?;
+        let peer_addr = engine.peer_addr().ok_or(NodeError::Stopped)?;
         let thread = std::thread::Builder::new()
             .name(format!("shale-node-{}", config.id))
             .spawn(move || {
-                let mut driver = Driver {
-                    host,
-                    transport: Some(transport),
-                    wal,
-                    clock,
-                    ops: HashMap::new(),
-                    admin: HashMap::new(),
-                    last_client: 0,
-                };
-                let result = driver.run(&rx);
-                driver.wal.stop();
-                if let Some(t) = driver.transport.take() {
-                    t.shutdown();
-                }
+                let result = run(&mut engine, &rx);
+                engine.shutdown();
                 result
             })
             .map_err(NodeError::Io)?;
@@ -235,10 +176,13 @@ impl Drop for Node {
 }
 
 impl NodeHandle {
-    fn call<T>(&self, make: impl FnOnce(SyncSender<T>) -> Call) -> Result<T, NodeError> {
+    fn call<T: Send + 'static>(&self, make: impl FnOnce(Reply<T>) -> Call) -> Result<T, NodeError> {
         let (tx, rx) = sync_channel(1);
+        let reply: Reply<T> = Box::new(move |answer| {
+            let _ = tx.send(answer);
+        });
         self.inbox
-            .send(Input::Call(make(tx)))
+            .send(Input::Call(make(reply)))
             .map_err(|_| NodeError::Stopped)?;
         rx.recv_timeout(CALL_TIMEOUT).map_err(|e| match e {
             RecvTimeoutError::Timeout => NodeError::Timeout,
@@ -276,169 +220,25 @@ impl NodeHandle {
     }
 }
 
-struct Driver {
-    host: Host,
-    transport: Option<Transport>,
-    wal: Wal,
-    clock: std::time::Instant,
-    ops: HashMap<OpId, OpReply>,
-    admin: HashMap<OpId, SyncSender<Result<Configuration, AdminError>>>,
-    last_client: u64,
-}
-
-impl Driver {
-    fn now(&self) -> Instant {
-        Instant::from_micros(self.clock.elapsed().as_micros() as u64)
-    }
-
-    fn run(&mut self, rx: &Receiver<Input>) -> Result<(), NodeError> {
-        loop {
-            let now = self.now();
-            let wait = self.host.poll_timeout().map_or(MAX_IDLE, |t| {
-                StdDuration::from_micros(t.saturating_since(now).as_micros()).min(MAX_IDLE)
-            });
-            let mut next = match rx.recv_timeout(wait) {
-                Ok(input) => Some(input),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            };
-            let mut handled = 0;
-            while let Some(input) = next.take() {
-                let now = self.now();
-                if !self.handle(now, input)? {
-                    return Ok(());
-                }
-                handled += 1;
-                if handled < MAX_INPUTS_PER_ROUND {
-                    next = rx.try_recv().ok();
-                }
+/// The driver thread's loop: see [`NodeEngine`] for the order of calls
+fn run(engine: &mut NodeEngine, rx: &Receiver<Input>) -> Result<(), NodeError> {
+    loop {
+        let wait = engine.poll_timeout().map_or(MAX_IDLE, |d| d.min(MAX_IDLE));
+        let mut next = match rx.recv_timeout(wait) {
+            Ok(input) => Some(input),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        let mut handled = 0;
+        while let Some(input) = next.take() {
+            if !engine.handle(input)? {
+                return Ok(());
             }
-            let now = self.now();
-            if self.host.poll_timeout().is_some_and(|t| t <= now) {
-                self.host.handle_timeout(now);
-            }
-            self.host.flush(now);
-            self.drain_outputs()?;
-        }
-    }
-
-    /// Handles one input; `false` to stop
-    fn handle(&mut self, now: Instant, input: Input) -> Result<bool, NodeError> {
-        match input {
-            Input::Stop => return Ok(false),
-            Input::Peer(Delivery::Raft(envelope)) => {
-                self.host.handle_raft(now, envelope.group, envelope.message);
-            }
-            Input::Peer(Delivery::App { from, bytes }) => {
-                // A peer that sends garbage loses only that message.
-                if let Some(message) = AppMessage::decode(&bytes) {
-                    self.host.handle_app(now, from, message);
-                }
-            }
-            Input::Wal(WalEvent::Done(done)) => self.host.handle_wal(now, done),
-            Input::Wal(WalEvent::Failed(reason)) => return Err(NodeError::Fatal(reason)),
-            Input::Call(call) => self.handle_call(now, call),
-        }
-        Ok(true)
-    }
-
-    fn handle_call(&mut self, now: Instant, call: Call) {
-        match call {
-            Call::OpenSession(reply) => {
-                let client = self.next_client_id();
-                let _ = reply.send(self.host.open_session(client));
-            }
-            Call::CloseSession(session) => self.host.close_session(session),
-            Call::Op(session, op, reply) => match self.host.start_op(now, session, op) {
-                Ok(id) => {
-                    self.ops.insert(id, reply);
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
-            Call::Admin(command, reply) => {
-                let id = self.host.start_admin(now, command);
-                self.admin.insert(id, reply);
-            }
-            Call::Status(reply) => {
-                let _ = reply.send(status(&self.host));
+            handled += 1;
+            if handled < MAX_INPUTS_PER_ROUND {
+                next = rx.try_recv().ok();
             }
         }
-    }
-
-    /// A client id above every one this node handed out before, also across restarts
-    /// (microseconds since the epoch, shifted, with the node id in the low bits)
-    fn next_client_id(&mut self) -> u64 {
-        let micros = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64);
-        let id = (micros << 12) | (self.host.id() & 0xfff);
-        self.last_client = id.max(self.last_client + (1 << 12));
-        self.last_client
-    }
-
-    fn drain_outputs(&mut self) -> Result<(), NodeError> {
-        while let Some(output) = self.host.poll_output() {
-            match output {
-                HostOutput::Wal { gid, op } => self.wal.submit(gid, op),
-                HostOutput::Raft { gid, message } => {
-                    if let Some(t) = &self.transport {
-                        t.send(message.to, gid, message);
-                    }
-                }
-                HostOutput::App { to, message } => {
-                    if let Some(t) = &self.transport {
-                        t.send_app(to, message.encode());
-                    }
-                }
-                HostOutput::Done { op, result } => {
-                    if let Some(reply) = self.ops.remove(&op) {
-                        let _ = reply.send(Ok(result));
-                    }
-                }
-                HostOutput::AdminDone { op, result } => {
-                    if let Some(reply) = self.admin.remove(&op) {
-                        let _ = reply.send(result);
-                    }
-                }
-                HostOutput::Fatal(reason) => return Err(NodeError::Fatal(reason)),
-            }
-        }
-        Ok(())
-    }
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Leader => "leader",
-        Role::Follower => "follower",
-        Role::Candidate => "candidate",
-        Role::PreCandidate => "pre-candidate",
-    }
-}
-
-/// The status of every replica of `host`
-pub(crate) fn status(host: &Host) -> NodeStatus {
-    let groups = host
-        .replicas()
-        .iter()
-        .map(|(&gid, r)| {
-            let raft = r.raft();
-            GroupStatus {
-                gid,
-                role: role_name(raft.role()).to_owned(),
-                term: raft.term(),
-                leader: raft.leader_hint(),
-                commit: raft.commit_index(),
-                applied: raft.applied_index(),
-                last_index: raft.last_index(),
-            }
-        })
-        .collect();
-    NodeStatus {
-        id: host.id(),
-        groups,
-        config: host.local_config().cloned(),
+        engine.step()?;
     }
 }

@@ -41,6 +41,7 @@
 mod boot;
 mod client;
 mod driver;
+mod engine;
 mod host;
 mod replica;
 mod route;
@@ -50,6 +51,7 @@ mod wal;
 pub use boot::{BootError, Booted, GroupSpec, NodeConfig, RaftTuning, boot};
 pub use client::{FrontClient, FrontRequest, FrontResponse, serve_clients};
 pub use driver::{GroupStatus, Node, NodeError, NodeHandle, NodeStatus};
+pub use engine::{Call, Deliver, Input, NodeEngine, OpResult, Reply};
 pub use host::{
     CONTROLLER_GROUP, Host, HostConfig, HostOutput, HostedReplica, OpId, WalDone, WalOp,
 };

@@ -1,0 +1,277 @@
+//! [`NodeEngine`]: a [`Host`] with its transport and WAL thread, for any runtime's loop
+//!
+//! The engine does everything but wait: a runtime owns one, feeds it [`Input`]s from a channel
+//! of its own kind (the transport's reader threads and the WAL thread push through the
+//! `deliver` callback given to [`NodeEngine::start`]), and sleeps until the next input or
+//! [`NodeEngine::poll_timeout`]. The call order for one round:
+//!
+//! 1. [`NodeEngine::handle`] for each input received (a bounded number per round, so timers
+//!    are never starved by a flood of requests);
+//! 2. [`NodeEngine::step`]: fires due timers, runs every replica, sends what they produced and
+//!    answers finished calls;
+//! 3. wait until the next input or [`NodeEngine::poll_timeout`].
+//!
+//! The blocking [`Node`](super::Node) runs this loop on a thread; the smol runtime in a task.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use shale_core::controller::{Configuration, ControllerCommand};
+use shale_core::group::AppMessage;
+use shale_core::raft::Role;
+use shale_core::shard::{KvError, KvOp, KvResult};
+use shale_core::time::Instant;
+
+use super::boot::{NodeConfig, boot};
+use super::driver::{GroupStatus, NodeError, NodeStatus};
+use super::host::{Host, HostConfig, HostOutput, OpId};
+use super::sessions::{AdminError, SessionError, SessionId};
+use super::wal::{Wal, WalEvent};
+use crate::transport::{Delivery, Sink, Transport, TransportConfig};
+
+/// Where a call's answer goes (called exactly once, from the engine's thread)
+pub type Reply<T> = Box<dyn FnOnce(T) + Send>;
+
+/// The result of a key-value operation, or why the session refused it
+pub type OpResult = Result<Result<KvResult, KvError>, SessionError>;
+
+/// A request from a client or an operator
+pub enum Call {
+    /// Open a session; answers its id
+    OpenSession(Reply<SessionId>),
+    /// Close a session
+    CloseSession(SessionId),
+    /// Run an operation in a session
+    Op(SessionId, KvOp, Reply<OpResult>),
+    /// Run an administrative command through the controller's leader
+    Admin(ControllerCommand, Reply<Result<Configuration, AdminError>>),
+    /// Report the node's status
+    Status(Reply<NodeStatus>),
+}
+
+/// Everything that wakes the engine
+pub enum Input {
+    /// A frame from a peer
+    Peer(Delivery),
+    /// The WAL thread finished something (or failed)
+    Wal(WalEvent),
+    /// A client's or operator's call
+    Call(Call),
+    /// Stop the node
+    Stop,
+}
+
+/// Where the transport's readers and the WAL thread hand their inputs; `false` once the
+/// engine's loop is gone
+pub type Deliver = Arc<dyn Fn(Input) -> bool + Send + Sync>;
+
+/// A node's host, transport and WAL thread; see the [module documentation](self)
+pub struct NodeEngine {
+    host: Host,
+    transport: Option<Transport>,
+    wal: Wal,
+    clock: std::time::Instant,
+    ops: HashMap<OpId, Reply<OpResult>>,
+    admin: HashMap<OpId, Reply<Result<Configuration, AdminError>>>,
+    last_client: u64,
+}
+
+impl std::fmt::Debug for NodeEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeEngine")
+            .field("id", &self.host.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeEngine {
+    /// Boots the node from its data directory, binds its peer listener and starts the
+    /// transport's and the WAL's threads, which hand their inputs to `deliver`
+    pub fn start(config: &NodeConfig, deliver: Deliver) -> Result<NodeEngine, NodeError> {
+        let clock = std::time::Instant::now();
+        let now = Instant::ZERO;
+        let (replicas, storages) = boot(config, now).map_err(NodeError::Boot)?;
+        let peer_deliver = deliver.clone();
+        let sink: Sink = Arc::new(move |d| peer_deliver(Input::Peer(d)));
+        let transport_config = TransportConfig::new(config.cluster_id, config.id);
+        let mut transport = Transport::listen_into(config.listen, transport_config, sink)
+            .map_err(|e| NodeError::Listen(config.listen, e))?;
+        for (&id, &addr) in &config.peers {
+            if id != config.id {
+                transport.add_peer(id, addr).map_err(NodeError::Io)?;
+            }
+        }
+        let wal = Wal::start(storages, move |e| deliver(Input::Wal(e))).map_err(NodeError::Io)?;
+        let mut host_config = HostConfig::new(
+            config.id,
+            config.controller_voters.clone(),
+            config.shard_count,
+        );
+        host_config.bootstrap_groups = config.bootstrap_groups.clone();
+        Ok(NodeEngine {
+            host: Host::new(host_config, replicas, now),
+            transport: Some(transport),
+            wal,
+            clock,
+            ops: HashMap::new(),
+            admin: HashMap::new(),
+            last_client: 0,
+        })
+    }
+
+    /// The address peers connect to
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.transport.as_ref().map(Transport::local_addr)
+    }
+
+    /// The host, to read
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// The engine's clock: time since it started, as the core counts it
+    pub fn now(&self) -> Instant {
+        Instant::from_micros(self.clock.elapsed().as_micros() as u64)
+    }
+
+    /// How long until [`step`](Self::step) has timers to fire (`None`: nothing scheduled)
+    pub fn poll_timeout(&self) -> Option<std::time::Duration> {
+        let now = self.now();
+        self.host
+            .poll_timeout()
+            .map(|t| std::time::Duration::from_micros(t.saturating_since(now).as_micros()))
+    }
+
+    /// Handles one input; `Ok(false)` when it asks the node to stop
+    pub fn handle(&mut self, input: Input) -> Result<bool, NodeError> {
+        let now = self.now();
+        match input {
+            Input::Stop => return Ok(false),
+            Input::Peer(Delivery::Raft(envelope)) => {
+                self.host.handle_raft(now, envelope.group, envelope.message);
+            }
+            Input::Peer(Delivery::App { from, bytes }) => {
+                // A peer that sends garbage loses only that message.
+                if let Some(message) = AppMessage::decode(&bytes) {
+                    self.host.handle_app(now, from, message);
+                }
+            }
+            Input::Wal(WalEvent::Done(done)) => self.host.handle_wal(now, done),
+            Input::Wal(WalEvent::Failed(reason)) => return Err(NodeError::Fatal(reason)),
+            Input::Call(call) => self.handle_call(now, call),
+        }
+        Ok(true)
+    }
+
+    fn handle_call(&mut self, now: Instant, call: Call) {
+        match call {
+            Call::OpenSession(reply) => {
+                let client = self.next_client_id();
+                reply(self.host.open_session(client));
+            }
+            Call::CloseSession(session) => self.host.close_session(session),
+            Call::Op(session, op, reply) => match self.host.start_op(now, session, op) {
+                Ok(id) => {
+                    self.ops.insert(id, reply);
+                }
+                Err(e) => reply(Err(e)),
+            },
+            Call::Admin(command, reply) => {
+                let id = self.host.start_admin(now, command);
+                self.admin.insert(id, reply);
+            }
+            Call::Status(reply) => reply(self.status()),
+        }
+    }
+
+    /// A client id above every one this node handed out before, also across restarts
+    /// (microseconds since the epoch, shifted, with the node id in the low bits)
+    fn next_client_id(&mut self) -> u64 {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let id = (micros << 12) | (self.host.id() & 0xfff);
+        self.last_client = id.max(self.last_client + (1 << 12));
+        self.last_client
+    }
+
+    /// Fires due timers, runs every replica, and sends or answers what came out
+    pub fn step(&mut self) -> Result<(), NodeError> {
+        let now = self.now();
+        if self.host.poll_timeout().is_some_and(|t| t <= now) {
+            self.host.handle_timeout(now);
+        }
+        self.host.flush(now);
+        while let Some(output) = self.host.poll_output() {
+            match output {
+                HostOutput::Wal { gid, op } => self.wal.submit(gid, op),
+                HostOutput::Raft { gid, message } => {
+                    if let Some(t) = &self.transport {
+                        t.send(message.to, gid, message);
+                    }
+                }
+                HostOutput::App { to, message } => {
+                    if let Some(t) = &self.transport {
+                        t.send_app(to, message.encode());
+                    }
+                }
+                HostOutput::Done { op, result } => {
+                    if let Some(reply) = self.ops.remove(&op) {
+                        reply(Ok(result));
+                    }
+                }
+                HostOutput::AdminDone { op, result } => {
+                    if let Some(reply) = self.admin.remove(&op) {
+                        reply(result);
+                    }
+                }
+                HostOutput::Fatal(reason) => return Err(NodeError::Fatal(reason)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The status of every replica
+    pub fn status(&self) -> NodeStatus {
+        let groups = self
+            .host
+            .replicas()
+            .iter()
+            .map(|(&gid, r)| {
+                let raft = r.raft();
+                GroupStatus {
+                    gid,
+                    role: role_name(raft.role()).to_owned(),
+                    term: raft.term(),
+                    leader: raft.leader_hint(),
+                    commit: raft.commit_index(),
+                    applied: raft.applied_index(),
+                    last_index: raft.last_index(),
+                }
+            })
+            .collect();
+        NodeStatus {
+            id: self.host.id(),
+            groups,
+            config: self.host.local_config().cloned(),
+        }
+    }
+
+    /// Finishes the writes already handed to the WAL thread, then stops every thread
+    pub fn shutdown(mut self) {
+        self.wal.stop();
+        if let Some(t) = self.transport.take() {
+            t.shutdown();
+        }
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Candidate => "candidate",
+        Role::PreCandidate => "pre-candidate",
+    }
+}
