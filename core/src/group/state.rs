@@ -307,6 +307,20 @@ impl GroupState {
     pub fn data_bytes(&self) -> usize {
         self.shards.values().map(|s| s.state.data_bytes()).sum()
     }
+
+    /// Keys in the shards this group serves (not those it offers away or still pulls)
+    pub fn served_keys(&self) -> usize {
+        self.shards
+            .values()
+            .filter(|s| {
+                matches!(
+                    s.status,
+                    ShardStatus::Serving | ShardStatus::ServingUntilDeleted { .. }
+                )
+            })
+            .map(|s| s.state.kv.len())
+            .sum()
+    }
 }
 
 impl crate::rsm::StateMachine for GroupState {

@@ -42,6 +42,10 @@ pub struct GroupStatus {
     pub applied: u64,
     /// Last index in the log
     pub last_index: u64,
+    /// Keys this replica serves, as applied here (0 for the controller)
+    pub keys: u64,
+    /// Last index covered by the group's snapshot on this node (0: none)
+    pub snapshot_index: u64,
 }
 
 /// A node's state, as [`NodeHandle::status`] reports it

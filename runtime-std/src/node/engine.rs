@@ -248,6 +248,8 @@ impl NodeEngine {
                     commit: raft.commit_index(),
                     applied: raft.applied_index(),
                     last_index: raft.last_index(),
+                    keys: r.driver().map_or(0, |d| d.state().served_keys() as u64),
+                    snapshot_index: raft.snapshot().map_or(0, |m| m.last.index),
                 }
             })
             .collect();

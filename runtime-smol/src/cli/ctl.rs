@@ -1,0 +1,151 @@
+//! `shale ctl`: administration over any node's Redis port
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::bench::reply::{Reply, ReplyReader};
+
+/// How long `shale ctl` waits for a node
+const CTL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `shale ctl`
+#[derive(Debug, clap::Args)]
+pub struct CtlArgs {
+    /// Nodes' Redis addresses (status asks each; other commands use the first that answers)
+    #[arg(long = "addr", default_values = ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"])]
+    pub addrs: Vec<SocketAddr>,
+    /// Password, if the cluster requires one
+    #[arg(long)]
+    pub password: Option<String>,
+    /// What to do
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// `shale ctl` subcommands
+#[derive(Debug, clap::Subcommand)]
+pub enum CtlCommand {
+    /// Groups, roles, terms, commit and applied indexes, lag, and the shard map
+    Status,
+    /// Join replica group GID with its replicas (the nodes hosting it)
+    Join {
+        /// The group
+        gid: u64,
+        /// Its replicas, e.g. 1,2,3
+        nodes: String,
+    },
+    /// Have replica group GID leave (its shards move to the others)
+    Leave {
+        /// The group
+        gid: u64,
+    },
+    /// Give SHARD to group GID
+    Move {
+        /// The shard
+        shard: u32,
+        /// The group
+        gid: u64,
+    },
+}
+
+fn encode(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    out
+}
+
+/// Sends the commands to `addr` in order and returns the last reply
+fn call(addr: SocketAddr, password: Option<&str>, args: &[&str]) -> Result<Reply, String> {
+    let mut stream = TcpStream::connect_timeout(&addr, CTL_TIMEOUT)
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let _ = stream.set_read_timeout(Some(CTL_TIMEOUT));
+    let mut request = Vec::new();
+    if let Some(p) = password {
+        request.extend(encode(&["AUTH", p]));
+    }
+    request.extend(encode(args));
+    stream
+        .write_all(&request)
+        .map_err(|e| format!("cannot write to {addr}: {e}"))?;
+    let mut reader = ReplyReader::new();
+    let mut replies = Vec::new();
+    let wanted = if password.is_some() { 2 } else { 1 };
+    while replies.len() < wanted {
+        match reader.next_reply() {
+            Ok(Some(reply)) => replies.push(reply),
+            Ok(None) => {
+                let n = reader
+                    .fill_from(&mut stream)
+                    .map_err(|e| format!("no answer from {addr}: {e}"))?;
+                if n == 0 {
+                    return Err(format!("{addr} closed the connection"));
+                }
+            }
+            Err(e) => return Err(format!("bad reply from {addr}: {e:?}")),
+        }
+    }
+    let last = replies.pop().ok_or("no reply")?;
+    if let Some(Reply::Error(e)) = replies.first() {
+        return Err(format!("{addr}: {}", String::from_utf8_lossy(e)));
+    }
+    Ok(last)
+}
+
+/// Runs `shale ctl`
+pub fn run(args: &CtlArgs) -> Result<(), String> {
+    let password = args.password.as_deref();
+    let command: Vec<String> = match &args.command {
+        CtlCommand::Status => {
+            let mut any = false;
+            for &addr in &args.addrs {
+                match call(addr, password, &["SHALE", "STATUS"]) {
+                    Ok(Reply::Bulk(text)) => {
+                        any = true;
+                        print!("{}", String::from_utf8_lossy(&text));
+                    }
+                    Ok(other) => println!("{addr}: {}", other.describe()),
+                    Err(e) => println!("{e}"),
+                }
+            }
+            return if any {
+                Ok(())
+            } else {
+                Err("no node answered".into())
+            };
+        }
+        CtlCommand::Join { gid, nodes } => {
+            vec![
+                "SHALE".into(),
+                "JOIN".into(),
+                gid.to_string(),
+                nodes.clone(),
+            ]
+        }
+        CtlCommand::Leave { gid } => vec!["SHALE".into(), "LEAVE".into(), gid.to_string()],
+        CtlCommand::Move { shard, gid } => {
+            vec![
+                "SHALE".into(),
+                "MOVE".into(),
+                shard.to_string(),
+                gid.to_string(),
+            ]
+        }
+    };
+    let refs: Vec<&str> = command.iter().map(String::as_str).collect();
+    let mut last_error = String::from("no address given");
+    for &addr in &args.addrs {
+        match call(addr, password, &refs) {
+            Ok(Reply::Integer(num)) => {
+                println!("ok: configuration {num}");
+                return Ok(());
+            }
+            Ok(Reply::Error(e)) => return Err(String::from_utf8_lossy(&e).into_owned()),
+            Ok(other) => return Err(format!("unexpected answer {}", other.describe())),
+            Err(e) => last_error = e,
+        }
+    }
+    Err(last_error)
+}

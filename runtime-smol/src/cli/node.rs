@@ -1,0 +1,165 @@
+//! `shale node`: one node of a multi-machine cluster
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use shale_runtime_std::node::{CONTROLLER_GROUP, GroupSpec, NodeConfig};
+
+use crate::runtime::Runtime;
+use crate::server::{Server, ServerConfig};
+
+/// `shale node`
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    /// A file of `flag = value` lines (the long flag names without `--`); flags on the
+    /// command line win
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// This node's id (1 or more)
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// Every node's peer address, this one's included: `1=host:port,2=host:port,...`
+    #[arg(long)]
+    pub peers: Option<String>,
+    /// Where Redis clients connect
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Where Prometheus scrapes /metrics
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    /// Data directory
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The cluster's id: peers of another cluster are refused
+    #[arg(long)]
+    pub cluster_id: Option<u64>,
+    /// Number of replica groups (each with a replica on every node)
+    #[arg(long)]
+    pub groups: Option<u64>,
+    /// Number of shards
+    #[arg(long)]
+    pub shards: Option<u32>,
+    /// Require clients to AUTH with this password
+    #[arg(long)]
+    pub requirepass: Option<String>,
+}
+
+/// The `flag = value` lines of a config file
+fn read_file(path: &PathBuf) -> Result<BTreeMap<String, String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut values = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line.split_once('=').ok_or(format!(
+            "{}:{}: expected `flag = value`",
+            path.display(),
+            n + 1
+        ))?;
+        values.insert(
+            key.trim().to_owned(),
+            value.trim().trim_matches('"').to_owned(),
+        );
+    }
+    Ok(values)
+}
+
+fn parse<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("--{flag}: {value:?} is not valid"))
+}
+
+fn parse_peers(value: &str) -> Result<BTreeMap<u64, SocketAddr>, String> {
+    let mut peers = BTreeMap::new();
+    for item in value.split(',').filter(|s| !s.trim().is_empty()) {
+        let (id, addr) = item
+            .split_once('=')
+            .ok_or(format!("--peers: {item:?} is not id=host:port"))?;
+        peers.insert(parse("peers", id.trim())?, parse("peers", addr.trim())?);
+    }
+    Ok(peers)
+}
+
+/// Runs `shale node` until Ctrl-C
+pub fn run(args: &NodeArgs) -> Result<(), String> {
+    let mut file = match &args.config {
+        Some(path) => read_file(path)?,
+        None => BTreeMap::new(),
+    };
+    let mut get = |flag: &str, cli: Option<String>| cli.or_else(|| file.remove(flag));
+    let id: u64 = parse(
+        "id",
+        &get("id", args.id.map(|v| v.to_string())).ok_or("--id is required")?,
+    )?;
+    let peers = parse_peers(&get("peers", args.peers.clone()).ok_or("--peers is required")?)?;
+    let listen: SocketAddr = parse(
+        "listen",
+        &get("listen", args.listen.map(|v| v.to_string())).ok_or("--listen is required")?,
+    )?;
+    let metrics = get("metrics", args.metrics.map(|v| v.to_string()))
+        .map(|v| parse::<SocketAddr>("metrics", &v))
+        .transpose()?;
+    let data_dir = get(
+        "data-dir",
+        args.data_dir.as_ref().map(|p| p.display().to_string()),
+    )
+    .map_or_else(super::default_data_dir, PathBuf::from);
+    let cluster_id = get("cluster-id", args.cluster_id.map(|v| v.to_string()))
+        .map_or(Ok(1), |v| parse("cluster-id", &v))?;
+    let groups: u64 =
+        get("groups", args.groups.map(|v| v.to_string())).map_or(Ok(2), |v| parse("groups", &v))?;
+    let shards: u32 = get("shards", args.shards.map(|v| v.to_string()))
+        .map_or(Ok(16), |v| parse("shards", &v))?;
+    let requirepass = get("requirepass", args.requirepass.clone());
+    if let Some(unknown) = file.keys().next() {
+        return Err(format!("unknown setting {unknown:?} in the config file"));
+    }
+    let Some(&peer_addr) = peers.get(&id) else {
+        return Err(format!(
+            "--peers must list this node ({id}) with its peer address"
+        ));
+    };
+    if id == 0 || shards == 0 || groups == 0 {
+        return Err("--id, --groups and --shards must be at least 1".into());
+    }
+    let ids: Vec<u64> = peers.keys().copied().collect();
+    let mut node = NodeConfig::new(id, data_dir, peer_addr);
+    node.cluster_id = cluster_id;
+    node.peers = peers;
+    node.shard_count = shards;
+    node.controller_voters = ids.clone();
+    node.groups = vec![GroupSpec {
+        gid: CONTROLLER_GROUP,
+        voters: ids.clone(),
+    }];
+    for gid in 1..=groups {
+        node.groups.push(GroupSpec {
+            gid,
+            voters: ids.clone(),
+        });
+        node.bootstrap_groups.push((gid, ids.clone()));
+    }
+    let config = ServerConfig {
+        node,
+        client_addr: listen,
+        admin_addr: metrics,
+        requirepass,
+    };
+    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let rt = Runtime::start(threads).map_err(|e| format!("cannot start threads: {e}"))?;
+    let server = Server::start(&rt, &config).map_err(|e| e.to_string())?;
+    println!(
+        "shale node {id}: redis on {}, peers on {}",
+        server.client_addr(),
+        server.peer_addr()
+    );
+    super::wait_for_ctrl_c()?;
+    let result = rt.block_on(server.stop()).map_err(|e| e.to_string());
+    rt.shutdown();
+    result
+}

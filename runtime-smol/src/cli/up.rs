@@ -1,0 +1,117 @@
+//! `shale up`: a local cluster on loopback
+
+use std::path::PathBuf;
+
+use crate::runtime::Runtime;
+use crate::server::{LocalClusterConfig, Server, local_cluster};
+
+/// `shale up`
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Number of nodes
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u64,
+    /// Number of replica groups (each has a replica on every node)
+    #[arg(long, default_value_t = 2)]
+    pub groups: u64,
+    /// Number of shards (fixed when the cluster is created)
+    #[arg(long, default_value_t = 16)]
+    pub shards: u32,
+    /// Data directory (node i keeps its data in node-i under it)
+    #[arg(long, default_value = "shale-data")]
+    pub data_dir: PathBuf,
+    /// First Redis port: node i listens on port + i - 1 (0: any free port)
+    #[arg(long, default_value_t = 7001)]
+    pub port: u16,
+    /// First peer port (0: any free port)
+    #[arg(long, default_value_t = 7101)]
+    pub peer_port: u16,
+    /// First metrics port (0: any free port)
+    #[arg(long, default_value_t = 7201)]
+    pub metrics_port: u16,
+    /// Require clients to AUTH with this password
+    #[arg(long)]
+    pub requirepass: Option<String>,
+    /// Executor threads (default: one per CPU)
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// The cluster's shape, stored in its data directory so a restart with other flags is
+/// refused instead of silently mixing shapes
+fn check_shape(args: &UpArgs) -> Result<(), String> {
+    let shape = format!(
+        "nodes={} groups={} shards={}\n",
+        args.nodes, args.groups, args.shards
+    );
+    let path = args.data_dir.join("cluster-shape");
+    match std::fs::read_to_string(&path) {
+        Ok(existing) if existing == shape => Ok(()),
+        Ok(existing) => Err(format!(
+            "{} holds a cluster of {} but the flags ask for {}; use the same flags or another --data-dir",
+            args.data_dir.display(),
+            existing.trim(),
+            shape.trim()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&args.data_dir)
+                .and_then(|()| std::fs::write(&path, shape))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Runs `shale up` until Ctrl-C
+pub fn run(args: &UpArgs) -> Result<(), String> {
+    check_shape(args)?;
+    let configs = local_cluster(&LocalClusterConfig {
+        nodes: args.nodes,
+        groups: args.groups,
+        shards: args.shards,
+        data_dir: args.data_dir.clone(),
+        host: std::net::Ipv4Addr::LOCALHOST.into(),
+        client_port: args.port,
+        peer_port: args.peer_port,
+        admin_port: Some(args.metrics_port),
+        requirepass: args.requirepass.clone(),
+    })?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
+    let rt = Runtime::start(threads).map_err(|e| format!("cannot start threads: {e}"))?;
+    let mut servers = Vec::new();
+    for config in &configs {
+        let server =
+            Server::start(&rt, config).map_err(|e| format!("node {}: {e}", config.node.id))?;
+        servers.push(server);
+    }
+    println!(
+        "shale: {} nodes, {} replica groups, {} shards, data in {}",
+        args.nodes,
+        args.groups,
+        args.shards,
+        args.data_dir.display()
+    );
+    for (config, server) in configs.iter().zip(&servers) {
+        let metrics = server
+            .admin_addr()
+            .map_or(String::new(), |a| format!("  metrics http://{a}/metrics"));
+        println!(
+            "  node {}: redis-cli -p {}{metrics}",
+            config.node.id,
+            server.client_addr().port()
+        );
+    }
+    println!("Ctrl-C stops the cluster; running the same command again resumes from disk.");
+    super::wait_for_ctrl_c()?;
+    println!("shale: stopping");
+    let mut failed = None;
+    for server in servers {
+        if let Err(e) = rt.block_on(server.stop()) {
+            failed = Some(e.to_string());
+        }
+    }
+    rt.shutdown();
+    failed.map_or(Ok(()), Err)
+}

@@ -1,0 +1,429 @@
+//! The commands the front door understands
+//!
+//! Keys and values: `GET`, `SET key value [NX|XX] [GET]`, `DEL`, `EXISTS`, `APPEND`, `INCR`,
+//! `INCRBY`, `DECR`, `DECRBY`, `MGET`, `MSET`, and our compare-and-swap
+//! `CAS key expected new` (`:1` when the key held `expected` and now holds `new`, `:0`
+//! otherwise). Every single-key command is linearizable and applied exactly once, even when
+//! the node retries it on another replica or after a configuration change.
+//!
+//! **What is atomic:** each single-key command. `MSET`, `MGET`, `DEL` and `EXISTS` with
+//! several keys run key by key, in order: each key's part is linearizable, but another client
+//! can observe some of an `MSET`'s keys written and others not yet (Redis would make them
+//! atomic). `SET` options `EX`, `PX`, `EXAT` and `PXAT` are refused: keys do not expire.
+//!
+//! Connection and server: `PING`, `ECHO`, `HELLO [2|3] [AUTH user pass] [SETNAME name]`,
+//! `AUTH [user] pass`, `SELECT 0`, `QUIT`, `CLIENT SETNAME|GETNAME|ID|SETINFO|INFO`,
+//! `COMMAND` (empty lists, enough for `redis-cli`), `INFO [section]`, `DBSIZE` (keys of the
+//! groups this node hosts, as applied here, so it may lag), `CONFIG GET` (the few settings
+//! `redis-benchmark` asks for). Anything else gets `-ERR unknown command`.
+
+use shale_core::shard::{KvError, KvOp, KvResult, SetCondition};
+use shale_runtime_std::node::NodeError;
+
+use super::info::{self, Section};
+use super::{Conn, FrontConfig};
+use crate::node::NodeClient;
+use crate::resp::{Protocol, Reply};
+
+fn wrong_args(name: &str) -> Reply {
+    Reply::error(format!(
+        "ERR wrong number of arguments for '{}' command",
+        name.to_ascii_lowercase()
+    ))
+}
+
+fn syntax_error() -> Reply {
+    Reply::error("ERR syntax error")
+}
+
+fn not_integer() -> Reply {
+    Reply::error("ERR value is not an integer or out of range")
+}
+
+fn node_error(e: &NodeError) -> Reply {
+    Reply::error(format!("TRYAGAIN {e}"))
+}
+
+fn kv_error(e: KvError) -> Reply {
+    match e {
+        KvError::NotAnInteger => not_integer(),
+        KvError::Overflow => Reply::error("ERR increment or decrement would overflow"),
+        other => Reply::error(format!("ERR {other}")),
+    }
+}
+
+fn parse_i64(arg: &[u8]) -> Option<i64> {
+    std::str::from_utf8(arg).ok()?.parse().ok()
+}
+
+/// Every command name this front door knows, as metrics label them
+const KNOWN: &[&str] = &[
+    "append", "auth", "cas", "client", "command", "config", "dbsize", "decr", "decrby", "del",
+    "echo", "exists", "get", "hello", "incr", "incrby", "info", "mget", "mset", "ping", "quit",
+    "select", "set", "shale",
+];
+
+/// The command's name for metrics: lower case if known, `unknown` otherwise (so clients
+/// cannot create series at will)
+pub(crate) fn metric_name(args: &[Vec<u8>]) -> &'static str {
+    let Some(first) = args.first() else {
+        return "unknown";
+    };
+    let lower = first.to_ascii_lowercase();
+    KNOWN
+        .iter()
+        .find(|k| k.as_bytes() == lower.as_slice())
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// Runs one command and returns its reply
+pub(crate) async fn execute(
+    node: &NodeClient,
+    config: &FrontConfig,
+    conn: &mut Conn,
+    args: Vec<Vec<u8>>,
+) -> Reply {
+    let Some(first) = args.first() else {
+        return Reply::error("ERR empty command");
+    };
+    let name = String::from_utf8_lossy(first).to_ascii_uppercase();
+    let argc = args.len();
+    // Before AUTH only these are allowed, as in Redis.
+    if !conn.authenticated && !matches!(name.as_str(), "AUTH" | "HELLO" | "QUIT") {
+        return Reply::error("NOAUTH Authentication required.");
+    }
+    match name.as_str() {
+        "PING" => match argc {
+            1 => Reply::Simple("PONG".into()),
+            2 => Reply::bulk(&args[1]),
+            _ => wrong_args(&name),
+        },
+        "ECHO" if argc == 2 => Reply::bulk(&args[1]),
+        "QUIT" => {
+            conn.quit = true;
+            Reply::ok()
+        }
+        "SELECT" if argc == 2 => {
+            if args[1] == b"0" {
+                Reply::ok()
+            } else {
+                Reply::error("ERR DB index is out of range")
+            }
+        }
+        "AUTH" if argc == 2 || argc == 3 => auth(config, conn, &args[argc - 1]),
+        "HELLO" => hello(config, conn, &args),
+        "CLIENT" if argc >= 2 => client(conn, &args),
+        "COMMAND" => match args.get(1).map(|a| a.to_ascii_uppercase()) {
+            Some(sub) if sub == b"COUNT" => Reply::Integer(0),
+            Some(sub) if sub == b"DOCS" => Reply::Map(Vec::new()),
+            _ => Reply::Array(Some(Vec::new())),
+        },
+        "CONFIG" if argc == 3 && args[1].eq_ignore_ascii_case(b"GET") => config_get(&args[2]),
+        "INFO" => {
+            let section = args.get(1).map_or(Section::All, |s| Section::parse(s));
+            match node.status().await {
+                Ok(status) => Reply::bulk(info::render(config, &status, section)),
+                Err(e) => node_error(&e),
+            }
+        }
+        "DBSIZE" if argc == 1 => match node.status().await {
+            Ok(status) => Reply::Integer(status.groups.iter().map(|g| g.keys as i64).sum()),
+            Err(e) => node_error(&e),
+        },
+        "GET" if argc == 2 => {
+            let op = KvOp::Get {
+                key: args[1].clone(),
+            };
+            match run(node, conn, op).await {
+                Ok(KvResult::Value(v)) => Reply::Bulk(v),
+                other => unexpected(other),
+            }
+        }
+        "SET" if argc >= 3 => set(node, conn, args).await,
+        "DEL" if argc >= 2 => {
+            let mut removed = 0;
+            for key in &args[1..] {
+                match run(node, conn, KvOp::Delete { key: key.clone() }).await {
+                    Ok(KvResult::Deleted(true)) => removed += 1,
+                    Ok(_) => {}
+                    Err(reply) => return reply,
+                }
+            }
+            Reply::Integer(removed)
+        }
+        "EXISTS" if argc >= 2 => {
+            let mut found = 0;
+            for key in &args[1..] {
+                match run(node, conn, KvOp::Get { key: key.clone() }).await {
+                    Ok(KvResult::Value(Some(_))) => found += 1,
+                    Ok(_) => {}
+                    Err(reply) => return reply,
+                }
+            }
+            Reply::Integer(found)
+        }
+        "APPEND" if argc == 3 => {
+            let op = KvOp::Append {
+                key: args[1].clone(),
+                value: args[2].clone(),
+            };
+            match run(node, conn, op).await {
+                Ok(KvResult::Length(n)) => Reply::Integer(n as i64),
+                other => unexpected(other),
+            }
+        }
+        "INCR" | "DECR" if argc == 2 => {
+            let by = if name == "INCR" { 1 } else { -1 };
+            incr(node, conn, &args[1], by).await
+        }
+        "INCRBY" | "DECRBY" if argc == 3 => {
+            let Some(by) = parse_i64(&args[2]) else {
+                return not_integer();
+            };
+            let by = if name == "INCRBY" {
+                Some(by)
+            } else {
+                by.checked_neg()
+            };
+            match by {
+                Some(by) => incr(node, conn, &args[1], by).await,
+                None => Reply::error("ERR decrement would overflow"),
+            }
+        }
+        "MGET" if argc >= 2 => {
+            let mut values = Vec::with_capacity(argc - 1);
+            for key in &args[1..] {
+                match run(node, conn, KvOp::Get { key: key.clone() }).await {
+                    Ok(KvResult::Value(v)) => values.push(Reply::Bulk(v)),
+                    other => return unexpected(other),
+                }
+            }
+            Reply::Array(Some(values))
+        }
+        "MSET" if argc >= 3 && argc % 2 == 1 => {
+            for pair in args[1..].chunks(2) {
+                let op = KvOp::Put {
+                    key: pair[0].clone(),
+                    value: pair[1].clone(),
+                };
+                if let Err(reply) = run(node, conn, op).await {
+                    return reply;
+                }
+            }
+            Reply::ok()
+        }
+        "SHALE" => super::admin::execute(node, &args).await,
+        "CAS" if argc == 4 => {
+            let op = KvOp::Cas {
+                key: args[1].clone(),
+                expected: Some(args[2].clone()),
+                new: args[3].clone(),
+            };
+            match run(node, conn, op).await {
+                Ok(KvResult::Swapped { swapped, .. }) => Reply::Integer(i64::from(swapped)),
+                other => unexpected(other),
+            }
+        }
+        "ECHO" | "SELECT" | "AUTH" | "CLIENT" | "CONFIG" | "DBSIZE" | "GET" | "SET" | "DEL"
+        | "EXISTS" | "APPEND" | "INCR" | "DECR" | "INCRBY" | "DECRBY" | "MGET" | "MSET" | "CAS" => {
+            wrong_args(&name)
+        }
+        _ => {
+            let shown: String = String::from_utf8_lossy(first).chars().take(128).collect();
+            Reply::error(format!(
+                "ERR unknown command '{shown}', with args beginning with: "
+            ))
+        }
+    }
+}
+
+/// Runs `op` in the connection's session (opening one on first use, and a new one after
+/// the old one expired)
+async fn run(node: &NodeClient, conn: &mut Conn, op: KvOp) -> Result<KvResult, Reply> {
+    let session = match conn.session {
+        Some(s) => s,
+        None => {
+            let s = node.open_session().await.map_err(|e| node_error(&e))?;
+            conn.session = Some(s);
+            s
+        }
+    };
+    match node.op(session, op).await {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(KvError::SessionExpired)) => {
+            node.close_session(session);
+            conn.session = None;
+            Err(kv_error(KvError::SessionExpired))
+        }
+        Ok(Err(e)) => Err(kv_error(e)),
+        Err(e) => Err(node_error(&e)),
+    }
+}
+
+fn unexpected(result: Result<KvResult, Reply>) -> Reply {
+    match result {
+        Err(reply) => reply,
+        Ok(other) => Reply::error(format!("ERR internal: unexpected result {other:?}")),
+    }
+}
+
+async fn incr(node: &NodeClient, conn: &mut Conn, key: &[u8], by: i64) -> Reply {
+    let op = KvOp::Incr {
+        key: key.to_vec(),
+        by,
+    };
+    match run(node, conn, op).await {
+        Ok(KvResult::Integer(n)) => Reply::Integer(n),
+        other => unexpected(other),
+    }
+}
+
+async fn set(node: &NodeClient, conn: &mut Conn, args: Vec<Vec<u8>>) -> Reply {
+    let mut condition = SetCondition::Always;
+    let mut get = false;
+    for option in &args[3..] {
+        match option.to_ascii_uppercase().as_slice() {
+            b"NX" if condition == SetCondition::Always => condition = SetCondition::IfAbsent,
+            b"XX" if condition == SetCondition::Always => condition = SetCondition::IfPresent,
+            b"GET" => get = true,
+            b"KEEPTTL" => {} // keys never expire, so there is no TTL to keep
+            b"EX" | b"PX" | b"EXAT" | b"PXAT" => {
+                return Reply::error("ERR key expiry (EX, PX, EXAT, PXAT) is not supported");
+            }
+            _ => return syntax_error(),
+        }
+    }
+    let mut args = args.into_iter();
+    let (Some(_), Some(key), Some(value)) = (args.next(), args.next(), args.next()) else {
+        return wrong_args("set");
+    };
+    let op = KvOp::Set {
+        key,
+        value,
+        condition,
+    };
+    match run(node, conn, op).await {
+        Ok(KvResult::Set { written, previous }) => {
+            if get {
+                Reply::Bulk(previous)
+            } else if written {
+                Reply::ok()
+            } else {
+                Reply::Bulk(None)
+            }
+        }
+        other => unexpected(other),
+    }
+}
+
+fn auth(config: &FrontConfig, conn: &mut Conn, password: &[u8]) -> Reply {
+    match &config.requirepass {
+        None => Reply::error(
+            "ERR AUTH <password> called without any password configured for the default user. \
+             Are you sure your configuration is correct?",
+        ),
+        Some(expected) if expected.as_bytes() == password => {
+            conn.authenticated = true;
+            Reply::ok()
+        }
+        Some(_) => Reply::error("WRONGPASS invalid username-password pair or user is disabled."),
+    }
+}
+
+fn hello(config: &FrontConfig, conn: &mut Conn, args: &[Vec<u8>]) -> Reply {
+    let mut rest = args[1..].iter();
+    let mut protocol = conn.protocol;
+    if let Some(version) = rest.next() {
+        match version.as_slice() {
+            b"2" => protocol = Protocol::Resp2,
+            b"3" => protocol = Protocol::Resp3,
+            _ if parse_i64(version).is_some() => {
+                return Reply::error("NOPROTO unsupported protocol version");
+            }
+            _ => return Reply::error("ERR Protocol version is not an integer or out of range"),
+        }
+    }
+    while let Some(option) = rest.next() {
+        match option.to_ascii_uppercase().as_slice() {
+            b"AUTH" => {
+                let (Some(_user), Some(pass)) = (rest.next(), rest.next()) else {
+                    return syntax_error();
+                };
+                let reply = auth(config, conn, pass);
+                if matches!(reply, Reply::Error(_)) {
+                    return reply;
+                }
+            }
+            b"SETNAME" => {
+                let Some(name) = rest.next() else {
+                    return syntax_error();
+                };
+                conn.name = Some(name.clone());
+            }
+            _ => return syntax_error(),
+        }
+    }
+    if !conn.authenticated {
+        return Reply::error(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        );
+    }
+    conn.protocol = protocol;
+    let proto = if protocol == Protocol::Resp3 { 3 } else { 2 };
+    Reply::Map(vec![
+        (Reply::bulk("server"), Reply::bulk("shale")),
+        (
+            Reply::bulk("version"),
+            Reply::bulk(env!("CARGO_PKG_VERSION")),
+        ),
+        (Reply::bulk("proto"), Reply::Integer(proto)),
+        (Reply::bulk("id"), Reply::Integer(conn.id as i64)),
+        (Reply::bulk("mode"), Reply::bulk("cluster")),
+        (Reply::bulk("role"), Reply::bulk("master")),
+        (Reply::bulk("modules"), Reply::Array(Some(Vec::new()))),
+    ])
+}
+
+fn client(conn: &mut Conn, args: &[Vec<u8>]) -> Reply {
+    let sub = args[1].to_ascii_uppercase();
+    match (sub.as_slice(), args.len()) {
+        (b"SETNAME", 3) => {
+            if args[2].iter().any(|b| *b <= b' ' || *b > b'~') {
+                return Reply::error(
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                );
+            }
+            conn.name = (!args[2].is_empty()).then(|| args[2].clone());
+            Reply::ok()
+        }
+        (b"GETNAME", 2) => Reply::Bulk(conn.name.clone()),
+        (b"ID", 2) => Reply::Integer(conn.id as i64),
+        (b"SETINFO", 4) => Reply::ok(),
+        (b"INFO", 2) => {
+            let name = conn
+                .name
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            Reply::bulk(format!("id={} name={name} db=0\n", conn.id))
+        }
+        _ => Reply::error(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'",
+            String::from_utf8_lossy(&args[1])
+        )),
+    }
+}
+
+/// `CONFIG GET`: the settings clients such as `redis-benchmark` read at start-up
+fn config_get(pattern: &[u8]) -> Reply {
+    let known: [(&str, &str); 3] = [("save", ""), ("appendonly", "yes"), ("databases", "1")];
+    let pattern = pattern.to_ascii_lowercase();
+    let mut pairs = Vec::new();
+    for (name, value) in known {
+        if pattern == b"*" || pattern == name.as_bytes() {
+            pairs.push((Reply::bulk(name), Reply::bulk(value)));
+        }
+    }
+    Reply::Map(pairs)
+}

@@ -1,0 +1,182 @@
+//! The Redis-protocol front door: one task per client connection
+//!
+//! Each connection reads whatever the socket gives into a [`RespParser`], runs every complete
+//! command in order through its own exactly-once session on the node ([`NodeClient`]), and
+//! writes the replies of a whole pipelined batch at once. Any node accepts any key: the
+//! node's clerk routes each operation to the leader of the group that owns the key's shard.
+//! See [`commands`] for what each command does, and what is and is not atomic.
+
+mod admin;
+pub mod commands;
+mod info;
+
+pub use admin::render_status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_executor::Executor;
+use async_io::Async;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+use crate::metrics::Metrics;
+use crate::node::NodeClient;
+use crate::resp::{Protocol, RespLimits, RespParser, encode};
+
+/// Bytes read from a socket at a time
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Pending connections the listener's kernel queue holds
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// What every connection of a front door shares
+#[derive(Debug)]
+pub struct FrontConfig {
+    /// This node's id (for INFO and HELLO)
+    pub node_id: u64,
+    /// The password clients must give with AUTH first, if any
+    pub requirepass: Option<String>,
+    /// Parser limits
+    pub limits: RespLimits,
+    /// The address this front door listens on (for INFO)
+    pub addr: SocketAddr,
+    /// Client connection ids, counted from 1
+    pub(crate) next_client_id: AtomicU64,
+    /// Connections open now
+    pub(crate) connected: AtomicU64,
+    /// Request counts and latencies
+    pub metrics: Arc<Metrics>,
+}
+
+impl FrontConfig {
+    /// A front door for node `node_id` at `addr`
+    pub fn new(
+        node_id: u64,
+        addr: SocketAddr,
+        requirepass: Option<String>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        FrontConfig {
+            node_id,
+            requirepass,
+            limits: RespLimits::default(),
+            addr,
+            next_client_id: AtomicU64::new(1),
+            connected: AtomicU64::new(0),
+            metrics,
+        }
+    }
+}
+
+/// Binds `addr` with a real listen backlog ([`LISTEN_BACKLOG`]) and `SO_REUSEADDR`
+pub fn bind(addr: SocketAddr) -> std::io::Result<Async<std::net::TcpListener>> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Async::new(std::net::TcpListener::from(socket))
+}
+
+/// Accepts connections forever, each served by its own task on `ex`
+pub async fn serve(
+    ex: Arc<Executor<'static>>,
+    listener: Async<std::net::TcpListener>,
+    node: NodeClient,
+    config: Arc<FrontConfig>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors or similar: back off instead of spinning.
+            async_io::Timer::after(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let _ = stream.get_ref().set_nodelay(true);
+        let (node, config) = (node.clone(), config.clone());
+        ex.spawn(async move {
+            let _guard = config.metrics.open_connection();
+            config.connected.fetch_add(1, Ordering::Relaxed);
+            let result = connection(stream, node, &config).await;
+            config.connected.fetch_sub(1, Ordering::Relaxed);
+            if let Err(e) = result {
+                tracing::debug!("client connection ended: {e}");
+            }
+        })
+        .detach();
+    }
+}
+
+/// One client's state on its connection
+pub(crate) struct Conn {
+    pub(crate) id: u64,
+    pub(crate) protocol: Protocol,
+    pub(crate) authenticated: bool,
+    pub(crate) name: Option<Vec<u8>>,
+    pub(crate) session: Option<u64>,
+    pub(crate) quit: bool,
+}
+
+async fn connection(
+    mut stream: Async<std::net::TcpStream>,
+    node: NodeClient,
+    config: &FrontConfig,
+) -> std::io::Result<()> {
+    let mut conn = Conn {
+        id: config.next_client_id.fetch_add(1, Ordering::Relaxed),
+        protocol: Protocol::Resp2,
+        authenticated: config.requirepass.is_none(),
+        name: None,
+        session: None,
+        quit: false,
+    };
+    let mut parser = RespParser::new(config.limits);
+    let mut buf = vec![0u8; READ_CHUNK_BYTES];
+    let mut out = Vec::new();
+    let result = loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
+        parser.handle_bytes(&buf[..n]);
+        let mut close = false;
+        loop {
+            match parser.poll_command() {
+                Ok(Some(args)) => {
+                    let started = std::time::Instant::now();
+                    let command = commands::metric_name(&args);
+                    let reply = commands::execute(&node, config, &mut conn, args).await;
+                    let ok = !matches!(reply, crate::resp::Reply::Error(_));
+                    config
+                        .metrics
+                        .request(command)
+                        .record(started.elapsed(), ok);
+                    encode(&reply, conn.protocol, &mut out);
+                    if conn.quit {
+                        close = true;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    encode(&e.to_reply(), conn.protocol, &mut out);
+                    close = e.closes_connection();
+                    break;
+                }
+            }
+        }
+        if !out.is_empty() {
+            if let Err(e) = stream.write_all(&out).await {
+                break Err(e);
+            }
+            out.clear();
+        }
+        if close {
+            break Ok(());
+        }
+    };
+    if let Some(session) = conn.session {
+        node.close_session(session);
+    }
+    result
+}

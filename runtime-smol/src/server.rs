@@ -1,0 +1,239 @@
+//! A whole Shale node on the smol runtime: the node's task, its Redis-protocol front door and
+//! its metrics endpoint; and a local cluster of such nodes (`shale up`)
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shale_core::controller::GroupId;
+use shale_runtime_std::node::{CONTROLLER_GROUP, GroupSpec, NodeConfig, NodeError};
+
+use crate::front::{self, FrontConfig};
+use crate::metrics::{Metrics, MetricsServer, MetricsServerConfig, spawn_metrics_server};
+use crate::node::{NodeClient, SmolNode};
+use crate::runtime::Runtime;
+
+/// How often a node's Raft state is copied into its metrics
+const METRICS_REFRESH: Duration = Duration::from_secs(1);
+
+/// Everything one server (node plus front door) needs
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The node itself: id, data directory, peers, groups
+    pub node: NodeConfig,
+    /// Where Redis clients connect
+    pub client_addr: SocketAddr,
+    /// Where Prometheus scrapes `/metrics` (`None`: no endpoint)
+    pub admin_addr: Option<SocketAddr>,
+    /// The password clients must AUTH with, if any
+    pub requirepass: Option<String>,
+}
+
+/// A running server
+#[derive(Debug)]
+pub struct Server {
+    node: SmolNode,
+    client_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    metrics_server: Option<MetricsServer>,
+}
+
+/// Why a server did not start
+#[derive(Debug)]
+pub enum ServerError {
+    /// The node did not boot (storage, peer listener)
+    Node(NodeError),
+    /// A listener could not bind
+    Bind(&'static str, SocketAddr, std::io::Error),
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerError::Node(e) => write!(f, "{e}"),
+            ServerError::Bind(what, addr, e) => {
+                write!(f, "cannot listen for {what} on {addr}: {e}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl Server {
+    /// Boots the node and starts serving on `rt`
+    pub fn start(rt: &Runtime, config: &ServerConfig) -> Result<Server, ServerError> {
+        // Bind the client listener first: a port in use fails before anything touches disk.
+        let listener = front::bind(config.client_addr)
+            .map_err(|e| ServerError::Bind("clients", config.client_addr, e))?;
+        let client_addr = listener
+            .get_ref()
+            .local_addr()
+            .map_err(|e| ServerError::Bind("clients", config.client_addr, e))?;
+        let metrics = Arc::new(Metrics::new());
+        let (admin_addr, metrics_server) = match config.admin_addr {
+            Some(addr) => {
+                let (bound, server) =
+                    spawn_metrics_server(addr, metrics.clone(), MetricsServerConfig::default())
+                        .map_err(|e| ServerError::Bind("metrics", addr, e))?;
+                (Some(bound), Some(server))
+            }
+            None => (None, None),
+        };
+        let ex = rt.executor();
+        let node = SmolNode::spawn(ex, &config.node).map_err(ServerError::Node)?;
+        let front_config = Arc::new(FrontConfig::new(
+            config.node.id,
+            client_addr,
+            config.requirepass.clone(),
+            metrics.clone(),
+        ));
+        ex.spawn(front::serve(
+            ex.clone(),
+            listener,
+            node.client(),
+            front_config,
+        ))
+        .detach();
+        ex.spawn(refresh_metrics(node.client(), metrics)).detach();
+        Ok(Server {
+            node,
+            client_addr,
+            admin_addr,
+            metrics_server,
+        })
+    }
+
+    /// Where Redis clients connect
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    /// Where `/metrics` is served, if anywhere
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Where peers connect
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.node.peer_addr()
+    }
+
+    /// A handle to call the node directly
+    pub fn client(&self) -> NodeClient {
+        self.node.client()
+    }
+
+    /// Stops the node cleanly (pending writes finish) and the metrics endpoint
+    pub async fn stop(self) -> Result<(), NodeError> {
+        if let Some(m) = self.metrics_server {
+            m.stop();
+        }
+        self.node.stop().await
+    }
+}
+
+async fn refresh_metrics(node: NodeClient, metrics: Arc<Metrics>) {
+    loop {
+        let Ok(status) = node.status().await else {
+            return;
+        };
+        for g in &status.groups {
+            metrics
+                .group(g.gid)
+                .set_raft_status(g.term, g.commit, g.applied, g.role == "leader");
+        }
+        if let Some(c) = &status.config {
+            metrics.config_num.set_u64(c.num);
+        }
+        async_io::Timer::after(METRICS_REFRESH).await;
+    }
+}
+
+/// The shape of a local cluster (`shale up`)
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalClusterConfig {
+    /// Number of nodes
+    pub nodes: u64,
+    /// Number of replica groups, each with a replica on every node
+    pub groups: u64,
+    /// Number of shards
+    pub shards: u32,
+    /// Data directory; node `i` keeps its data in `node-<i>` under it
+    pub data_dir: PathBuf,
+    /// The IP every listener binds
+    pub host: std::net::IpAddr,
+    /// Node `i`'s Redis port is `client_port + i - 1` (0: chosen by the OS)
+    pub client_port: u16,
+    /// Node `i`'s peer port is `peer_port + i - 1` (0: chosen by the OS)
+    pub peer_port: u16,
+    /// Node `i`'s metrics port is `admin_port + i - 1` (`None`: no metrics endpoint)
+    pub admin_port: Option<u16>,
+    /// The password clients must AUTH with, if any
+    pub requirepass: Option<String>,
+}
+
+fn port(base: u16, i: u64) -> Result<u16, String> {
+    if base == 0 {
+        return Ok(0);
+    }
+    u16::try_from(u64::from(base) + i - 1)
+        .map_err(|_| format!("port {base}+{} is above 65535", i - 1))
+}
+
+/// The server configurations of a local cluster. Peer ports chosen by the OS (port 0) are
+/// reserved by binding and releasing them, since every node must know the others' addresses.
+pub fn local_cluster(config: &LocalClusterConfig) -> Result<Vec<ServerConfig>, String> {
+    if config.nodes == 0 || config.groups == 0 || config.shards == 0 {
+        return Err("--nodes, --groups and --shards must be at least 1".into());
+    }
+    if config.nodes > 64 || config.groups > 1000 {
+        return Err("at most 64 nodes and 1000 groups in a local cluster".into());
+    }
+    let ids: Vec<u64> = (1..=config.nodes).collect();
+    let mut peers = BTreeMap::new();
+    let mut reserved = Vec::new();
+    for &id in &ids {
+        let mut addr = SocketAddr::new(config.host, port(config.peer_port, id)?);
+        if addr.port() == 0 {
+            let l = std::net::TcpListener::bind(addr).map_err(|e| e.to_string())?;
+            addr = l.local_addr().map_err(|e| e.to_string())?;
+            reserved.push(l);
+        }
+        peers.insert(id, addr);
+    }
+    drop(reserved);
+    let mut groups = vec![GroupSpec {
+        gid: CONTROLLER_GROUP,
+        voters: ids.clone(),
+    }];
+    let replica_groups: Vec<(GroupId, Vec<u64>)> =
+        (1..=config.groups).map(|g| (g, ids.clone())).collect();
+    for (gid, voters) in &replica_groups {
+        groups.push(GroupSpec {
+            gid: *gid,
+            voters: voters.clone(),
+        });
+    }
+    let mut servers = Vec::new();
+    for &id in &ids {
+        let mut node = NodeConfig::new(id, config.data_dir.join(format!("node-{id}")), peers[&id]);
+        node.peers = peers.clone();
+        node.groups = groups.clone();
+        node.controller_voters = ids.clone();
+        node.bootstrap_groups = replica_groups.clone();
+        node.shard_count = config.shards;
+        servers.push(ServerConfig {
+            node,
+            client_addr: SocketAddr::new(config.host, port(config.client_port, id)?),
+            admin_addr: match config.admin_port {
+                Some(p) => Some(SocketAddr::new(config.host, port(p, id)?)),
+                None => None,
+            },
+            requirepass: config.requirepass.clone(),
+        });
+    }
+    Ok(servers)
+}
