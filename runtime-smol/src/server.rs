@@ -159,6 +159,9 @@ pub struct LocalClusterConfig {
     pub nodes: u64,
     /// Number of replica groups, each with a replica on every node
     pub groups: u64,
+    /// How many of them (the lowest ids) join when the cluster is new; the others run idle
+    /// until an operator joins them
+    pub initial_groups: u64,
     /// Number of shards
     pub shards: u32,
     /// Data directory; node `i` keeps its data in `node-<i>` under it
@@ -211,6 +214,11 @@ pub fn local_cluster(config: &LocalClusterConfig) -> Result<Vec<ServerConfig>, S
     }];
     let replica_groups: Vec<(GroupId, Vec<u64>)> =
         (1..=config.groups).map(|g| (g, ids.clone())).collect();
+    let initial: Vec<(GroupId, Vec<u64>)> = replica_groups
+        .iter()
+        .take(config.initial_groups.min(config.groups) as usize)
+        .cloned()
+        .collect();
     for (gid, voters) in &replica_groups {
         groups.push(GroupSpec {
             gid: *gid,
@@ -223,7 +231,7 @@ pub fn local_cluster(config: &LocalClusterConfig) -> Result<Vec<ServerConfig>, S
         node.peers = peers.clone();
         node.groups = groups.clone();
         node.controller_voters = ids.clone();
-        node.bootstrap_groups = replica_groups.clone();
+        node.bootstrap_groups = initial.clone();
         node.shard_count = config.shards;
         servers.push(ServerConfig {
             node,

@@ -40,6 +40,10 @@ pub struct NodeArgs {
     /// Number of shards
     #[arg(long)]
     pub shards: Option<u32>,
+    /// Replica groups joined when the cluster is new (default: all); the others run idle
+    /// until `shale ctl join`
+    #[arg(long)]
+    pub initial_groups: Option<u64>,
     /// Require clients to AUTH with this password
     #[arg(long)]
     pub requirepass: Option<String>,
@@ -115,6 +119,8 @@ pub fn run(args: &NodeArgs) -> Result<(), String> {
         get("groups", args.groups.map(|v| v.to_string())).map_or(Ok(2), |v| parse("groups", &v))?;
     let shards: u32 = get("shards", args.shards.map(|v| v.to_string()))
         .map_or(Ok(16), |v| parse("shards", &v))?;
+    let initial_groups: u64 = get("initial-groups", args.initial_groups.map(|v| v.to_string()))
+        .map_or(Ok(groups), |v| parse("initial-groups", &v))?;
     let requirepass = get("requirepass", args.requirepass.clone());
     if let Some(unknown) = file.keys().next() {
         return Err(format!("unknown setting {unknown:?} in the config file"));
@@ -142,7 +148,9 @@ pub fn run(args: &NodeArgs) -> Result<(), String> {
             gid,
             voters: ids.clone(),
         });
-        node.bootstrap_groups.push((gid, ids.clone()));
+        if gid <= initial_groups {
+            node.bootstrap_groups.push((gid, ids.clone()));
+        }
     }
     let config = ServerConfig {
         node,

@@ -17,6 +17,10 @@ pub struct UpArgs {
     /// Number of shards (fixed when the cluster is created)
     #[arg(long, default_value_t = 16)]
     pub shards: u32,
+    /// Replica groups joined when the cluster is new (default: all); the others run idle
+    /// until `shale ctl join`
+    #[arg(long)]
+    pub initial_groups: Option<u64>,
     /// Data directory (node i keeps its data in node-i under it)
     #[arg(long, default_value = "shale-data")]
     pub data_dir: PathBuf,
@@ -68,6 +72,7 @@ pub fn run(args: &UpArgs) -> Result<(), String> {
     let configs = local_cluster(&LocalClusterConfig {
         nodes: args.nodes,
         groups: args.groups,
+        initial_groups: args.initial_groups.unwrap_or(args.groups),
         shards: args.shards,
         data_dir: args.data_dir.clone(),
         host: std::net::Ipv4Addr::LOCALHOST.into(),
