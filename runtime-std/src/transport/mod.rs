@@ -202,6 +202,11 @@ impl Shared {
     /// Logs why a connection closed or failed
     fn log(&self, reason: String) {
         eprintln!("shale transport (node {}): {reason}", self.config.node_id);
+        self.remember(reason);
+    }
+
+    /// Records why a connection closed or failed without logging it again
+    fn remember(&self, reason: String) {
         *lock(&self.last_reason) = Some(reason);
     }
 }

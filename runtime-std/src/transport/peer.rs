@@ -232,6 +232,8 @@ pub(super) fn run_writer(
 ) {
     let config = &shared.config;
     let mut backoff = config.backoff_min;
+    // A peer that stays down is logged once, not on every retry.
+    let mut last_logged: Option<String> = None;
     while !shared.is_stopped() {
         let closed = match connect(&shared, peer, addr) {
             Err(reason) => {
@@ -242,6 +244,7 @@ pub(super) fn run_writer(
                 None => Closed::Stopping,
                 Some(conn) => {
                     bump(&shared.counters.connects);
+                    last_logged = None;
                     backoff = config.backoff_min;
                     let closed = write_connection(&shared, &stream, &queue, peer);
                     shared.unregister(conn);
@@ -251,7 +254,14 @@ pub(super) fn run_writer(
         };
         match closed {
             Closed::Stopping => return,
-            Closed::Error(reason) => shared.log(reason),
+            Closed::Error(reason) => {
+                if last_logged.as_ref() != Some(&reason) {
+                    shared.log(reason.clone());
+                    last_logged = Some(reason);
+                } else {
+                    shared.remember(reason);
+                }
+            }
         }
         if shared.sleep(backoff) {
             return;

@@ -1,0 +1,96 @@
+//! An in-process local cluster for tests: every listener on a port the OS chooses
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use shale_runtime_smol::runtime::Runtime;
+use shale_runtime_smol::server::{LocalClusterConfig, Server, local_cluster};
+
+/// A running local cluster; stopped (cleanly) when dropped
+pub struct TestCluster {
+    pub rt: Option<Runtime>,
+    pub servers: Vec<Server>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// `nodes` nodes, `groups` replica groups, with an optional password
+    pub fn start(nodes: u64, groups: u64, requirepass: Option<&str>) -> TestCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let configs = local_cluster(&LocalClusterConfig {
+            nodes,
+            groups,
+            initial_groups: groups,
+            shards: 8,
+            data_dir: dir.path().to_owned(),
+            host: std::net::Ipv4Addr::LOCALHOST.into(),
+            client_port: 0,
+            peer_port: 0,
+            admin_port: Some(0),
+            requirepass: requirepass.map(str::to_owned),
+        })
+        .unwrap();
+        let rt = Runtime::start(2).unwrap();
+        let servers = configs
+            .iter()
+            .map(|c| Server::start(&rt, c).unwrap())
+            .collect();
+        let cluster = TestCluster {
+            rt: Some(rt),
+            servers,
+            dir,
+        };
+        cluster.wait_ready(requirepass);
+        cluster
+    }
+
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.servers.iter().map(Server::client_addr).collect()
+    }
+
+    pub fn url(&self, i: usize) -> String {
+        format!("redis://{}/", self.servers[i].client_addr())
+    }
+
+    /// Waits until a write through every node succeeds (leaders elected, groups joined)
+    fn wait_ready(&self, password: Option<&str>) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for i in 0..self.servers.len() {
+            loop {
+                let ok = (|| -> redis::RedisResult<()> {
+                    let client = redis::Client::open(self.url(i))?;
+                    let mut con = client.get_connection_with_timeout(Duration::from_secs(5))?;
+                    if let Some(p) = password {
+                        redis::cmd("AUTH").arg(p).query::<()>(&mut con)?;
+                    }
+                    redis::cmd("SET")
+                        .arg("ready")
+                        .arg("1")
+                        .query::<()>(&mut con)
+                })();
+                if ok.is_ok() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster never became ready: {ok:?}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let Some(rt) = self.rt.take() else {
+            return;
+        };
+        for server in self.servers.drain(..) {
+            let _ = rt.block_on(server.stop());
+        }
+        rt.shutdown();
+    }
+}

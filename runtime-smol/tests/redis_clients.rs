@@ -1,0 +1,189 @@
+//! The `redis` crate as a client of an in-process 3-node cluster: every command of the front
+//! door, errors, pipelining, AUTH and RESP3
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestCluster;
+use redis::{Connection, RedisResult, Value};
+
+fn connect(cluster: &TestCluster, i: usize) -> Connection {
+    let client = redis::Client::open(cluster.url(i)).unwrap();
+    let con = client
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .unwrap();
+    con.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    con
+}
+
+fn q<T: redis::FromRedisValue>(con: &mut Connection, args: &[&str]) -> RedisResult<T> {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(con)
+}
+
+fn err_text(result: RedisResult<Value>) -> String {
+    match result {
+        Err(e) => e.to_string(),
+        Ok(v) => panic!("expected an error, got {v:?}"),
+    }
+}
+
+#[test]
+fn every_command_through_any_node() {
+    let cluster = TestCluster::start(3, 2, None);
+    let mut a = connect(&cluster, 0);
+    let mut b = connect(&cluster, 1);
+    let mut c = connect(&cluster, 2);
+
+    // Written through one node, read through the others (linearizable reads).
+    assert_eq!(
+        q::<String>(&mut a, &["SET", "greeting", "hello"]).unwrap(),
+        "OK"
+    );
+    assert_eq!(q::<String>(&mut b, &["GET", "greeting"]).unwrap(), "hello");
+    assert_eq!(
+        q::<Option<String>>(&mut c, &["GET", "missing"]).unwrap(),
+        None
+    );
+    assert_eq!(
+        q::<i64>(&mut c, &["APPEND", "greeting", " world"]).unwrap(),
+        11
+    );
+    assert_eq!(
+        q::<String>(&mut a, &["GET", "greeting"]).unwrap(),
+        "hello world"
+    );
+
+    // SET options.
+    assert_eq!(
+        q::<Option<String>>(&mut a, &["SET", "greeting", "x", "NX"]).unwrap(),
+        None
+    );
+    assert_eq!(
+        q::<Option<String>>(&mut a, &["SET", "fresh", "1", "XX"]).unwrap(),
+        None
+    );
+    assert_eq!(
+        q::<Option<String>>(&mut b, &["GET", "fresh"]).unwrap(),
+        None
+    );
+    assert_eq!(
+        q::<String>(&mut a, &["SET", "fresh", "1", "NX"]).unwrap(),
+        "OK"
+    );
+    assert_eq!(
+        q::<Option<String>>(&mut b, &["SET", "fresh", "2", "XX", "GET"]).unwrap(),
+        Some("1".into())
+    );
+    assert!(err_text(q(&mut a, &["SET", "k", "v", "EX", "10"])).contains("not supported"));
+    assert!(err_text(q(&mut a, &["SET", "k", "v", "NX", "XX"])).contains("syntax error"));
+
+    // Counters.
+    assert_eq!(q::<i64>(&mut a, &["INCR", "n"]).unwrap(), 1);
+    assert_eq!(q::<i64>(&mut b, &["INCRBY", "n", "41"]).unwrap(), 42);
+    assert_eq!(q::<i64>(&mut c, &["DECR", "n"]).unwrap(), 41);
+    assert_eq!(q::<i64>(&mut c, &["DECRBY", "n", "40"]).unwrap(), 1);
+    assert!(err_text(q(&mut a, &["INCR", "greeting"])).contains("not an integer"));
+    assert!(err_text(q(&mut a, &["INCRBY", "n", "x"])).contains("not an integer"));
+    q::<()>(&mut a, &["SET", "big", &i64::MAX.to_string()]).unwrap();
+    assert!(err_text(q(&mut a, &["INCR", "big"])).contains("overflow"));
+
+    // Several keys (spread over both groups).
+    assert_eq!(
+        q::<String>(&mut a, &["MSET", "k1", "v1", "k2", "v2", "k3", "v3"]).unwrap(),
+        "OK"
+    );
+    assert_eq!(
+        q::<Vec<Option<String>>>(&mut b, &["MGET", "k1", "nope", "k3"]).unwrap(),
+        vec![Some("v1".into()), None, Some("v3".into())]
+    );
+    assert_eq!(
+        q::<i64>(&mut c, &["EXISTS", "k1", "k2", "nope"]).unwrap(),
+        2
+    );
+    assert_eq!(q::<i64>(&mut c, &["DEL", "k1", "k2", "nope"]).unwrap(), 2);
+    assert_eq!(q::<i64>(&mut a, &["EXISTS", "k1", "k2"]).unwrap(), 0);
+
+    // Compare-and-swap.
+    assert_eq!(q::<i64>(&mut a, &["CAS", "k3", "v3", "w3"]).unwrap(), 1);
+    assert_eq!(q::<i64>(&mut b, &["CAS", "k3", "v3", "x3"]).unwrap(), 0);
+    assert_eq!(q::<String>(&mut c, &["GET", "k3"]).unwrap(), "w3");
+
+    // Connection and server commands.
+    assert_eq!(q::<String>(&mut a, &["PING"]).unwrap(), "PONG");
+    assert_eq!(q::<String>(&mut a, &["ECHO", "hi"]).unwrap(), "hi");
+    assert_eq!(q::<String>(&mut a, &["SELECT", "0"]).unwrap(), "OK");
+    assert!(err_text(q(&mut a, &["SELECT", "1"])).contains("out of range"));
+    assert_eq!(
+        q::<String>(&mut a, &["CLIENT", "SETNAME", "tester"]).unwrap(),
+        "OK"
+    );
+    assert_eq!(
+        q::<String>(&mut a, &["CLIENT", "GETNAME"]).unwrap(),
+        "tester"
+    );
+    assert!(q::<i64>(&mut a, &["CLIENT", "ID"]).unwrap() > 0);
+    let info: String = q(&mut a, &["INFO"]).unwrap();
+    assert!(
+        info.contains("# Replication") && info.contains("shale_config_num:"),
+        "{info}"
+    );
+    assert!(q::<i64>(&mut a, &["DBSIZE"]).unwrap() >= 1);
+    let config: Vec<String> = q(&mut a, &["CONFIG", "GET", "appendonly"]).unwrap();
+    assert_eq!(config, vec!["appendonly".to_owned(), "yes".to_owned()]);
+    let status: String = q(&mut b, &["SHALE", "STATUS"]).unwrap();
+    assert!(
+        status.contains("configuration") && status.contains("g1"),
+        "{status}"
+    );
+
+    // Bad input gets a clear error and the connection keeps working.
+    assert!(err_text(q(&mut a, &["NOSUCHCOMMAND", "x"])).contains("unknown command"));
+    assert!(err_text(q(&mut a, &["GET"])).contains("wrong number of arguments"));
+    assert!(err_text(q(&mut a, &["SHALE", "JOIN", "x"])).contains("unknown SHALE subcommand"));
+    assert_eq!(q::<String>(&mut a, &["GET", "k3"]).unwrap(), "w3");
+}
+
+#[test]
+fn pipelines_answer_in_order() {
+    let cluster = TestCluster::start(3, 2, None);
+    let mut con = connect(&cluster, 1);
+    let mut pipe = redis::pipe();
+    for i in 0..200 {
+        pipe.cmd("SET").arg(format!("p{i}")).arg(i).ignore();
+    }
+    for i in 0..200 {
+        pipe.cmd("GET").arg(format!("p{i}"));
+    }
+    let values: Vec<i64> = pipe.query(&mut con).unwrap();
+    assert_eq!(values, (0..200).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_password_is_required_before_anything_else() {
+    let cluster = TestCluster::start(3, 1, Some("s3cret"));
+    let mut con = connect(&cluster, 0);
+    assert!(err_text(q(&mut con, &["GET", "k"])).contains("NOAUTH"));
+    assert!(err_text(q(&mut con, &["AUTH", "wrong"])).contains("WRONGPASS"));
+    assert_eq!(q::<String>(&mut con, &["AUTH", "s3cret"]).unwrap(), "OK");
+    assert_eq!(q::<String>(&mut con, &["SET", "k", "v"]).unwrap(), "OK");
+    // The redis crate authenticates itself from the URL.
+    let url = format!("redis://:s3cret@{}/", cluster.servers[2].client_addr());
+    let mut other = redis::Client::open(url).unwrap().get_connection().unwrap();
+    assert_eq!(q::<String>(&mut other, &["GET", "k"]).unwrap(), "v");
+}
+
+#[test]
+fn hello_3_switches_to_resp3() {
+    let cluster = TestCluster::start(3, 1, None);
+    let mut con = connect(&cluster, 0);
+    let hello: Value = q(&mut con, &["HELLO", "3"]).unwrap();
+    assert!(matches!(hello, Value::Map(_)), "{hello:?}");
+    let missing: Value = q(&mut con, &["GET", "nothing"]).unwrap();
+    assert_eq!(missing, Value::Nil);
+    assert!(err_text(q(&mut con, &["HELLO", "4"])).contains("NOPROTO"));
+}
