@@ -10,8 +10,10 @@ use embedded_io_adapters::std::FromStd;
 use proptest::prelude::*;
 use shale_core::raft::{Message, NodeId, Outgoing};
 use shale_core::wire::{read_frame, write_frame};
+use shale_runtime_std::transport::auth;
 use shale_runtime_std::transport::handshake::{
-    Hello, Refusal, Reply, decode_hello, decode_reply, encode_hello, encode_reply,
+    Hello, Refusal, Reply, decode_challenge, decode_hello, decode_reply, encode_challenge,
+    encode_hello, encode_reply,
 };
 use shale_runtime_std::transport::{
     APP_GROUP, Delivery, Envelope, Sink, Transport, TransportConfig, decode_envelope,
@@ -182,6 +184,17 @@ fn wrong_cluster_or_node_is_refused_and_the_right_peer_works() {
 
 /// Opens a raw connection and performs the handshake as node `from`
 fn raw_handshake(addr: SocketAddr, from: NodeId, to: NodeId) -> TcpStream {
+    raw_handshake_with(addr, from, to, b"", Reply::Accept)
+}
+
+/// Performs the handshake as node `from` proving `secret`, expecting `expect`
+fn raw_handshake_with(
+    addr: SocketAddr,
+    from: NodeId,
+    to: NodeId,
+    secret: &[u8],
+    expect: Reply,
+) -> TcpStream {
     let stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let hello = Hello {
@@ -190,10 +203,15 @@ fn raw_handshake(addr: SocketAddr, from: NodeId, to: NodeId) -> TcpStream {
         to,
     };
     let mut io = FromStd::new(&stream);
-    write_frame(&mut io, &encode_hello(&hello)).unwrap();
+    let hello_bytes = encode_hello(&hello);
+    write_frame(&mut io, &hello_bytes).unwrap();
     let mut buf = Vec::new();
     read_frame(&mut io, &mut buf, 64).unwrap();
-    assert_eq!(decode_reply(&buf), Ok(Reply::Accept));
+    let nonce = decode_challenge(&buf).expect("a challenge");
+    let proof = auth::prove(&auth::secret_key(secret), &nonce, &hello_bytes);
+    write_frame(&mut io, &encode_challenge(&proof)).unwrap();
+    read_frame(&mut io, &mut buf, 64).unwrap();
+    assert_eq!(decode_reply(&buf), Ok(expect));
     stream
 }
 
@@ -213,6 +231,41 @@ fn assert_closed(mut stream: &TcpStream) {
                 return;
             }
         }
+    }
+}
+
+#[test]
+fn peers_must_prove_the_cluster_secret() {
+    let with_secret = |id| TransportConfig {
+        secret: b"s3cret".to_vec(),
+        ..config(CLUSTER, id)
+    };
+    let mut a = Transport::listen("127.0.0.1:0", with_secret(1)).unwrap();
+    let b = Transport::listen("127.0.0.1:0", with_secret(2)).unwrap();
+    let mut stranger = listen(CLUSTER, 3);
+    a.add_peer(2, b.local_addr()).unwrap();
+    stranger.add_peer(2, b.local_addr()).unwrap();
+    assert!(a.send(2, 1, msg(1, 2, 1)));
+    assert!(stranger.send(2, 1, msg(3, 2, 2)));
+    let got = recv_n(&b, 1);
+    assert_eq!(got[0].message, msg(1, 2, 1));
+    assert!(
+        wait_until(|| stranger.stats().refused_by_peer > 0),
+        "the stranger was not refused"
+    );
+    // A raw client with the wrong secret is refused with that reason; the right one gets in.
+    let wrong = raw_handshake_with(
+        b.local_addr(),
+        5,
+        2,
+        b"guess",
+        Reply::Refuse(Refusal::BadSecret),
+    );
+    assert_closed(&wrong);
+    let _right = raw_handshake_with(b.local_addr(), 5, 2, b"s3cret", Reply::Accept);
+    assert!(b.recv_timeout(Duration::from_millis(100)).is_none());
+    for t in [a, b, stranger] {
+        t.shutdown();
     }
 }
 

@@ -47,6 +47,9 @@ pub struct NodeArgs {
     /// Require clients to AUTH with this password
     #[arg(long)]
     pub requirepass: Option<String>,
+    /// The cluster secret every node must know (use a long random string)
+    #[arg(long)]
+    pub secret: Option<String>,
 }
 
 /// The `flag = value` lines of a config file
@@ -122,6 +125,7 @@ pub fn run(args: &NodeArgs) -> Result<(), String> {
     let initial_groups: u64 = get("initial-groups", args.initial_groups.map(|v| v.to_string()))
         .map_or(Ok(groups), |v| parse("initial-groups", &v))?;
     let requirepass = get("requirepass", args.requirepass.clone());
+    let secret = get("secret", args.secret.clone()).unwrap_or_default();
     if let Some(unknown) = file.keys().next() {
         return Err(format!("unknown setting {unknown:?} in the config file"));
     }
@@ -136,6 +140,7 @@ pub fn run(args: &NodeArgs) -> Result<(), String> {
     let ids: Vec<u64> = peers.keys().copied().collect();
     let mut node = NodeConfig::new(id, data_dir, peer_addr);
     node.cluster_id = cluster_id;
+    node.secret = secret.into_bytes();
     node.peers = peers;
     node.shard_count = shards;
     node.controller_voters = ids.clone();

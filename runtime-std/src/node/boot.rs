@@ -57,6 +57,9 @@ pub struct NodeConfig {
     pub id: NodeId,
     /// The cluster; peers of another cluster are refused
     pub cluster_id: u64,
+    /// The cluster secret peers must prove they know (empty: none); see
+    /// [`transport::auth`](crate::transport::auth)
+    pub secret: Vec<u8>,
     /// Where every group's storage lives (one subdirectory per group)
     pub data_dir: PathBuf,
     /// Address for peer connections
@@ -85,6 +88,7 @@ impl NodeConfig {
         NodeConfig {
             id,
             cluster_id: 1,
+            secret: Vec::new(),
             data_dir,
             listen,
             peers: BTreeMap::new(),

@@ -94,7 +94,8 @@ impl NodeEngine {
         let (replicas, storages) = boot(config, now).map_err(NodeError::Boot)?;
         let peer_deliver = deliver.clone();
         let sink: Sink = Arc::new(move |d| peer_deliver(Input::Peer(d)));
-        let transport_config = TransportConfig::new(config.cluster_id, config.id);
+        let mut transport_config = TransportConfig::new(config.cluster_id, config.id);
+        transport_config.secret = config.secret.clone();
         let mut transport = Transport::listen_into(config.listen, transport_config, sink)
             .map_err(|e| NodeError::Listen(config.listen, e))?;
         for (&id, &addr) in &config.peers {

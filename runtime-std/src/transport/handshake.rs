@@ -1,12 +1,17 @@
 //! The handshake that opens every peer connection
 //!
 //! The connecting side sends a [`Hello`] frame; the accepting side checks it with
-//! [`check_hello`] and answers with a [`Reply`] frame. Only after [`Reply::Accept`] do envelopes
-//! flow. Every function here is pure: bytes in, values out, no sockets, no panics.
+//! [`check_hello`] and either refuses with a [`Reply`] frame or sends a challenge (a random
+//! nonce); the connecting side answers with a proof that it knows the cluster secret (see
+//! [`super::auth`]); the accepting side answers with a [`Reply`] frame. Only after
+//! [`Reply::Accept`] do envelopes flow. Every function here is pure: bytes in, values out, no
+//! sockets, no panics.
 //!
 //! Layouts (integers little-endian):
 //!
 //! - hello: `[magic "SHAL"][protocol version: u8][cluster id: u64][from: u64][to: u64]`
+//! - challenge: `[magic "SHAL"][protocol version: u8][nonce: 16 bytes]`
+//! - proof: `[magic "SHAL"][protocol version: u8][proof: 16 bytes]`
 //! - reply: `[magic "SHAL"][protocol version: u8][code: u8]` (0 accepts, see [`Refusal`])
 //!
 //! The magic and the version byte come first in every version, so a node can refuse a peer
@@ -19,11 +24,13 @@ use shale_core::raft::NodeId;
 /// Four bytes that start every hello and reply
 pub const MAGIC: [u8; 4] = *b"SHAL";
 /// Version of the transport protocol this build speaks (handshake and envelopes)
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Length in bytes of an encoded [`Hello`]
 pub const HELLO_LEN: usize = 4 + 1 + 8 + 8 + 8;
 /// Length in bytes of an encoded [`Reply`]
 pub const REPLY_LEN: usize = 4 + 1 + 1;
+/// Length in bytes of an encoded challenge or proof
+pub const CHALLENGE_LEN: usize = 4 + 1 + 16;
 
 /// What the connecting side says first
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +56,8 @@ pub enum Refusal {
     WrongNode,
     /// The accepting side has too many connections open
     TooManyConnections,
+    /// The proof of the cluster secret was wrong
+    BadSecret,
 }
 
 impl Refusal {
@@ -59,6 +68,7 @@ impl Refusal {
             Refusal::WrongCluster => 3,
             Refusal::WrongNode => 4,
             Refusal::TooManyConnections => 5,
+            Refusal::BadSecret => 6,
         }
     }
 
@@ -69,6 +79,7 @@ impl Refusal {
             3 => Refusal::WrongCluster,
             4 => Refusal::WrongNode,
             5 => Refusal::TooManyConnections,
+            6 => Refusal::BadSecret,
             _ => return None,
         })
     }
@@ -82,6 +93,7 @@ impl fmt::Display for Refusal {
             Refusal::WrongCluster => "wrong cluster id",
             Refusal::WrongNode => "wrong node id",
             Refusal::TooManyConnections => "too many connections",
+            Refusal::BadSecret => "wrong cluster secret",
         })
     }
 }
@@ -227,6 +239,23 @@ pub fn encode_reply(reply: Reply) -> [u8; REPLY_LEN] {
     out
 }
 
+/// Encodes a challenge nonce or a proof (the same layout)
+pub fn encode_challenge(bytes: &[u8; 16]) -> [u8; CHALLENGE_LEN] {
+    let mut out = [0u8; CHALLENGE_LEN];
+    out[..4].copy_from_slice(&MAGIC);
+    out[4] = PROTOCOL_VERSION;
+    out[5..].copy_from_slice(bytes);
+    out
+}
+
+/// Decodes a challenge or a proof encoded by [`encode_challenge`]
+pub fn decode_challenge(bytes: &[u8]) -> Result<[u8; 16], HandshakeError> {
+    let rest = check_header(bytes, CHALLENGE_LEN)?;
+    let mut out = [0u8; 16];
+    out.copy_from_slice(rest);
+    Ok(out)
+}
+
 /// Decodes a reply encoded by [`encode_reply`]
 pub fn decode_reply(bytes: &[u8]) -> Result<Reply, HandshakeError> {
     let rest = check_header(bytes, REPLY_LEN)?;
@@ -282,9 +311,13 @@ mod tests {
             Reply::Refuse(Refusal::WrongCluster),
             Reply::Refuse(Refusal::WrongNode),
             Reply::Refuse(Refusal::TooManyConnections),
+            Reply::Refuse(Refusal::BadSecret),
         ] {
             assert_eq!(decode_reply(&encode_reply(reply)), Ok(reply));
         }
+        let nonce = [9u8; 16];
+        assert_eq!(decode_challenge(&encode_challenge(&nonce)), Ok(nonce));
+        assert_eq!(decode_challenge(&nonce), Err(HandshakeError::Malformed));
         let mut bad = encode_reply(Reply::Accept);
         bad[5] = 99;
         assert_eq!(decode_reply(&bad), Err(HandshakeError::UnknownReply(99)));

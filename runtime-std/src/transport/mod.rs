@@ -20,6 +20,7 @@
 //! in [`TransportStats`] and logged to stderr; the transport keeps running.
 //! [`Transport::shutdown`] (or dropping the transport) stops and joins every thread.
 
+pub mod auth;
 pub mod envelope;
 pub mod handshake;
 mod peer;
@@ -78,6 +79,9 @@ pub struct TransportConfig {
     pub handshake_timeout: Duration,
     /// Accepted connections open at once; more are refused
     pub max_inbound_connections: usize,
+    /// The cluster secret every peer must prove it knows (empty: none, the default); see
+    /// [`auth`]
+    pub secret: Vec<u8>,
 }
 
 impl TransportConfig {
@@ -93,6 +97,7 @@ impl TransportConfig {
             backoff_max: DEFAULT_BACKOFF_MAX,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_inbound_connections: DEFAULT_MAX_INBOUND_CONNECTIONS,
+            secret: Vec::new(),
         }
     }
 }

@@ -12,10 +12,11 @@ use embedded_io_adapters::std::FromStd;
 use shale_core::raft::NodeId;
 use shale_core::wire::{FrameError, read_frame, write_frame};
 
+use super::auth;
 use super::envelope::{Delivery, decode_delivery, encode_app, encode_envelope};
 use super::handshake::{
-    HELLO_LEN, HandshakeError, Hello, REPLY_LEN, Refusal, Reply, check_hello, decode_hello,
-    decode_reply, encode_hello, encode_reply,
+    CHALLENGE_LEN, HELLO_LEN, HandshakeError, Hello, REPLY_LEN, Refusal, Reply, check_hello,
+    decode_challenge, decode_hello, decode_reply, encode_challenge, encode_hello, encode_reply,
 };
 use super::{Outbound, Shared, Sink, bump};
 
@@ -152,6 +153,30 @@ fn read_connection(shared: &Shared, stream: &TcpStream, inbound: &Sink) -> Close
             return Closed::Error(format!("refused connection from {peer_addr}: {e}"));
         }
     };
+    // The connecting side proves it knows the cluster secret.
+    let hello_bytes = buf.clone();
+    let nonce = auth::nonce();
+    if write_frame(&mut FromStd::new(stream), &encode_challenge(&nonce)).is_err() {
+        bump(&shared.counters.io_errors);
+        return Closed::Error(format!("challenge to {peer_addr} failed"));
+    }
+    let proof = match read_frame(&mut reader, &mut buf, CHALLENGE_LEN) {
+        Ok(()) => decode_challenge(&buf),
+        Err(e) => {
+            bump(&shared.counters.refused_handshakes);
+            return frame_error(shared, e, &format!("proof from {peer_addr}"));
+        }
+    };
+    let key = auth::secret_key(&config.secret);
+    if !proof.is_ok_and(|p| auth::verify(&key, &nonce, &hello_bytes, &p)) {
+        bump(&shared.counters.refused_handshakes);
+        let reply = encode_reply(Reply::Refuse(Refusal::BadSecret));
+        let _ = write_frame(&mut FromStd::new(stream), &reply);
+        return Closed::Error(format!(
+            "refused connection from {peer_addr}: {}",
+            Refusal::BadSecret
+        ));
+    }
     if write_frame(&mut FromStd::new(stream), &encode_reply(Reply::Accept)).is_err()
         || stream.set_read_timeout(None).is_err()
     {
@@ -207,9 +232,18 @@ fn connect(shared: &Shared, peer: NodeId, addr: SocketAddr) -> Result<TcpStream,
         to: peer,
     };
     let mut io = FromStd::new(&stream);
-    write_frame(&mut io, &encode_hello(&hello)).map_err(|e| fail(&e))?;
+    let hello_bytes = encode_hello(&hello);
+    write_frame(&mut io, &hello_bytes).map_err(|e| fail(&e))?;
     let mut buf = Vec::new();
-    read_frame(&mut io, &mut buf, REPLY_LEN).map_err(|e| fail(&e))?;
+    // A refusal of the hello, or a challenge to prove the cluster secret.
+    read_frame(&mut io, &mut buf, CHALLENGE_LEN.max(REPLY_LEN)).map_err(|e| fail(&e))?;
+    if buf.len() == CHALLENGE_LEN {
+        let nonce = decode_challenge(&buf).map_err(|e| fail(&e))?;
+        let key = auth::secret_key(&config.secret);
+        let proof = auth::prove(&key, &nonce, &hello_bytes);
+        write_frame(&mut io, &encode_challenge(&proof)).map_err(|e| fail(&e))?;
+        read_frame(&mut io, &mut buf, REPLY_LEN).map_err(|e| fail(&e))?;
+    }
     match decode_reply(&buf) {
         Ok(Reply::Accept) => {}
         Ok(Reply::Refuse(r)) => {
