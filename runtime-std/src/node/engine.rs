@@ -222,6 +222,11 @@ impl NodeEngine {
                         reply(Ok(result));
                     }
                 }
+                HostOutput::TimedOut { op } => {
+                    if let Some(reply) = self.ops.remove(&op) {
+                        reply(Err(SessionError::TimedOut));
+                    }
+                }
                 HostOutput::AdminDone { op, result } => {
                     if let Some(reply) = self.admin.remove(&op) {
                         reply(result);

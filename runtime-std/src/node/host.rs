@@ -128,6 +128,12 @@ pub enum HostOutput {
         /// Its result
         result: Result<KvResult, KvError>,
     },
+    /// A client operation was given up on at its deadline ([`HostConfig::op_timeout`]); it
+    /// may or may not have been applied
+    TimedOut {
+        /// From [`Host::start_op`]
+        op: OpId,
+    },
     /// An administrative command finished
     AdminDone {
         /// From [`Host::start_admin`]
@@ -153,6 +159,8 @@ pub struct HostConfig {
     pub bootstrap_groups: Vec<(GroupId, Vec<NodeId>)>,
     /// How long a client attempt waits for a replica's answer before trying another
     pub attempt_timeout: Duration,
+    /// How long a client operation keeps trying before it is given up on
+    pub op_timeout: Duration,
     /// Pause before retrying a replica that answered "not me" or "shard moving"
     pub retry_delay: Duration,
     /// How often the controller's leader retries joining [`bootstrap_groups`](Self::bootstrap_groups)
@@ -172,6 +180,7 @@ impl HostConfig {
             shard_count,
             bootstrap_groups: Vec::new(),
             attempt_timeout: Duration::from_millis(1_000),
+            op_timeout: Duration::from_secs(10),
             retry_delay: Duration::from_millis(5),
             bootstrap_interval: Duration::from_millis(500),
             forward_ttl: Duration::from_secs(30),

@@ -24,6 +24,9 @@ pub enum SessionError {
     Unknown,
     /// The session's previous operation has not finished
     Busy,
+    /// No replica answered before the operation's deadline: it may or may not have been
+    /// applied (a retry in the same session is refused as stale, never applied twice)
+    TimedOut,
 }
 
 impl fmt::Display for SessionError {
@@ -31,6 +34,9 @@ impl fmt::Display for SessionError {
         match self {
             SessionError::Unknown => f.write_str("unknown session"),
             SessionError::Busy => f.write_str("the session's previous operation is running"),
+            SessionError::TimedOut => f.write_str(
+                "no replica answered in time; the operation may or may not have been applied",
+            ),
         }
     }
 }
@@ -73,7 +79,10 @@ struct Session {
     clerk: Clerk,
     op: Option<OpId>,
     waiting: Waiting,
+    /// When the current attempt or pause ends
     deadline: Instant,
+    /// When the current operation is given up on
+    op_deadline: Instant,
 }
 
 #[derive(Debug)]
@@ -106,7 +115,7 @@ impl Sessions {
             .sessions
             .values()
             .filter(|s| !matches!(s.waiting, Waiting::Idle))
-            .map(|s| s.deadline);
+            .map(|s| s.deadline.min(s.op_deadline));
         let admin = self.admin.iter().map(|a| a.retry_at.min(a.give_up_at));
         sessions.chain(admin).min()
     }
@@ -125,6 +134,7 @@ impl Host {
             op: None,
             waiting: Waiting::Idle,
             deadline: self.now,
+            op_deadline: self.now,
         };
         s.sessions.insert(id, session);
         id
@@ -154,6 +164,7 @@ impl Host {
         self.sessions.next_op += 1;
         let id = self.sessions.next_op;
         s.op = Some(id);
+        s.op_deadline = now + self.config.op_timeout;
         let action = s.clerk.start(op);
         self.act(now, session, action);
         Ok(id)
@@ -339,6 +350,24 @@ impl Host {
 
     /// Fires the deadlines of sessions and admin commands
     pub(crate) fn sessions_timeout(&mut self, now: Instant) {
+        let expired: Vec<SessionId> = self
+            .sessions
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.op.is_some() && s.op_deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for session in expired {
+            let Some(s) = self.sessions.sessions.get_mut(&session) else {
+                continue;
+            };
+            if let Waiting::Reply(token) = std::mem::replace(&mut s.waiting, Waiting::Idle) {
+                self.sessions.by_token.remove(&token);
+            }
+            if let Some(op) = s.op.take() {
+                self.outputs.push_back(HostOutput::TimedOut { op });
+            }
+        }
         let due: Vec<SessionId> = self
             .sessions
             .sessions

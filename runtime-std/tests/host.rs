@@ -1,0 +1,156 @@
+//! The sans-IO node host driven by hand, with virtual time: a one-node cluster serves
+//! operations through its front-door sessions, and an operation that no leader can serve is
+//! given up on at its deadline
+
+use std::collections::BTreeMap;
+
+use shale_core::controller::ShardController;
+use shale_core::group::{DriverConfig, GroupDriver, GroupState};
+use shale_core::raft::{Config, Raft, Recovered};
+use shale_core::rsm::Replica;
+use shale_core::shard::{KvOp, KvResult, ShardLimits};
+use shale_core::time::{Duration, Instant};
+use shale_runtime_std::node::{
+    CONTROLLER_GROUP, Host, HostConfig, HostOutput, HostedReplica, OpId, WalDone, WalOp,
+};
+
+const SHARDS: u32 = 8;
+
+fn host(voters: &[u64]) -> Host {
+    let raft = |gid: u64| {
+        Raft::new(
+            Config::new(1, 7 + gid),
+            voters,
+            Recovered::default(),
+            Instant::ZERO,
+        )
+        .unwrap()
+    };
+    let mut replicas = BTreeMap::new();
+    replicas.insert(
+        CONTROLLER_GROUP,
+        HostedReplica::Controller(Box::new(Replica::new(
+            raft(CONTROLLER_GROUP),
+            ShardController::new(SHARDS),
+        ))),
+    );
+    let state = GroupState::new(1, SHARDS, ShardLimits::default());
+    replicas.insert(
+        1,
+        HostedReplica::Group(Box::new(GroupDriver::new(
+            Replica::new(raft(1), state),
+            DriverConfig::default(),
+            Instant::ZERO,
+        ))),
+    );
+    let mut config = HostConfig::new(1, voters.to_vec(), SHARDS);
+    config.bootstrap_groups = vec![(1, voters.to_vec())];
+    Host::new(config, replicas, Instant::ZERO)
+}
+
+/// Runs the host for `duration` in 10 ms steps with a disk that persists at once; returns
+/// the finished operations with the time they finished
+fn run(host: &mut Host, now: &mut Instant, duration: Duration) -> Vec<(Instant, HostOutput)> {
+    let end = *now + duration;
+    let mut finished = Vec::new();
+    while *now < end {
+        *now = *now + Duration::from_millis(10);
+        host.handle_timeout(*now);
+        loop {
+            host.flush(*now);
+            let mut more = false;
+            while let Some(output) = host.poll_output() {
+                match output {
+                    HostOutput::Wal {
+                        gid,
+                        op: WalOp::Write(write),
+                    } => {
+                        more = true;
+                        host.handle_wal(*now, WalDone::Persisted { gid, id: write.id });
+                    }
+                    HostOutput::Wal { .. } | HostOutput::Raft { .. } | HostOutput::App { .. } => {}
+                    done => finished.push((*now, done)),
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+    }
+    finished
+}
+
+fn result_of(finished: &[(Instant, HostOutput)], id: OpId) -> Option<&HostOutput> {
+    finished.iter().map(|(_, o)| o).find(|o| match o {
+        HostOutput::Done { op, .. } | HostOutput::TimedOut { op } => *op == id,
+        _ => false,
+    })
+}
+
+#[test]
+fn a_one_node_cluster_bootstraps_and_serves_its_sessions() {
+    let mut host = host(&[1]);
+    let mut now = Instant::ZERO;
+    let session = host.open_session(1 << 20);
+    let put = host
+        .start_op(
+            now,
+            session,
+            KvOp::Put {
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+            },
+        )
+        .unwrap();
+    let finished = run(&mut host, &mut now, Duration::from_secs(5));
+    assert!(
+        matches!(
+            result_of(&finished, put),
+            Some(HostOutput::Done {
+                result: Ok(KvResult::Done),
+                ..
+            })
+        ),
+        "{finished:?}"
+    );
+    assert_eq!(host.local_config().map(|c| c.num), Some(1));
+    let get = host
+        .start_op(now, session, KvOp::Get { key: b"k".to_vec() })
+        .unwrap();
+    let finished = run(&mut host, &mut now, Duration::from_secs(1));
+    assert!(
+        matches!(
+            result_of(&finished, get),
+            Some(HostOutput::Done { result: Ok(KvResult::Value(Some(v))), .. }) if v == b"v"
+        ),
+        "{finished:?}"
+    );
+}
+
+#[test]
+fn an_operation_without_a_leader_times_out_at_its_deadline() {
+    // Two voters that never hear from each other: no leader, no configuration.
+    let mut host = host(&[1, 2]);
+    let mut now = Instant::ZERO;
+    let session = host.open_session(1 << 20);
+    let get = host
+        .start_op(now, session, KvOp::Get { key: b"k".to_vec() })
+        .unwrap();
+    let started = now;
+    let finished = run(&mut host, &mut now, Duration::from_secs(12));
+    let at = finished
+        .iter()
+        .find(|(_, o)| matches!(o, HostOutput::TimedOut { op } if *op == get))
+        .map(|(t, _)| *t)
+        .expect("timed out");
+    let waited = at.saturating_since(started);
+    assert!(
+        waited >= Duration::from_secs(10) && waited < Duration::from_millis(10_100),
+        "gave up after {waited:?}"
+    );
+    // The session takes the next operation.
+    assert!(
+        host.start_op(now, session, KvOp::Get { key: b"k".to_vec() })
+            .is_ok()
+    );
+}
