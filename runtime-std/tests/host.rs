@@ -54,7 +54,7 @@ fn run(host: &mut Host, now: &mut Instant, duration: Duration) -> Vec<(Instant, 
     let end = *now + duration;
     let mut finished = Vec::new();
     while *now < end {
-        *now = *now + Duration::from_millis(10);
+        *now += Duration::from_millis(10);
         host.handle_timeout(*now);
         loop {
             host.flush(*now);
