@@ -17,8 +17,8 @@ use futures_lite::future;
 use shale_core::controller::{Configuration, ControllerCommand};
 use shale_core::shard::{KvError, KvOp, KvResult};
 use shale_runtime_std::node::{
-    AdminError, Call, Deliver, Input, NodeConfig, NodeEngine, NodeError, NodeStatus, OpResult,
-    Reply, SessionId,
+    AdminError, Call, Deliver, GroupAdmin, Input, NodeConfig, NodeEngine, NodeError, NodeStatus,
+    OpResult, Reply, SessionId,
 };
 
 /// Inputs queued for a node's task
@@ -162,6 +162,14 @@ impl NodeClient {
         command: ControllerCommand,
     ) -> Result<Result<Configuration, AdminError>, NodeError> {
         self.call(|reply| Call::Admin(command, reply)).await
+    }
+
+    /// Changes one group's replicas or leader; this node must lead the group
+    pub async fn group_admin(
+        &self,
+        admin: GroupAdmin,
+    ) -> Result<Result<String, String>, NodeError> {
+        self.call(|reply| Call::Group(admin, reply)).await
     }
 
     /// The node's groups, roles, terms and indexes, and its latest configuration

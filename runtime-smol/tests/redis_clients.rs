@@ -187,3 +187,82 @@ fn hello_3_switches_to_resp3() {
     assert_eq!(missing, Value::Nil);
     assert!(err_text(q(&mut con, &["HELLO", "4"])).contains("NOPROTO"));
 }
+
+/// The node that leads group `gid`, as its own status says
+fn leader_of(cluster: &TestCluster, gid: u64) -> Option<usize> {
+    let name = format!("g{gid}");
+    (0..cluster.servers.len()).find(|&i| {
+        let mut con = connect(cluster, i);
+        let status: String = q(&mut con, &["SHALE", "STATUS"]).unwrap_or_default();
+        status.lines().any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.first() == Some(&name.as_str()) && cols.get(1) == Some(&"leader")
+        })
+    })
+}
+
+/// Retries `args` on node `i` until it succeeds (a change may wait for the previous one)
+fn until_ok(cluster: &TestCluster, i: usize, args: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut con = connect(cluster, i);
+        match q::<String>(&mut con, args) {
+            Ok(done) => return done,
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "{args:?} kept failing: {e}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn leadership_and_replicas_change_through_admin_commands() {
+    let cluster = TestCluster::start(3, 1, None);
+    let leader = leader_of(&cluster, 1).expect("group 1 has a leader");
+    let other = (leader + 1) % 3;
+    let third = (leader + 2) % 3;
+    // Only the leader takes the command; the others name it.
+    let mut con = connect(&cluster, other);
+    let refused = err_text(q(&mut con, &["SHALE", "TRANSFER", "1", "1"]));
+    assert!(refused.contains("does not lead"), "{refused}");
+    let node = |i: usize| (i + 1).to_string();
+    let done = until_ok(&cluster, leader, &["SHALE", "TRANSFER", "1", &node(other)]);
+    assert!(done.contains("transferring"), "{done}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while leader_of(&cluster, 1) != Some(other) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leadership did not move"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Remove a replica, write, then add it back as a learner and promote it.
+    until_ok(
+        &cluster,
+        other,
+        &["SHALE", "REMOVE-REPLICA", "1", &node(third)],
+    );
+    let mut con = connect(&cluster, other);
+    assert_eq!(
+        q::<String>(&mut con, &["SET", "after", "removal"]).unwrap(),
+        "OK"
+    );
+    let learner = until_ok(
+        &cluster,
+        other,
+        &["SHALE", "ADD-REPLICA", "1", &node(third)],
+    );
+    assert!(
+        learner.contains("learners [") && !learner.contains("learners []"),
+        "{learner}"
+    );
+    let voter = until_ok(
+        &cluster,
+        other,
+        &["SHALE", "ADD-REPLICA", "1", &node(third)],
+    );
+    assert!(voter.contains("learners []"), "{voter}");
+    assert_eq!(q::<String>(&mut con, &["GET", "after"]).unwrap(), "removal");
+}

@@ -47,6 +47,28 @@ pub enum CtlCommand {
         /// The group
         gid: u64,
     },
+    /// Hand group GID's Raft leadership to NODE
+    TransferLeader {
+        /// The group
+        gid: u64,
+        /// The new leader
+        node: u64,
+    },
+    /// Add NODE (which hosts the group) to group GID: as a learner, then, run again once it
+    /// caught up, as a voter
+    AddReplica {
+        /// The group
+        gid: u64,
+        /// The node
+        node: u64,
+    },
+    /// Remove NODE from group GID's replicas
+    RemoveReplica {
+        /// The group
+        gid: u64,
+        /// The node
+        node: u64,
+    },
 }
 
 fn encode(args: &[&str]) -> Vec<u8> {
@@ -133,6 +155,13 @@ pub fn run(args: &CtlArgs) -> Result<(), String> {
                 gid.to_string(),
             ]
         }
+        CtlCommand::TransferLeader { gid, node } => {
+            return on_leader("TRANSFER", *gid, *node, args);
+        }
+        CtlCommand::AddReplica { gid, node } => return on_leader("ADD-REPLICA", *gid, *node, args),
+        CtlCommand::RemoveReplica { gid, node } => {
+            return on_leader("REMOVE-REPLICA", *gid, *node, args);
+        }
     };
     let refs: Vec<&str> = command.iter().map(String::as_str).collect();
     let mut last_error = String::from("no address given");
@@ -148,4 +177,21 @@ pub fn run(args: &CtlArgs) -> Result<(), String> {
         }
     }
     Err(last_error)
+}
+
+/// Runs a group change on whichever node leads the group: every other node refuses it
+fn on_leader(sub: &str, gid: u64, node: u64, args: &CtlArgs) -> Result<(), String> {
+    let (gid, node) = (gid.to_string(), node.to_string());
+    let mut refusals = Vec::new();
+    for &addr in &args.addrs {
+        match call(addr, args.password.as_deref(), &["SHALE", sub, &gid, &node]) {
+            Ok(Reply::Simple(done)) => {
+                println!("ok: {}", String::from_utf8_lossy(&done));
+                return Ok(());
+            }
+            Ok(other) => refusals.push(format!("{addr}: {}", other.describe())),
+            Err(e) => refusals.push(e),
+        }
+    }
+    Err(refusals.join("; "))
 }

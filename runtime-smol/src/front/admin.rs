@@ -4,12 +4,15 @@
 //!   lag, keys) and the shard map of the latest configuration it applied, as text;
 //! - `SHALE JOIN <gid> <node,node,...>`, `SHALE LEAVE <gid>`, `SHALE MOVE <shard> <gid>`:
 //!   controller commands, run through the controller's leader; they answer the new
-//!   configuration's number.
+//!   configuration's number;
+//! - `SHALE TRANSFER <gid> <node>`, `SHALE ADD-REPLICA <gid> <node>`,
+//!   `SHALE REMOVE-REPLICA <gid> <node>`: changes to one group's Raft leader or members, run
+//!   on the node that leads the group (any other answers an error naming the leader).
 
 use std::fmt::Write as _;
 
 use shale_core::controller::{ControllerCommand, UNASSIGNED};
-use shale_runtime_std::node::{AdminError, NodeStatus};
+use shale_runtime_std::node::{AdminError, GroupAdmin, NodeStatus};
 
 use crate::node::NodeClient;
 use crate::resp::Reply;
@@ -40,6 +43,23 @@ pub(crate) async fn execute(node: &NodeClient, args: &[Vec<u8>]) -> Reply {
                 _ => return Reply::error("ERR usage: SHALE JOIN <gid> <node,node,...>"),
             }
         }
+        (b"TRANSFER" | b"ADD-REPLICA" | b"REMOVE-REPLICA", 4) => {
+            let (Some(gid), Some(node_id)) = (number(&args[2]), number(&args[3])) else {
+                return Reply::error(
+                    "ERR usage: SHALE TRANSFER|ADD-REPLICA|REMOVE-REPLICA <gid> <node>",
+                );
+            };
+            let admin = match sub.as_slice() {
+                b"TRANSFER" => GroupAdmin::TransferLeader { gid, to: node_id },
+                b"ADD-REPLICA" => GroupAdmin::AddReplica { gid, node: node_id },
+                _ => GroupAdmin::RemoveReplica { gid, node: node_id },
+            };
+            return match node.group_admin(admin).await {
+                Ok(Ok(done)) => Reply::Simple(done),
+                Ok(Err(why)) => Reply::error(format!("ERR {why}")),
+                Err(e) => Reply::error(format!("TRYAGAIN {e}")),
+            };
+        }
         (b"LEAVE", 3) => match number(&args[2]) {
             Some(gid) => ControllerCommand::Leave(vec![gid]),
             None => return Reply::error("ERR usage: SHALE LEAVE <gid>"),
@@ -53,7 +73,7 @@ pub(crate) async fn execute(node: &NodeClient, args: &[Vec<u8>]) -> Reply {
         },
         _ => {
             return Reply::error(
-                "ERR unknown SHALE subcommand or wrong arguments (STATUS, JOIN, LEAVE, MOVE)",
+                "ERR unknown SHALE subcommand or wrong arguments (STATUS, JOIN, LEAVE, MOVE, TRANSFER, ADD-REPLICA, REMOVE-REPLICA)",
             );
         }
     };

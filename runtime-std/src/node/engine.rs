@@ -25,7 +25,7 @@ use shale_core::time::Instant;
 
 use super::boot::{NodeConfig, boot};
 use super::driver::{GroupStatus, NodeError, NodeStatus};
-use super::host::{Host, HostConfig, HostOutput, OpId};
+use super::host::{GroupAdmin, Host, HostConfig, HostOutput, OpId};
 use super::sessions::{AdminError, SessionError, SessionId};
 use super::wal::{Wal, WalEvent};
 use crate::transport::{Delivery, Sink, Transport, TransportConfig};
@@ -48,6 +48,8 @@ pub enum Call {
     Admin(ControllerCommand, Reply<Result<Configuration, AdminError>>),
     /// Report the node's status
     Status(Reply<NodeStatus>),
+    /// Change one group's replicas or leader (run on its leader)
+    Group(GroupAdmin, Reply<Result<String, String>>),
 }
 
 /// Everything that wakes the engine
@@ -183,6 +185,7 @@ impl NodeEngine {
                 self.admin.insert(id, reply);
             }
             Call::Status(reply) => reply(self.status()),
+            Call::Group(admin, reply) => reply(self.host.group_admin(now, &admin)),
         }
     }
 

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use shale_core::controller::{Configuration, ControllerCommand, GroupId};
 use shale_core::group::AppMessage;
 use shale_core::raft::{NodeId, Outgoing, Role, SnapshotMeta, SnapshotTask, Write};
+
 use shale_core::shard::{KvError, KvResult};
 use shale_core::time::{Duration, Instant};
 
@@ -494,5 +495,93 @@ impl Host {
         } else {
             self.outputs.push_back(HostOutput::App { to, message });
         }
+    }
+}
+
+/// An operator's change to one group's replicas, run on that group's leader
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupAdmin {
+    /// Hand the group's leadership to node `to`
+    TransferLeader {
+        /// The group
+        gid: GroupId,
+        /// The new leader
+        to: NodeId,
+    },
+    /// Make `node` a replica of the group: a learner first, a voter once caught up (run it
+    /// again to promote)
+    AddReplica {
+        /// The group
+        gid: GroupId,
+        /// The node (it must host the group)
+        node: NodeId,
+    },
+    /// Remove `node` from the group's voters and learners
+    RemoveReplica {
+        /// The group
+        gid: GroupId,
+        /// The node
+        node: NodeId,
+    },
+}
+
+impl Host {
+    /// Runs an operator's change on this node's replica of the group, which must lead it;
+    /// answers what happened, or why not (naming the leader to ask instead)
+    pub fn group_admin(&mut self, now: Instant, admin: &GroupAdmin) -> Result<String, String> {
+        self.observe(now);
+        let gid = match admin {
+            GroupAdmin::TransferLeader { gid, .. }
+            | GroupAdmin::AddReplica { gid, .. }
+            | GroupAdmin::RemoveReplica { gid, .. } => *gid,
+        };
+        let Some(r) = self.replicas.get_mut(&gid) else {
+            return Err(format!(
+                "node {} hosts no replica of group {gid}",
+                self.id()
+            ));
+        };
+        let raft = r.raft_mut();
+        if raft.role() != Role::Leader {
+            return Err(match raft.leader_hint() {
+                Some(l) => format!(
+                    "node {} does not lead group {gid}; node {l} does",
+                    self.id()
+                ),
+                None => format!("group {gid} has no leader right now"),
+            });
+        }
+        let membership = raft.membership().clone();
+        let mut voters: Vec<NodeId> = membership.voters().to_vec();
+        let mut learners: Vec<NodeId> = membership.learners().to_vec();
+        match *admin {
+            GroupAdmin::TransferLeader { to, .. } => {
+                raft.transfer_leader(now, to)
+                    .map_err(|e| format!("{e:?}"))?;
+                return Ok(format!("group {gid}: transferring leadership to node {to}"));
+            }
+            GroupAdmin::AddReplica { node, .. } => {
+                if voters.contains(&node) {
+                    return Ok(format!("group {gid}: node {node} is already a voter"));
+                }
+                if learners.contains(&node) {
+                    learners.retain(|&n| n != node);
+                    voters.push(node);
+                } else {
+                    learners.push(node);
+                }
+            }
+            GroupAdmin::RemoveReplica { node, .. } => {
+                voters.retain(|&n| n != node);
+                learners.retain(|&n| n != node);
+            }
+        }
+        voters.sort_unstable();
+        learners.sort_unstable();
+        raft.change_membership(now, &voters, &learners)
+            .map_err(|e| format!("group {gid}: {e:?}"))?;
+        Ok(format!(
+            "group {gid}: changing to voters {voters:?}, learners {learners:?}"
+        ))
     }
 }

@@ -53,7 +53,7 @@ pub use client::{FrontClient, FrontRequest, FrontResponse, serve_clients};
 pub use driver::{GroupStatus, Node, NodeError, NodeHandle, NodeStatus};
 pub use engine::{Call, Deliver, Input, NodeEngine, OpResult, Reply};
 pub use host::{
-    CONTROLLER_GROUP, Host, HostConfig, HostOutput, HostedReplica, OpId, WalDone, WalOp,
+    CONTROLLER_GROUP, GroupAdmin, Host, HostConfig, HostOutput, HostedReplica, OpId, WalDone, WalOp,
 };
 pub use sessions::{AdminError, SessionError, SessionId};
 pub use wal::{WAL_MAX_BATCH, Wal, WalEvent};
