@@ -1,4 +1,11 @@
-//! The blocking-thread runtime for Shale; so far, its durable file storage and TCP transport
+//! The blocking-thread runtime for Shale: durable file storage, the TCP transport, and nodes
+//!
+//! Three layers, each usable alone: [`Storage`] (one group's write-ahead log, hard state and
+//! snapshots in a directory), [`transport::Transport`] (peer connections carrying every
+//! group's messages), and [`node`] (a node hosting several groups: the sans-IO
+//! [`node::Host`], the [`node::NodeEngine`] that adds a WAL thread and the transport, and the
+//! blocking [`node::Node`] that runs it on a thread; the `shale-std-node` binary is a node
+//! with a small client protocol, for tests and demonstrations).
 //!
 //! [`Storage`] keeps one node's state for one Raft group in a directory and implements the
 //! persistence contract of [`shale_core::raft::Write`]: hard state, then snapshot chunks,
