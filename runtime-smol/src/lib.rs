@@ -7,7 +7,7 @@
 //! own thread (runtime-std's storage, one fsync per group per batch) and its peer transport.
 //! In front of it, [`front`] serves the Redis protocol: one task per connection, parsing with
 //! our own incremental [`resp`] parser, one exactly-once session per connection, any key on
-//! any node. [`metrics`] exports Prometheus text, [`bench`] generates load, [`server`] wires
+//! any node. [`metrics`] exports Prometheus text, [`bench`](mod@bench) generates load, [`server`] wires
 //! a node to its front door, and [`cli`] is the `shale` program.
 //!
 //! A local three-node cluster in a test or a program:

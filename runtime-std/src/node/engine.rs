@@ -1,17 +1,4 @@
 //! [`NodeEngine`]: a [`Host`] with its transport and WAL thread, for any runtime's loop
-//!
-//! The engine does everything but wait: a runtime owns one, feeds it [`Input`]s from a channel
-//! of its own kind (the transport's reader threads and the WAL thread push through the
-//! `deliver` callback given to [`NodeEngine::start`]), and sleeps until the next input or
-//! [`NodeEngine::poll_timeout`]. The call order for one round:
-//!
-//! 1. [`NodeEngine::handle`] for each input received (a bounded number per round, so timers
-//!    are never starved by a flood of requests);
-//! 2. [`NodeEngine::step`]: fires due timers, runs every replica, sends what they produced and
-//!    answers finished calls;
-//! 3. wait until the next input or [`NodeEngine::poll_timeout`].
-//!
-//! The blocking [`Node`](super::Node) runs this loop on a thread; the smol runtime in a task.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -68,7 +55,20 @@ pub enum Input {
 /// engine's loop is gone
 pub type Deliver = Arc<dyn Fn(Input) -> bool + Send + Sync>;
 
-/// A node's host, transport and WAL thread; see the [module documentation](self)
+/// [`NodeEngine`]: a [`Host`] with its transport and WAL thread, for any runtime's loop
+///
+/// The engine does everything but wait: a runtime owns one, feeds it [`Input`]s from a channel
+/// of its own kind (the transport's reader threads and the WAL thread push through the
+/// `deliver` callback given to [`NodeEngine::start`]), and sleeps until the next input or
+/// [`NodeEngine::poll_timeout`]. The call order for one round:
+///
+/// 1. [`NodeEngine::handle`] for each input received (a bounded number per round, so timers
+///    are never starved by a flood of requests);
+/// 2. [`NodeEngine::step`]: fires due timers, runs every replica, sends what they produced and
+///    answers finished calls;
+/// 3. wait until the next input or [`NodeEngine::poll_timeout`].
+///
+/// The blocking [`Node`](super::Node) runs this loop on a thread; the smol runtime in a task.
 pub struct NodeEngine {
     host: Host,
     transport: Option<Transport>,

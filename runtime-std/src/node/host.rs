@@ -1,19 +1,5 @@
 //! [`Host`]: every replica of one node, its application messages and its clients, without
 //! threads or sockets
-//!
-//! # Call order
-//!
-//! 1. Any number of inputs: [`Host::handle_raft`], [`Host::handle_app`], [`Host::handle_wal`],
-//!    [`Host::handle_timeout`], and the front door's [`Host::open_session`],
-//!    [`Host::start_op`], [`Host::start_admin`].
-//! 2. [`Host::flush`], which runs every replica until it has nothing more to do.
-//! 3. [`Host::poll_output`] until it returns `None`: storage operations for the WAL thread,
-//!    Raft messages and application messages for peers, finished client operations.
-//! 4. [`Host::poll_timeout`]: when to call [`Host::handle_timeout`] next.
-//!
-//! Time is the core's [`Instant`]: the runtime converts its clock. Messages a replica may only
-//! send once a write is durable are held inside the Raft core until
-//! [`WalDone::Persisted`] comes back, so outputs can be sent as soon as they are polled.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -199,7 +185,22 @@ pub(super) enum ReplyTo {
     Remote { node: NodeId, token: u64 },
 }
 
-/// Every replica of one node; see the [module documentation](self) for the call order
+/// [`Host`]: every replica of one node, its application messages and its clients, without
+/// threads or sockets
+///
+/// # Call order
+///
+/// 1. Any number of inputs: [`Host::handle_raft`], [`Host::handle_app`], [`Host::handle_wal`],
+///    [`Host::handle_timeout`], and the front door's [`Host::open_session`],
+///    [`Host::start_op`], [`Host::start_admin`].
+/// 2. [`Host::flush`], which runs every replica until it has nothing more to do.
+/// 3. [`Host::poll_output`] until it returns `None`: storage operations for the WAL thread,
+///    Raft messages and application messages for peers, finished client operations.
+/// 4. [`Host::poll_timeout`]: when to call [`Host::handle_timeout`] next.
+///
+/// Time is the core's [`Instant`]: the runtime converts its clock. Messages a replica may only
+/// send once a write is durable are held inside the Raft core until
+/// [`WalDone::Persisted`] comes back, so outputs can be sent as soon as they are polled.
 #[derive(Debug)]
 pub struct Host {
     pub(super) config: HostConfig,

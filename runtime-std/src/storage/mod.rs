@@ -5,8 +5,8 @@
 //! | file | what |
 //! |---|---|
 //! | `LOCK` | held with an exclusive `File::try_lock` while a [`Storage`] is open |
-//! | `hardstate` | term and vote, replaced atomically ([`hard_state`]) |
-//! | `snapshot` | the current snapshot: data, meta, checksums ([`snapshot`]) |
+//! | `hardstate` | term and vote, replaced atomically |
+//! | `snapshot` | the current snapshot: data, meta, checksums |
 //! | `snapshot.partial` | a snapshot being received in chunks; discarded on open |
 //! | `wal-<first index>.log` | log segments of `[len][crc32][postcard Entry]` records |
 

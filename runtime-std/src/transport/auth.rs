@@ -1,7 +1,7 @@
 //! The cluster secret: the accepting side challenges every connection to prove it knows it
 //!
 //! After a valid [`Hello`](super::handshake::Hello), the accepting side sends a
-//! [`Challenge`] with a fresh random nonce; the connecting side answers with a [`Proof`]: a
+//! challenge with a fresh random nonce; the connecting side answers with a proof ([`prove`]): a
 //! 128-bit keyed SipHash-2-4 of the nonce and the hello, keyed by [`secret_key`] of the
 //! cluster secret. The accepting side recomputes it and compares in constant time. The
 //! secret itself never crosses the network, and an old proof does not answer a new nonce, so
