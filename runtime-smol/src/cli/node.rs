@@ -50,6 +50,10 @@ pub struct NodeArgs {
     /// The cluster secret every node must know (use a long random string)
     #[arg(long)]
     pub secret: Option<String>,
+    /// Serve reads from leader leases (faster; assumes clocks drift by under 50 ms per
+    /// election timeout) instead of a heartbeat round per batch of reads
+    #[arg(long)]
+    pub lease_reads: bool,
 }
 
 /// The `flag = value` lines of a config file
@@ -126,6 +130,7 @@ pub fn run(args: &NodeArgs) -> Result<(), String> {
         .map_or(Ok(groups), |v| parse("initial-groups", &v))?;
     let requirepass = get("requirepass", args.requirepass.clone());
     let secret = get("secret", args.secret.clone()).unwrap_or_default();
+    let lease_reads = args.lease_reads || get("lease-reads", None).is_some_and(|v| v == "true");
     if let Some(unknown) = file.keys().next() {
         return Err(format!("unknown setting {unknown:?} in the config file"));
     }
@@ -141,6 +146,7 @@ pub fn run(args: &NodeArgs) -> Result<(), String> {
     let mut node = NodeConfig::new(id, data_dir, peer_addr);
     node.cluster_id = cluster_id;
     node.secret = secret.into_bytes();
+    node.raft.lease_reads = lease_reads;
     node.peers = peers;
     node.shard_count = shards;
     node.controller_voters = ids.clone();

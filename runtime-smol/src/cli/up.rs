@@ -39,6 +39,10 @@ pub struct UpArgs {
     /// Executor threads (default: one per CPU)
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Serve reads from leader leases (faster; assumes clocks drift by under 50 ms per
+    /// election timeout) instead of a heartbeat round per batch of reads
+    #[arg(long)]
+    pub lease_reads: bool,
 }
 
 /// The cluster's shape, stored in its data directory so a restart with other flags is
@@ -81,6 +85,10 @@ pub fn run(args: &UpArgs) -> Result<(), String> {
         admin_port: Some(args.metrics_port),
         requirepass: args.requirepass.clone(),
     })?;
+    let mut configs = configs;
+    for c in &mut configs {
+        c.node.raft.lease_reads = args.lease_reads;
+    }
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));

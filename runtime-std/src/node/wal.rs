@@ -1,9 +1,11 @@
-//! The node's WAL thread: every group's [`Storage`], one batch of requests at a time
+//! The node's WAL threads: one per group's [`Storage`], one batch of requests at a time
 //!
 //! The driver hands over [`WalOp`]s without ever blocking (the Raft core bounds how many
-//! writes are outstanding); the thread takes everything queued, applies it in order per group,
-//! persisting each group's consecutive writes with one [`Storage::write_batch`] (one
-//! `fdatasync` per group per batch), and reports each result through the `done` callback.
+//! writes are outstanding); each group's thread takes everything queued for it, applies it in
+//! order, persisting consecutive writes with one [`Storage::write_batch`] (one `fdatasync`
+//! per batch), and reports each result through the `done` callback. Groups have a thread each
+//! so their syncs run in parallel: a node leading two groups waits for one sync time per
+//! round, not two (their logs are separate files, so one sync cannot cover both).
 //! A storage error is fatal: the thread reports it and stops, and the node stops too (the
 //! in-memory view of a failed storage may be stale, so nothing is retried).
 
@@ -29,42 +31,49 @@ pub enum WalEvent {
     Failed(String),
 }
 
-/// The handle of a node's WAL thread
+/// The handle of a node's WAL threads
 #[derive(Debug)]
 pub struct Wal {
-    tx: Option<Sender<(GroupId, WalOp)>>,
-    thread: Option<JoinHandle<()>>,
+    txs: BTreeMap<GroupId, Sender<(GroupId, WalOp)>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Wal {
-    /// Moves `storages` onto a new WAL thread that reports through `done` (which returns
-    /// `false` once nobody listens)
+    /// Moves each of `storages` onto a WAL thread of its own; they report through `done`
+    /// (which returns `false` once nobody listens)
     pub fn start(
         storages: BTreeMap<GroupId, Storage>,
-        done: impl FnMut(WalEvent) -> bool + Send + 'static,
+        done: impl Fn(WalEvent) -> bool + Send + Sync + 'static,
     ) -> std::io::Result<Wal> {
-        let (tx, rx) = channel();
-        let thread = std::thread::Builder::new()
-            .name("shale-wal".to_owned())
-            .spawn(move || run(storages, &rx, done))?;
-        Ok(Wal {
-            tx: Some(tx),
-            thread: Some(thread),
-        })
+        let done = std::sync::Arc::new(done);
+        let mut wal = Wal {
+            txs: BTreeMap::new(),
+            threads: Vec::new(),
+        };
+        for (gid, storage) in storages {
+            let (tx, rx) = channel();
+            let done = done.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("shale-wal-g{gid}"))
+                .spawn(move || run(BTreeMap::from([(gid, storage)]), &rx, |e| done(e)))?;
+            wal.txs.insert(gid, tx);
+            wal.threads.push(thread);
+        }
+        Ok(wal)
     }
 
     /// Queues `op` for group `gid`; never blocks
     pub fn submit(&self, gid: GroupId, op: WalOp) {
-        if let Some(tx) = &self.tx {
+        if let Some(tx) = self.txs.get(&gid) {
             // A stopped thread already reported why.
             let _ = tx.send((gid, op));
         }
     }
 
-    /// Stops the thread once it has handled everything queued
+    /// Stops the threads once they have handled everything queued
     pub fn stop(&mut self) {
-        drop(self.tx.take());
-        if let Some(t) = self.thread.take() {
+        self.txs.clear();
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
