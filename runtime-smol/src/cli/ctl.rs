@@ -1,5 +1,6 @@
 //! `shale ctl`: administration over any node's Redis port
 
+use super::{say, say_raw};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -126,10 +127,10 @@ pub fn run(args: &CtlArgs) -> Result<(), String> {
                 match call(addr, password, &["SHALE", "STATUS"]) {
                     Ok(Reply::Bulk(text)) => {
                         any = true;
-                        print!("{}", String::from_utf8_lossy(&text));
+                        say_raw!("{}", String::from_utf8_lossy(&text));
                     }
-                    Ok(other) => println!("{addr}: {}", other.describe()),
-                    Err(e) => println!("{e}"),
+                    Ok(other) => say!("{addr}: {}", other.describe()),
+                    Err(e) => say!("{e}"),
                 }
             }
             return if any {
@@ -168,7 +169,7 @@ pub fn run(args: &CtlArgs) -> Result<(), String> {
     for &addr in &args.addrs {
         match call(addr, password, &refs) {
             Ok(Reply::Integer(num)) => {
-                println!("ok: configuration {num}");
+                say!("ok: configuration {num}");
                 return Ok(());
             }
             Ok(Reply::Error(e)) => return Err(String::from_utf8_lossy(&e).into_owned()),
@@ -186,7 +187,7 @@ fn on_leader(sub: &str, gid: u64, node: u64, args: &CtlArgs) -> Result<(), Strin
     for &addr in &args.addrs {
         match call(addr, args.password.as_deref(), &["SHALE", sub, &gid, &node]) {
             Ok(Reply::Simple(done)) => {
-                println!("ok: {}", String::from_utf8_lossy(&done));
+                say!("ok: {}", String::from_utf8_lossy(&done));
                 return Ok(());
             }
             Ok(other) => refusals.push(format!("{addr}: {}", other.describe())),

@@ -8,6 +8,25 @@ mod ctl;
 mod node;
 mod up;
 
+/// Prints to standard output, ignoring a closed pipe (`shale ctl status | head` must not
+/// panic)
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Like [`say!`] without the newline
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+pub(crate) use {say, say_raw};
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -97,7 +116,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     config.progress = !args.quiet;
     config.validate()?;
     let report = crate::bench::run(&config).map_err(|e| e.to_string())?;
-    println!("{report}");
+    say!("{report}");
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! `shale node`: one node of a multi-machine cluster
 
+use super::say;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -172,7 +173,7 @@ pub fn run(args: &NodeArgs) -> Result<(), String> {
     let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let rt = Runtime::start(threads).map_err(|e| format!("cannot start threads: {e}"))?;
     let server = Server::start(&rt, &config).map_err(|e| e.to_string())?;
-    println!(
+    say!(
         "shale node {id}: redis on {}, peers on {}",
         server.client_addr(),
         server.peer_addr()

@@ -1,5 +1,6 @@
 //! `shale up`: a local cluster on loopback
 
+use super::say;
 use std::path::PathBuf;
 
 use crate::runtime::Runtime;
@@ -99,7 +100,7 @@ pub fn run(args: &UpArgs) -> Result<(), String> {
             Server::start(&rt, config).map_err(|e| format!("node {}: {e}", config.node.id))?;
         servers.push(server);
     }
-    println!(
+    say!(
         "shale: {} nodes, {} replica groups, {} shards, data in {}",
         args.nodes,
         args.groups,
@@ -110,15 +111,15 @@ pub fn run(args: &UpArgs) -> Result<(), String> {
         let metrics = server
             .admin_addr()
             .map_or(String::new(), |a| format!("  metrics http://{a}/metrics"));
-        println!(
+        say!(
             "  node {}: redis-cli -p {}{metrics}",
             config.node.id,
             server.client_addr().port()
         );
     }
-    println!("Ctrl-C stops the cluster; running the same command again resumes from disk.");
+    say!("Ctrl-C stops the cluster; running the same command again resumes from disk.");
     super::wait_for_ctrl_c()?;
-    println!("shale: stopping");
+    say!("shale: stopping");
     let mut failed = None;
     for server in servers {
         if let Err(e) = rt.block_on(server.stop()) {
