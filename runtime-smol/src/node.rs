@@ -14,11 +14,13 @@ use std::time::Duration;
 use async_executor::Executor;
 use async_io::Timer;
 use futures_lite::future;
+
+use crate::metrics::Metrics;
 use shale_core::controller::{Configuration, ControllerCommand};
 use shale_core::shard::{KvError, KvOp, KvResult};
 use shale_runtime_std::node::{
     AdminError, Call, Deliver, GroupAdmin, Input, NodeConfig, NodeEngine, NodeError, NodeStatus,
-    OpResult, Reply, SessionId,
+    OpResult, Reply, SessionId, WalEvent,
 };
 
 /// Inputs queued for a node's task
@@ -43,11 +45,24 @@ pub struct NodeClient {
 }
 
 impl SmolNode {
-    /// Boots the node (its storage, transport and WAL thread) and spawns its task on `ex`
-    pub fn spawn(ex: &Executor<'static>, config: &NodeConfig) -> Result<SmolNode, NodeError> {
+    /// Boots the node (its storage, transport and WAL threads) and spawns its task on `ex`;
+    /// the WAL threads report each sync's duration and size into `metrics`
+    pub fn spawn(
+        ex: &Executor<'static>,
+        config: &NodeConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<SmolNode, NodeError> {
         let (tx, rx) = async_channel::bounded(NODE_INBOX_CAPACITY);
         let deliver_tx = tx.clone();
-        let deliver: Deliver = Arc::new(move |input| deliver_tx.send_blocking(input).is_ok());
+        let deliver: Deliver = Arc::new(move |input| match input {
+            // Metrics go straight to their atomics, never through the node's task.
+            Input::Wal(WalEvent::Synced { bytes, took, .. }) => {
+                metrics.wal.write(bytes);
+                metrics.wal.fsync_duration.observe(took);
+                true
+            }
+            input => deliver_tx.send_blocking(input).is_ok(),
+        });
         let engine = NodeEngine::start(config, deliver)?;
         let peer_addr = engine.peer_addr().ok_or(NodeError::Stopped)?;
         let task = ex.spawn(run(engine, rx));

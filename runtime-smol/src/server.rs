@@ -83,7 +83,7 @@ impl Server {
             None => (None, None),
         };
         let ex = rt.executor();
-        let node = SmolNode::spawn(ex, &config.node).map_err(ServerError::Node)?;
+        let node = SmolNode::spawn(ex, &config.node, metrics.clone()).map_err(ServerError::Node)?;
         let front_config = Arc::new(FrontConfig::new(
             config.node.id,
             client_addr,
@@ -136,14 +136,21 @@ impl Server {
 }
 
 async fn refresh_metrics(node: NodeClient, metrics: Arc<Metrics>) {
+    let mut snapshots_seen: BTreeMap<GroupId, u64> = BTreeMap::new();
     loop {
         let Ok(status) = node.status().await else {
             return;
         };
         for g in &status.groups {
-            metrics
-                .group(g.gid)
-                .set_raft_status(g.term, g.commit, g.applied, g.role == "leader");
+            let group = metrics.group(g.gid);
+            group.set_raft_status(g.term, g.commit, g.applied, g.role == "leader");
+            let seen = snapshots_seen.entry(g.gid).or_insert(g.snapshot_index);
+            if g.snapshot_index > *seen {
+                *seen = g.snapshot_index;
+                group.snapshot_taken(g.snapshot_bytes);
+            } else {
+                group.snapshot_bytes.set_u64(g.snapshot_bytes);
+            }
         }
         if let Some(c) = &status.config {
             metrics.config_num.set_u64(c.num);

@@ -266,3 +266,47 @@ fn leadership_and_replicas_change_through_admin_commands() {
     assert!(voter.contains("learners []"), "{voter}");
     assert_eq!(q::<String>(&mut con, &["GET", "after"]).unwrap(), "removal");
 }
+
+/// `GET /metrics` from `addr`, as text
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
+#[test]
+fn the_metrics_endpoint_reports_requests_raft_and_the_wal() {
+    let cluster = TestCluster::start(3, 1, None);
+    let mut con = connect(&cluster, 0);
+    for i in 0..20 {
+        q::<()>(&mut con, &["SET", &format!("m{i}"), "v"]).unwrap();
+    }
+    let addr = cluster.servers[0].admin_addr().expect("metrics endpoint");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = scrape(addr);
+        let has = |needle: &str| text.lines().any(|l| l.starts_with(needle));
+        let nonzero = |prefix: &str| {
+            text.lines()
+                .filter(|l| l.starts_with(prefix))
+                .any(|l| l.rsplit(' ').next().is_some_and(|v| v != "0"))
+        };
+        if has("shale_raft_term{group=\"1\"}")
+            && nonzero("shale_requests_total{command=\"set\"}")
+            && nonzero("shale_wal_fsync_duration_seconds_count")
+            && nonzero("shale_wal_bytes_total")
+            && nonzero("shale_config_num")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metrics missing:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -46,6 +46,8 @@ pub struct GroupStatus {
     pub keys: u64,
     /// Last index covered by the group's snapshot on this node (0: none)
     pub snapshot_index: u64,
+    /// Bytes of that snapshot's data
+    pub snapshot_bytes: u64,
 }
 
 /// A node's state, as [`NodeHandle::status`] reports it

@@ -162,6 +162,7 @@ impl NodeEngine {
             }
             Input::Wal(WalEvent::Done(done)) => self.host.handle_wal(now, done),
             Input::Wal(WalEvent::Failed(reason)) => return Err(NodeError::Fatal(reason)),
+            Input::Wal(WalEvent::Synced { .. }) => {} // for a runtime's metrics
             Input::Call(call) => self.handle_call(now, call),
         }
         Ok(true)
@@ -259,6 +260,7 @@ impl NodeEngine {
                     last_index: raft.last_index(),
                     keys: r.driver().map_or(0, |d| d.state().served_keys() as u64),
                     snapshot_index: raft.snapshot().map_or(0, |m| m.last.index),
+                    snapshot_bytes: raft.snapshot().map_or(0, |m| m.size_bytes),
                 }
             })
             .collect();

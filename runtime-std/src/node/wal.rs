@@ -29,6 +29,17 @@ pub enum WalEvent {
     Done(WalDone),
     /// A storage operation failed; the thread has stopped
     Failed(String),
+    /// A batch of writes was persisted with one sync (for metrics; the node ignores it)
+    Synced {
+        /// The group
+        gid: GroupId,
+        /// Writes in the batch
+        writes: usize,
+        /// Bytes of entry payloads in the batch
+        bytes: u64,
+        /// How long writing and syncing the batch took
+        took: std::time::Duration,
+    },
 }
 
 /// The handle of a node's WAL threads
@@ -183,9 +194,22 @@ fn flush(
     let Some(last) = writes.last().map(|w| w.id) else {
         return Ok(());
     };
+    let started = std::time::Instant::now();
     storage
         .write_batch(&writes)
         .map_err(|e| format!("group {gid}: {e}"))?;
+    let took = started.elapsed();
     done(WalEvent::Done(WalDone::Persisted { gid, id: last }));
+    let bytes = writes
+        .iter()
+        .flat_map(|w| &w.entries)
+        .map(|e| e.data.as_bytes().len() as u64)
+        .sum();
+    done(WalEvent::Synced {
+        gid,
+        writes: writes.len(),
+        bytes,
+        took,
+    });
     Ok(())
 }
