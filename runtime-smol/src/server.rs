@@ -86,6 +86,7 @@ impl Server {
         let node = SmolNode::spawn(ex, &config.node, metrics.clone()).map_err(ServerError::Node)?;
         let front_config = Arc::new(FrontConfig::new(
             config.node.id,
+            config.node.shard_count,
             client_addr,
             config.requirepass.clone(),
             metrics.clone(),

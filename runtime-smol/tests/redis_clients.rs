@@ -101,6 +101,15 @@ fn every_command_through_any_node() {
         q::<Vec<Option<String>>>(&mut b, &["MGET", "k1", "nope", "k3"]).unwrap(),
         vec![Some("v1".into()), None, Some("v3".into())]
     );
+    // Keys with one {hash tag} share a shard: their MSET is one atomic operation.
+    assert_eq!(
+        q::<String>(&mut b, &["MSET", "{t}a", "1", "{t}b", "2"]).unwrap(),
+        "OK"
+    );
+    assert_eq!(
+        q::<Vec<Option<String>>>(&mut c, &["MGET", "{t}b", "{t}a", "k2"]).unwrap(),
+        vec![Some("2".into()), Some("1".into()), Some("v2".into())]
+    );
     assert_eq!(
         q::<i64>(&mut c, &["EXISTS", "k1", "k2", "nope"]).unwrap(),
         2

@@ -90,7 +90,8 @@ pub struct ClientReply {
 #[derive(Clone, Debug)]
 struct PendingRead {
     token: u64,
-    key: Vec<u8>,
+    /// A `Get` or a `MultiGet`
+    op: KvOp,
     /// Set once the read index is known
     index: Option<Index>,
 }
@@ -161,13 +162,13 @@ impl<M: GroupMachine> GroupDriver<M> {
         token: u64,
         request: ClientRequest,
     ) -> Result<(), ProposeError> {
-        if let KvOp::Get { key } = &request.op {
+        if request.op.is_read() {
             let raft = self.replica.raft_mut();
             return match raft.read(now, token, ReadConsistency::Linearizable) {
                 Ok(()) => {
                     self.reads.push(PendingRead {
                         token,
-                        key: key.clone(),
+                        op: request.op,
                         index: None,
                     });
                     Ok(())
@@ -177,7 +178,7 @@ impl<M: GroupMachine> GroupDriver<M> {
             };
         }
         // Refuse at once what this group would refuse after a round trip through the log.
-        if let Err(e) = self.state().check_key(request.op.key()) {
+        if let Err(e) = self.state().check_op(&request.op) {
             self.replies.push_back(ClientReply {
                 token,
                 outcome: Err(e),
@@ -333,7 +334,7 @@ impl<M: GroupMachine> GroupDriver<M> {
         while i < self.reads.len() {
             if self.reads[i].index.is_some_and(|index| index <= applied) {
                 let r = self.reads.swap_remove(i);
-                let outcome = self.read_now(&r.key);
+                let outcome = self.read_now(&r.op);
                 self.replies.push_back(ClientReply {
                     token: r.token,
                     outcome,
@@ -345,14 +346,16 @@ impl<M: GroupMachine> GroupDriver<M> {
     }
 
     /// Serves a read from the applied state, re-checking that the shard is still served here
-    fn read_now(&self, key: &[u8]) -> ClientOutcome {
+    fn read_now(&self, op: &KvOp) -> ClientOutcome {
         let state = self.state();
-        let shard = state.check_key(key)?;
-        let value = state
-            .shards
-            .get(&shard)
-            .and_then(|s| s.state.kv.get(key))
-            .cloned();
-        Ok(KvResult::Value(value))
+        let shard = state.check_op(op)?;
+        let kv = state.shards.get(&shard).map(|s| &s.state.kv);
+        let value = |key: &[u8]| kv.and_then(|kv| kv.get(key)).cloned();
+        match op {
+            KvOp::MultiGet { keys } => {
+                Ok(KvResult::Values(keys.iter().map(|k| value(k)).collect()))
+            }
+            other => Ok(KvResult::Value(value(other.key()))),
+        }
     }
 }

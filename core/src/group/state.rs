@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::controller::{Configuration, GroupId, ShardId, UNASSIGNED};
-use crate::shard::{ClientRequest, KvError, KvResult, ShardLimits, ShardState, key_shard};
+use crate::shard::{ClientRequest, KvError, KvOp, KvResult, ShardLimits, ShardState, key_shard};
 
 /// Where one shard held by this group stands
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -168,6 +168,17 @@ impl GroupState {
         }
     }
 
+    /// The shard of every key `op` touches, if this group serves it; several keys must all
+    /// be in one shard
+    pub fn check_op(&self, op: &KvOp) -> Result<ShardId, GroupError> {
+        let shard = self.check_key(op.key())?;
+        let shards = self.config.shards.len() as u32;
+        if op.keys().iter().any(|k| key_shard(k, shards) != shard) {
+            return Err(GroupError::Kv(KvError::CrossShard));
+        }
+        Ok(shard)
+    }
+
     /// Applies one command from the log; client requests get their outcome
     pub fn apply(&mut self, command: &GroupCommand) -> Option<ClientOutcome> {
         match command {
@@ -211,7 +222,7 @@ impl GroupState {
     }
 
     fn apply_client(&mut self, request: &ClientRequest) -> ClientOutcome {
-        let shard = self.check_key(request.op.key())?;
+        let shard = self.check_op(&request.op)?;
         let limits = self.limits;
         let slot = self.shards.get_mut(&shard).ok_or(GroupError::WrongGroup {
             config_num: self.config.num,

@@ -163,3 +163,35 @@ fn expired_sessions_refuse_after_a_move_too() {
         Some(Err(GroupError::Kv(KvError::SessionExpired)))
     );
 }
+
+#[test]
+fn a_multi_key_operation_must_stay_in_one_shard() {
+    let (c1, _) = configs();
+    let mut g = GroupState::new(1, 4, ShardLimits::default());
+    g.apply(&GroupCommand::Reconfigure(c1));
+    let (a, b) = (key_in(0), key_in(1));
+    let mut a2 = key_in(0);
+    a2.push(b'x');
+    while key_shard(&a2, 4) != 0 {
+        a2.push(b'x');
+    }
+    let request = |seq, pairs: Vec<(Vec<u8>, Vec<u8>)>| {
+        GroupCommand::Client(ClientRequest {
+            client: 1,
+            seq,
+            op: KvOp::MultiSet { pairs },
+        })
+    };
+    let across = request(1, vec![(a.clone(), b"1".to_vec()), (b, b"2".to_vec())]);
+    assert_eq!(
+        g.apply(&across),
+        Some(Err(GroupError::Kv(KvError::CrossShard)))
+    );
+    let within = request(
+        2,
+        vec![(a.clone(), b"1".to_vec()), (a2.clone(), b"2".to_vec())],
+    );
+    assert_eq!(g.apply(&within), Some(Ok(KvResult::Done)));
+    let get = KvOp::MultiGet { keys: vec![a2, a] };
+    assert_eq!(g.check_op(&get), Ok(0));
+}

@@ -52,6 +52,16 @@ pub enum KvOp {
         /// The value to set
         new: Bytes,
     },
+    /// Set several keys at once, all or none; every key must be in the same shard
+    MultiSet {
+        /// The keys and their new values (at least one)
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    /// Read several keys at once; every key must be in the same shard
+    MultiGet {
+        /// The keys (at least one)
+        keys: Vec<Bytes>,
+    },
     /// Set the value if `condition` holds, answering the previous value (Redis `SET` with
     /// `NX`, `XX` and `GET`)
     Set {
@@ -76,9 +86,11 @@ pub enum SetCondition {
 }
 
 impl KvOp {
-    /// The key the operation touches
+    /// The key the operation touches (the first one for several keys; empty when none)
     pub fn key(&self) -> &[u8] {
         match self {
+            KvOp::MultiSet { pairs } => pairs.first().map_or(&[][..], |(k, _)| k),
+            KvOp::MultiGet { keys } => keys.first().map_or(&[][..], |k| k),
             KvOp::Get { key }
             | KvOp::Put { key, .. }
             | KvOp::Delete { key }
@@ -89,9 +101,18 @@ impl KvOp {
         }
     }
 
+    /// Every key the operation touches
+    pub fn keys(&self) -> Vec<&[u8]> {
+        match self {
+            KvOp::MultiSet { pairs } => pairs.iter().map(|(k, _)| k.as_slice()).collect(),
+            KvOp::MultiGet { keys } => keys.iter().map(Vec::as_slice).collect(),
+            other => alloc::vec![other.key()],
+        }
+    }
+
     /// Whether the operation only reads
     pub fn is_read(&self) -> bool {
-        matches!(self, KvOp::Get { .. })
+        matches!(self, KvOp::Get { .. } | KvOp::MultiGet { .. })
     }
 }
 
@@ -115,6 +136,8 @@ pub enum KvResult {
         /// The value before the operation
         previous: Option<Bytes>,
     },
+    /// The values of a [`KvOp::MultiGet`], in the order of its keys (`None`: absent)
+    Values(Vec<Option<Bytes>>),
     /// Whether a [`KvOp::Set`] wrote, and the value it found
     Set {
         /// The condition held and the value was written
@@ -150,6 +173,8 @@ pub enum KvError {
     SessionExpired,
     /// An older request of the session than the last one applied; its answer is gone
     StaleRequest,
+    /// A multi-key operation named keys of different shards, or no key at all
+    CrossShard,
 }
 
 impl fmt::Display for KvError {
@@ -181,6 +206,9 @@ impl fmt::Display for KvError {
             KvError::StaleRequest => {
                 f.write_str("stale request: a newer one of this session was applied")
             }
+            KvError::CrossShard => {
+                f.write_str("a multi-key operation must name keys of one shard, at least one")
+            }
         }
     }
 }
@@ -211,12 +239,13 @@ pub fn apply_op(
     op: &KvOp,
     limits: &KvLimits,
 ) -> Result<KvResult, KvError> {
-    let key = op.key();
-    if key.len() > limits.max_key_bytes as usize {
-        return Err(KvError::KeyTooLarge {
-            size_bytes: u32::try_from(key.len()).unwrap_or(u32::MAX),
-            max_bytes: limits.max_key_bytes,
-        });
+    for key in op.keys() {
+        if key.len() > limits.max_key_bytes as usize {
+            return Err(KvError::KeyTooLarge {
+                size_bytes: u32::try_from(key.len()).unwrap_or(u32::MAX),
+                max_bytes: limits.max_key_bytes,
+            });
+        }
     }
     let check_value = |len: usize| {
         if len > limits.max_value_bytes as usize {
@@ -261,6 +290,27 @@ pub fn apply_op(
             }
             Ok(KvResult::Swapped { swapped, previous })
         }
+        KvOp::MultiSet { pairs } => {
+            if pairs.is_empty() {
+                return Err(KvError::CrossShard);
+            }
+            // All or none: check every value before writing any.
+            for (_, value) in pairs {
+                check_value(value.len())?;
+            }
+            for (key, value) in pairs {
+                store.insert(key.clone(), value.clone());
+            }
+            Ok(KvResult::Done)
+        }
+        KvOp::MultiGet { keys } => {
+            if keys.is_empty() {
+                return Err(KvError::CrossShard);
+            }
+            Ok(KvResult::Values(
+                keys.iter().map(|k| store.get(k).cloned()).collect(),
+            ))
+        }
         KvOp::Set {
             key,
             value,
@@ -303,6 +353,45 @@ mod tests {
 
     fn k(s: &str) -> Bytes {
         s.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn multi_set_is_all_or_none_and_multi_get_answers_in_key_order() {
+        let mut store = BTreeMap::new();
+        let l = KvLimits {
+            max_key_bytes: 8,
+            max_value_bytes: 4,
+        };
+        let set = KvOp::MultiSet {
+            pairs: vec![(k("a"), k("1")), (k("b"), k("2"))],
+        };
+        assert_eq!(apply_op(&mut store, &set, &l), Ok(KvResult::Done));
+        let too_big = KvOp::MultiSet {
+            pairs: vec![(k("a"), k("9")), (k("c"), k("12345"))],
+        };
+        assert!(matches!(
+            apply_op(&mut store, &too_big, &l),
+            Err(KvError::ValueTooLarge { .. })
+        ));
+        let get = KvOp::MultiGet {
+            keys: vec![k("b"), k("c"), k("a")],
+        };
+        assert_eq!(
+            apply_op(&mut store, &get, &l),
+            Ok(KvResult::Values(vec![Some(k("2")), None, Some(k("1"))])),
+            "the failed MultiSet wrote nothing"
+        );
+        let long_key = KvOp::MultiGet {
+            keys: vec![k("a"), k("123456789")],
+        };
+        assert!(matches!(
+            apply_op(&mut store, &long_key, &l),
+            Err(KvError::KeyTooLarge { .. })
+        ));
+        let empty = KvOp::MultiSet { pairs: vec![] };
+        assert_eq!(apply_op(&mut store, &empty, &l), Err(KvError::CrossShard));
+        assert!(get.is_read() && !set.is_read());
+        assert_eq!(get.keys(), vec![&b"b"[..], b"c", b"a"]);
     }
 
     #[test]

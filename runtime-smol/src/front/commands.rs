@@ -6,10 +6,13 @@
 //! otherwise). Every single-key command is linearizable and applied exactly once, even when
 //! the node retries it on another replica or after a configuration change.
 //!
-//! **What is atomic:** each single-key command. `MSET`, `MGET`, `DEL` and `EXISTS` with
-//! several keys run key by key, in order: each key's part is linearizable, but another client
-//! can observe some of an `MSET`'s keys written and others not yet (Redis would make them
-//! atomic). `SET` options `EX`, `PX`, `EXAT` and `PXAT` are refused: keys do not expire.
+//! **What is atomic:** each single-key command, and the part of an `MSET` or `MGET` that falls
+//! in one shard: the front door groups their keys by shard and sends one operation per shard,
+//! applied (or read) all at once. Across shards they run one shard after another, so another
+//! client can observe some shards' keys of an `MSET` written and others not yet (Redis would
+//! make the whole command atomic); `{hash tags}` put keys in one shard when that matters.
+//! `DEL` and `EXISTS` with several keys run key by key. `SET` options `EX`, `PX`, `EXAT` and
+//! `PXAT` are refused: keys do not expire.
 //!
 //! Connection and server: `PING`, `ECHO`, `HELLO [2|3] [AUTH user pass] [SETNAME name]`,
 //! `AUTH [user] pass`, `SELECT 0`, `QUIT`, `CLIENT SETNAME|GETNAME|ID|SETINFO|INFO`,
@@ -17,7 +20,9 @@
 //! groups this node hosts, as applied here, so it may lag), `CONFIG GET` (the few settings
 //! `redis-benchmark` asks for). Anything else gets `-ERR unknown command`.
 
-use shale_core::shard::{KvError, KvOp, KvResult, SetCondition};
+use std::collections::BTreeMap;
+
+use shale_core::shard::{KvError, KvOp, KvResult, SetCondition, key_shard};
 use shale_runtime_std::node::NodeError;
 
 use super::info::{self, Section};
@@ -192,22 +197,27 @@ pub(crate) async fn execute(
             }
         }
         "MGET" if argc >= 2 => {
-            let mut values = Vec::with_capacity(argc - 1);
-            for key in &args[1..] {
-                match run(node, conn, KvOp::Get { key: key.clone() }).await {
-                    Ok(KvResult::Value(v)) => values.push(Reply::Bulk(v)),
+            let mut values = vec![Reply::Bulk(None); argc - 1];
+            for (_, positions) in by_shard(&args[1..], 1, config.shard_count) {
+                let keys = positions.iter().map(|&i| args[1 + i].clone()).collect();
+                match run(node, conn, KvOp::MultiGet { keys }).await {
+                    Ok(KvResult::Values(found)) => {
+                        for (&i, v) in positions.iter().zip(found) {
+                            values[i] = Reply::Bulk(v);
+                        }
+                    }
                     other => return unexpected(other),
                 }
             }
             Reply::Array(Some(values))
         }
         "MSET" if argc >= 3 && argc % 2 == 1 => {
-            for pair in args[1..].chunks(2) {
-                let op = KvOp::Put {
-                    key: pair[0].clone(),
-                    value: pair[1].clone(),
-                };
-                if let Err(reply) = run(node, conn, op).await {
+            for (_, positions) in by_shard(&args[1..], 2, config.shard_count) {
+                let pairs = positions
+                    .iter()
+                    .map(|&i| (args[1 + 2 * i].clone(), args[2 + 2 * i].clone()))
+                    .collect();
+                if let Err(reply) = run(node, conn, KvOp::MultiSet { pairs }).await {
                     return reply;
                 }
             }
@@ -236,6 +246,16 @@ pub(crate) async fn execute(
             ))
         }
     }
+}
+
+/// The positions of the keys in `items` (a key every `stride` items) grouped by shard, in
+/// shard order
+fn by_shard(items: &[Vec<u8>], stride: usize, shards: u32) -> BTreeMap<u32, Vec<usize>> {
+    let mut groups: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (i, key) in items.iter().step_by(stride).enumerate() {
+        groups.entry(key_shard(key, shards)).or_default().push(i);
+    }
+    groups
 }
 
 /// Runs `op` in the connection's session (opening one on first use, and a new one after

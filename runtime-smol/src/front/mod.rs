@@ -34,6 +34,8 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 pub struct FrontConfig {
     /// This node's id (for INFO and HELLO)
     pub node_id: u64,
+    /// The cluster's number of shards (to group multi-key commands by shard)
+    pub shard_count: u32,
     /// The password clients must give with AUTH first, if any
     pub requirepass: Option<String>,
     /// Parser limits
@@ -52,12 +54,14 @@ impl FrontConfig {
     /// A front door for node `node_id` at `addr`
     pub fn new(
         node_id: u64,
+        shard_count: u32,
         addr: SocketAddr,
         requirepass: Option<String>,
         metrics: Arc<Metrics>,
     ) -> Self {
         FrontConfig {
             node_id,
+            shard_count,
             requirepass,
             limits: RespLimits::default(),
             addr,
