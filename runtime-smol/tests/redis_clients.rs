@@ -274,6 +274,11 @@ fn leadership_and_replicas_change_through_admin_commands() {
     );
     assert!(voter.contains("learners []"), "{voter}");
     assert_eq!(q::<String>(&mut con, &["GET", "after"]).unwrap(), "removal");
+    // Any replica snapshots itself on request, then keeps serving.
+    let snap = until_ok(&cluster, third, &["SHALE", "SNAPSHOT", "1"]);
+    assert!(snap.contains("snapshot at index"), "{snap}");
+    let mut con = connect(&cluster, third);
+    assert_eq!(q::<String>(&mut con, &["GET", "after"]).unwrap(), "removal");
 }
 
 /// `GET /metrics` from `addr`, as text

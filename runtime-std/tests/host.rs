@@ -11,7 +11,7 @@ use shale_core::rsm::Replica;
 use shale_core::shard::{KvOp, KvResult, ShardLimits};
 use shale_core::time::{Duration, Instant};
 use shale_runtime_std::node::{
-    CONTROLLER_GROUP, Host, HostConfig, HostOutput, HostedReplica, OpId, WalDone, WalOp,
+    CONTROLLER_GROUP, GroupAdmin, Host, HostConfig, HostOutput, HostedReplica, OpId, WalDone, WalOp,
 };
 
 const SHARDS: u32 = 8;
@@ -152,5 +152,42 @@ fn an_operation_without_a_leader_times_out_at_its_deadline() {
     assert!(
         host.start_op(now, session, KvOp::Get { key: b"k".to_vec() })
             .is_ok()
+    );
+}
+
+#[test]
+fn an_operator_snapshot_is_taken_and_stored_on_request() {
+    let mut host = host(&[1]);
+    let mut now = Instant::ZERO;
+    let session = host.open_session(1 << 20);
+    let put = KvOp::Put {
+        key: b"k".to_vec(),
+        value: b"v".to_vec(),
+    };
+    host.start_op(now, session, put).unwrap();
+    run(&mut host, &mut now, Duration::from_secs(5));
+    let asked = host.group_admin(now, &GroupAdmin::Snapshot { gid: 1 });
+    assert!(asked.is_ok(), "{asked:?}");
+    // The next flush hands the snapshot to storage.
+    host.flush(now);
+    let mut saved = None;
+    while let Some(output) = host.poll_output() {
+        if let HostOutput::Wal {
+            gid: 1,
+            op: WalOp::SaveSnapshot { meta, .. },
+        } = output
+        {
+            saved = Some(meta.last.index);
+        }
+    }
+    let index = saved.expect("a snapshot to store");
+    assert_eq!(
+        host.replicas()[&1].raft().snapshot().map(|m| m.last.index),
+        Some(index)
+    );
+    // Nothing new was applied: a second request is refused.
+    assert!(
+        host.group_admin(now, &GroupAdmin::Snapshot { gid: 1 })
+            .is_err()
     );
 }

@@ -392,6 +392,22 @@ impl Raft {
         );
     }
 
+    /// Asks the application for a snapshot now, whatever the log's size (an operator's
+    /// request); `false` when one is already asked for or nothing was applied since the last
+    /// snapshot. The snapshot then comes as a [`SnapshotTask::Take`] like any other.
+    pub fn request_snapshot(&mut self) -> bool {
+        let last = self.snapshots.current.as_ref().map_or(0, |m| m.last.index);
+        if self.snapshots.take_asked || self.applied <= last {
+            return false;
+        }
+        self.snapshots.take_asked = true;
+        let applied = self.applied;
+        self.snapshots
+            .tasks
+            .push_back(SnapshotTask::Take { applied });
+        true
+    }
+
     /// Asks the application for a snapshot once enough log was applied since the last one
     pub(super) fn maybe_ask_snapshot(&mut self) {
         if !self.snapshots.take_asked

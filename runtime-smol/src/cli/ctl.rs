@@ -70,6 +70,11 @@ pub enum CtlCommand {
         /// The node
         node: u64,
     },
+    /// Have every node given with --addr snapshot its replica of group GID now
+    Snapshot {
+        /// The group
+        gid: u64,
+    },
 }
 
 fn encode(args: &[&str]) -> Vec<u8> {
@@ -163,6 +168,7 @@ pub fn run(args: &CtlArgs) -> Result<(), String> {
         CtlCommand::RemoveReplica { gid, node } => {
             return on_leader("REMOVE-REPLICA", *gid, *node, args);
         }
+        CtlCommand::Snapshot { gid } => return snapshot(*gid, args),
     };
     let refs: Vec<&str> = command.iter().map(String::as_str).collect();
     let mut last_error = String::from("no address given");
@@ -195,4 +201,25 @@ fn on_leader(sub: &str, gid: u64, node: u64, args: &CtlArgs) -> Result<(), Strin
         }
     }
     Err(refusals.join("; "))
+}
+
+/// Asks every node for a snapshot of its replica of `gid`
+fn snapshot(gid: u64, args: &CtlArgs) -> Result<(), String> {
+    let gid = gid.to_string();
+    let mut any = false;
+    for &addr in &args.addrs {
+        match call(addr, args.password.as_deref(), &["SHALE", "SNAPSHOT", &gid]) {
+            Ok(Reply::Simple(done)) => {
+                any = true;
+                say!("ok: {}", String::from_utf8_lossy(&done));
+            }
+            Ok(other) => say!("{addr}: {}", other.describe()),
+            Err(e) => say!("{e}"),
+        }
+    }
+    if any {
+        Ok(())
+    } else {
+        Err("no node took a snapshot".into())
+    }
 }

@@ -7,7 +7,9 @@
 //!   configuration's number;
 //! - `SHALE TRANSFER <gid> <node>`, `SHALE ADD-REPLICA <gid> <node>`,
 //!   `SHALE REMOVE-REPLICA <gid> <node>`: changes to one group's Raft leader or members, run
-//!   on the node that leads the group (any other answers an error naming the leader).
+//!   on the node that leads the group (any other answers an error naming the leader);
+//! - `SHALE SNAPSHOT <gid>`: this node's replica of the group snapshots its state now and
+//!   compacts its log.
 
 use std::fmt::Write as _;
 
@@ -60,6 +62,16 @@ pub(crate) async fn execute(node: &NodeClient, args: &[Vec<u8>]) -> Reply {
                 Err(e) => Reply::error(format!("TRYAGAIN {e}")),
             };
         }
+        (b"SNAPSHOT", 3) => {
+            let Some(gid) = number(&args[2]) else {
+                return Reply::error("ERR usage: SHALE SNAPSHOT <gid>");
+            };
+            return match node.group_admin(GroupAdmin::Snapshot { gid }).await {
+                Ok(Ok(done)) => Reply::Simple(done),
+                Ok(Err(why)) => Reply::error(format!("ERR {why}")),
+                Err(e) => Reply::error(format!("TRYAGAIN {e}")),
+            };
+        }
         (b"LEAVE", 3) => match number(&args[2]) {
             Some(gid) => ControllerCommand::Leave(vec![gid]),
             None => return Reply::error("ERR usage: SHALE LEAVE <gid>"),
@@ -73,7 +85,7 @@ pub(crate) async fn execute(node: &NodeClient, args: &[Vec<u8>]) -> Reply {
         },
         _ => {
             return Reply::error(
-                "ERR unknown SHALE subcommand or wrong arguments (STATUS, JOIN, LEAVE, MOVE, TRANSFER, ADD-REPLICA, REMOVE-REPLICA)",
+                "ERR unknown SHALE subcommand or wrong arguments (STATUS, JOIN, LEAVE, MOVE, TRANSFER, ADD-REPLICA, REMOVE-REPLICA, SNAPSHOT)",
             );
         }
     };

@@ -524,44 +524,60 @@ pub enum GroupAdmin {
         /// The node
         node: NodeId,
     },
+    /// Snapshot this node's replica of the group now (and compact its log), leader or not
+    Snapshot {
+        /// The group
+        gid: GroupId,
+    },
 }
 
 impl Host {
-    /// Runs an operator's change on this node's replica of the group, which must lead it;
-    /// answers what happened, or why not (naming the leader to ask instead)
+    /// Runs an operator's change on this node's replica of the group, which must lead it
+    /// (except for a snapshot, which any replica takes of itself); answers what happened, or
+    /// why not (naming the leader to ask instead)
     pub fn group_admin(&mut self, now: Instant, admin: &GroupAdmin) -> Result<String, String> {
         self.observe(now);
+        let id = self.id();
         let gid = match admin {
             GroupAdmin::TransferLeader { gid, .. }
             | GroupAdmin::AddReplica { gid, .. }
-            | GroupAdmin::RemoveReplica { gid, .. } => *gid,
+            | GroupAdmin::RemoveReplica { gid, .. }
+            | GroupAdmin::Snapshot { gid } => *gid,
         };
         let Some(r) = self.replicas.get_mut(&gid) else {
-            return Err(format!(
-                "node {} hosts no replica of group {gid}",
-                self.id()
-            ));
+            return Err(format!("node {id} hosts no replica of group {gid}"));
         };
         let raft = r.raft_mut();
-        if raft.role() != Role::Leader {
-            return Err(match raft.leader_hint() {
-                Some(l) => format!(
-                    "node {} does not lead group {gid}; node {l} does",
-                    self.id()
-                ),
-                None => format!("group {gid} has no leader right now"),
-            });
-        }
-        let membership = raft.membership().clone();
-        let mut voters: Vec<NodeId> = membership.voters().to_vec();
-        let mut learners: Vec<NodeId> = membership.learners().to_vec();
-        match *admin {
+        // A snapshot is this replica's own business; everything else is the leader's.
+        let (voters, learners) = match *admin {
+            GroupAdmin::Snapshot { .. } => {
+                let applied = raft.applied_index();
+                return if raft.request_snapshot() {
+                    Ok(format!(
+                        "node {id} group {gid}: snapshot at index {applied} asked for"
+                    ))
+                } else {
+                    Err(format!(
+                        "node {id} group {gid}: nothing applied since the last snapshot, or one \
+                         is being taken"
+                    ))
+                };
+            }
+            _ if raft.role() != Role::Leader => {
+                return Err(match raft.leader_hint() {
+                    Some(l) => format!("node {id} does not lead group {gid}; node {l} does"),
+                    None => format!("group {gid} has no leader right now"),
+                });
+            }
             GroupAdmin::TransferLeader { to, .. } => {
                 raft.transfer_leader(now, to)
                     .map_err(|e| format!("{e:?}"))?;
                 return Ok(format!("group {gid}: transferring leadership to node {to}"));
             }
             GroupAdmin::AddReplica { node, .. } => {
+                let membership = raft.membership();
+                let (mut voters, mut learners) =
+                    (membership.voters().to_vec(), membership.learners().to_vec());
                 if voters.contains(&node) {
                     return Ok(format!("group {gid}: node {node} is already a voter"));
                 }
@@ -571,12 +587,18 @@ impl Host {
                 } else {
                     learners.push(node);
                 }
+                (voters, learners)
             }
             GroupAdmin::RemoveReplica { node, .. } => {
+                let membership = raft.membership();
+                let mut voters = membership.voters().to_vec();
+                let mut learners = membership.learners().to_vec();
                 voters.retain(|&n| n != node);
                 learners.retain(|&n| n != node);
+                (voters, learners)
             }
-        }
+        };
+        let (mut voters, mut learners) = (voters, learners);
         voters.sort_unstable();
         learners.sort_unstable();
         raft.change_membership(now, &voters, &learners)
