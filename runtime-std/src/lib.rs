@@ -101,6 +101,6 @@ pub mod storage;
 pub mod transport;
 
 pub use storage::{
-    DEFAULT_MAX_SEGMENT_BYTES, GroupCommit, GroupCommitConfig, GroupCommitError, GroupCommitStats,
-    Storage, StorageConfig, StorageError,
+    DEFAULT_MAX_SEGMENT_BYTES, DEFAULT_PREALLOCATE_BYTES, GroupCommit, GroupCommitConfig,
+    GroupCommitError, GroupCommitStats, Storage, StorageConfig, StorageError,
 };

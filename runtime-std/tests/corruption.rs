@@ -12,13 +12,19 @@ const ENTRIES: u64 = 30;
 fn config() -> StorageConfig {
     StorageConfig {
         max_segment_bytes: 64,
+        ..StorageConfig::default()
     }
 }
 
 /// A directory holding `ENTRIES` entries over several segments
 fn populated() -> tempfile::TempDir {
+    populated_with(config())
+}
+
+/// A directory holding `ENTRIES` entries, written with `config`
+fn populated_with(config: StorageConfig) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut storage, _) = Storage::open_with(dir.path(), config()).expect("open");
+    let (mut storage, _) = Storage::open_with(dir.path(), config).expect("open");
     let entries = (1..=ENTRIES)
         .map(|index| Entry {
             term: 1,
@@ -93,9 +99,44 @@ fn flipped_byte_in_non_last_segment_is_an_error_and_changes_nothing() {
     assert_eq!(contents(dir.path()), before);
 }
 
+/// The same, without zeros written ahead: the last segment ends with its last record
+fn config_without_preallocation() -> StorageConfig {
+    StorageConfig {
+        preallocate_bytes: 0,
+        ..config()
+    }
+}
+
+#[test]
+fn a_torn_record_among_the_zeros_written_ahead_is_cut() {
+    let dir = populated();
+    let last = segments(dir.path()).last().cloned().expect("segments");
+    let mut bytes = fs::read(&last).expect("read");
+    let end = bytes.iter().rposition(|&b| b != 0).expect("records") + 1;
+    assert!(end < bytes.len(), "zeros were written ahead of the records");
+    // Only the last segment has zeros ahead: the others were sealed at their last record.
+    let all = segments(dir.path());
+    for sealed in &all[..all.len() - 1] {
+        let b = fs::read(sealed).expect("read");
+        assert_ne!(b.last(), Some(&0), "{} ends in zeros", sealed.display());
+    }
+    // The last record's final bytes never reached the disk.
+    for b in &mut bytes[end - 3..end] {
+        *b = 0;
+    }
+    fs::write(&last, &bytes).expect("write");
+    let (_storage, recovered) = Storage::open_with(dir.path(), config()).expect("open");
+    assert_eq!(recovered.entries.len() as u64, ENTRIES - 1);
+    let cut = fs::metadata(&last).expect("stat").len();
+    assert!(
+        cut < (end - 3) as u64,
+        "the torn record and the zeros were cut off"
+    );
+}
+
 #[test]
 fn torn_tail_of_last_segment_is_cut() {
-    let dir = populated();
+    let dir = populated_with(config_without_preallocation());
     let last = segments(dir.path()).last().cloned().expect("segments");
     let len = fs::metadata(&last).expect("stat").len();
     fs::OpenOptions::new()
@@ -103,7 +144,8 @@ fn torn_tail_of_last_segment_is_cut() {
         .open(&last)
         .and_then(|f| f.set_len(len - 3))
         .expect("truncate");
-    let (storage, recovered) = Storage::open_with(dir.path(), config()).expect("open");
+    let (storage, recovered) =
+        Storage::open_with(dir.path(), config_without_preallocation()).expect("open");
     assert_eq!(recovered.entries.len() as u64, ENTRIES - 1);
     assert_eq!(recovered.entries.last().map(|e| e.index), Some(ENTRIES - 1));
     let cut = fs::metadata(&last).expect("stat").len();

@@ -50,6 +50,8 @@ fn config(mode: Mode) -> StorageConfig {
             Mode::Append => 16 << 10,
             Mode::Truncate => 512,
         },
+        // Zeros are written ahead of every append, so kills land in them too.
+        ..StorageConfig::default()
     }
 }
 

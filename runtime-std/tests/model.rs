@@ -114,8 +114,10 @@ fn check(storage: &Storage, recovered: &Recovered, model: &Model) {
 
 fn run(ops: Vec<Op>) {
     let dir = tempfile::tempdir().expect("tempdir");
+    // Zeros written ahead (40 bytes) are cut on every reopen and at every segment seal.
     let config = StorageConfig {
         max_segment_bytes: 96,
+        preallocate_bytes: 40,
     };
     let open = || Storage::open_with(dir.path(), config.clone()).expect("open");
     let (mut storage, recovered) = open();

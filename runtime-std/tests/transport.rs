@@ -157,9 +157,12 @@ fn wrong_cluster_or_node_is_refused_and_the_right_peer_works() {
     wrong_node.add_peer(9, a.local_addr()).unwrap();
     wrong_node.send(9, 0, msg(3, 9, 1));
 
+    // The refusal is counted before its reason is logged: wait for both.
     assert!(wait_until(|| a.stats().refused_handshakes >= 2
         && other_cluster.stats().refused_by_peer >= 1
-        && wrong_node.stats().refused_by_peer >= 1));
+        && wrong_node.stats().refused_by_peer >= 1
+        && other_cluster.last_close_reason().is_some()
+        && wrong_node.last_close_reason().is_some()));
     let reason = other_cluster.last_close_reason().unwrap();
     assert!(reason.contains("wrong cluster id"), "{reason}");
     let reason = wrong_node.last_close_reason().unwrap();

@@ -165,6 +165,7 @@ pub fn boot(config: &NodeConfig, now: Instant) -> Result<Booted, BootError> {
         std::fs::create_dir_all(&dir).map_err(|e| BootError::Io(dir.clone(), e))?;
         let storage_config = StorageConfig {
             max_segment_bytes: config.max_segment_bytes,
+            ..StorageConfig::default()
         };
         let (storage, recovered) =
             Storage::open_with(&dir, storage_config).map_err(BootError::Storage)?;

@@ -40,12 +40,20 @@ pub struct StorageConfig {
     /// A segment that reached this size gets no more records: the next one starts a new
     /// segment file (a segment may exceed it by one record)
     pub max_segment_bytes: u64,
+    /// Zeros written ahead of the last segment's end, in bytes (0: none). Appends then land in
+    /// blocks the file already has, so their sync has no file size to commit (on ext4, no
+    /// journal commit); the zeros are cut when the segment is sealed or the storage opened.
+    pub preallocate_bytes: u64,
 }
+
+/// Default [`StorageConfig::preallocate_bytes`]: 1 MiB
+pub const DEFAULT_PREALLOCATE_BYTES: u64 = 1 << 20;
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
+            preallocate_bytes: DEFAULT_PREALLOCATE_BYTES,
         }
     }
 }
@@ -96,6 +104,8 @@ pub struct Storage {
     segments: Vec<Segment>,
     /// Open handle on the last segment
     current: Option<File>,
+    /// Length of the last segment's file: its records, then zeros written ahead
+    current_file_len: u64,
     /// The last segment has writes not yet synced
     log_dirty: bool,
     /// Segments were created or deleted since the directory was last synced
@@ -233,6 +243,7 @@ impl Storage {
             partial: None,
             segments,
             current: None,
+            current_file_len: 0,
             log_dirty: false,
             dir_dirty: false,
         };
@@ -366,6 +377,10 @@ impl Storage {
                 .write(true)
                 .open(&seg.path)
                 .map_err(StorageError::io(&seg.path, "open"))?;
+            self.current_file_len = file
+                .metadata()
+                .map_err(StorageError::io(&seg.path, "open"))?
+                .len();
             self.current = Some(file);
         }
         Ok(())
@@ -411,6 +426,7 @@ impl Storage {
                 .map_err(StorageError::io(&seg.path, "truncate"))?;
             seg.offsets.truncate((index - seg.first) as usize);
             seg.len = len;
+            self.current_file_len = len;
             self.log_dirty = true;
         }
         Ok(())
@@ -425,8 +441,9 @@ impl Storage {
             });
             if full {
                 self.flush(&mut buf)?;
-                // The full segment is synced before the next exists, so only the last
-                // segment can ever end in a torn record.
+                // The full segment loses its zeros and is synced before the next exists, so
+                // only the last segment can ever end in a torn record or zeros.
+                self.seal()?;
                 self.sync()?;
                 self.roll(entry.index)?;
             }
@@ -449,7 +466,22 @@ impl Storage {
             .map_err(StorageError::io(&seg.path, "create"))?;
         self.segments.push(seg);
         self.current = Some(file);
+        self.current_file_len = 0;
         self.dir_dirty = true;
+        Ok(())
+    }
+
+    /// Cuts the zeros written ahead of the last segment's records
+    fn seal(&mut self) -> Result<(), StorageError> {
+        let (Some(seg), Some(file)) = (self.segments.last(), &self.current) else {
+            return Ok(());
+        };
+        if self.current_file_len > seg.len {
+            file.set_len(seg.len)
+                .map_err(StorageError::io(&seg.path, "seal"))?;
+            self.current_file_len = seg.len;
+            self.log_dirty = true;
+        }
         Ok(())
     }
 
@@ -467,6 +499,19 @@ impl Storage {
         seg.len += buf.len() as u64;
         buf.clear();
         self.log_dirty = true;
+        // Past the zeros written ahead: write more, synced with these records.
+        let ahead = self
+            .config
+            .preallocate_bytes
+            .min(self.config.max_segment_bytes);
+        if ahead > 0 && seg.len >= self.current_file_len {
+            let zeros = vec![0u8; ahead as usize];
+            file.write_all(&zeros)
+                .map_err(StorageError::io(&seg.path, "preallocate"))?;
+            self.current_file_len = seg.len + ahead;
+        } else {
+            self.current_file_len = self.current_file_len.max(seg.len);
+        }
         Ok(())
     }
 

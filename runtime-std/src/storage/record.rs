@@ -93,7 +93,8 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
             break;
         }
         let payload = &rest[HEADER_BYTES..HEADER_BYTES + len];
-        let is_last = rest.len() == HEADER_BYTES + len;
+        // The last record, or one followed only by zeros written ahead: an interrupted append.
+        let is_last = rest[HEADER_BYTES + len..].iter().all(|&b| b == 0);
         if checksum(len_bytes, payload) != crc {
             scan.stop = Some(stop("record checksum mismatch".into(), is_last));
             break;
