@@ -29,7 +29,9 @@
 //!
 //! A crash can lose only writes not yet acknowledged, and of the write in progress it keeps
 //! a prefix in the contract's order. On [`Storage::open`] a torn record at the end of the
-//! last segment is cut off. A snapshot being received in chunks is not kept across a
+//! last segment is cut off, with the zeros the log writes ahead of its end
+//! ([`StorageConfig::preallocate_bytes`], so that an append's sync has no file size to
+//! commit); a full segment loses its zeros before the next one is created. A snapshot being received in chunks is not kept across a
 //! restart (`snapshot.partial` is deleted on open; the leader sends it again).
 //!
 //! Damage is reported, never repaired by guessing: a bad record anywhere but at the very end
