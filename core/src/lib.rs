@@ -96,6 +96,8 @@
 //! - [`controller`]: the shard controller's state machine (numbered configurations,
 //!   deterministic minimal-move balancing)
 //! - [`group`]: a replica group's replicated state and the shard hand-over protocol
+//! - [`node`]: one node hosting replicas of several groups: the application protocol between
+//!   them and a clerk per client session, for any runtime to drive
 //! - [`rsm`]: a replicated state machine over one Raft node (typed commands, results,
 //!   snapshots of the machine's bytes)
 //! - [`shard`]: the sharded KV state machine (key hashing, operations, exactly-once sessions)
@@ -109,6 +111,7 @@ extern crate alloc;
 pub mod clerk;
 pub mod controller;
 pub mod group;
+pub mod node;
 pub mod raft;
 pub mod rng;
 pub mod rsm;

@@ -12,8 +12,8 @@ use shale_core::rsm::Replica;
 use shale_core::shard::ShardLimits;
 use shale_core::time::{Duration, Instant};
 
-use super::host::{CONTROLLER_GROUP, HostedReplica};
 use crate::{Storage, StorageConfig, StorageError};
+use shale_core::node::{CONTROLLER_GROUP, HostedReplica};
 
 /// One group this node hosts a replica of
 #[derive(Clone, Debug, PartialEq, Eq)]

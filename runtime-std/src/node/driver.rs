@@ -14,7 +14,7 @@ use shale_core::shard::{KvError, KvOp, KvResult};
 
 use super::boot::{BootError, NodeConfig};
 use super::engine::{Call, Deliver, Input, NodeEngine, Reply};
-use super::sessions::{AdminError, SessionId};
+use shale_core::node::{AdminError, SessionId};
 
 /// Inputs queued for the driver thread
 const INBOX_CAPACITY: usize = 8192;
@@ -75,7 +75,7 @@ pub enum NodeError {
     /// The node is not running
     Stopped,
     /// A session call was refused
-    Session(super::sessions::SessionError),
+    Session(shale_core::node::SessionError),
     /// The driver did not answer in time
     Timeout,
 }

@@ -12,10 +12,11 @@ use shale_core::time::Instant;
 
 use super::boot::{NodeConfig, boot};
 use super::driver::{GroupStatus, NodeError, NodeStatus};
-use super::host::{GroupAdmin, Host, HostConfig, HostOutput, OpId};
-use super::sessions::{AdminError, SessionError, SessionId};
 use super::wal::{Wal, WalEvent};
 use crate::transport::{Delivery, Sink, Transport, TransportConfig};
+use shale_core::node::{
+    AdminError, GroupAdmin, Host, HostConfig, HostOutput, OpId, SessionError, SessionId,
+};
 
 /// Where a call's answer goes (called exactly once, from the engine's thread)
 pub type Reply<T> = Box<dyn FnOnce(T) + Send>;

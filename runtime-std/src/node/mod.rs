@@ -3,10 +3,10 @@
 //! A node hosts replicas of several Raft groups: the shard controller (group
 //! [`CONTROLLER_GROUP`]) and/or replica groups. Three layers, from the inside out:
 //!
-//! - [`Host`] (sans-IO, no threads): every replica of the node, the application protocol
-//!   between groups ([`shale_core::group::AppMessage`]), and the front door's client sessions,
-//!   each a [`shale_core::clerk::Clerk`] that routes an operation to the group owning its key
-//!   and keeps it exactly-once. Other runtimes (the smol one) drive it too.
+//! - [`Host`] (from the core, sans-IO, re-exported here): every replica of the node, the
+//!   application protocol between groups ([`shale_core::group::AppMessage`]), and the front
+//!   door's client sessions, each a [`shale_core::clerk::Clerk`] that routes an operation to
+//!   the group owning its key and keeps it exactly-once.
 //! - [`Wal`]: the WAL thread, owning every group's [`Storage`](crate::Storage).
 //! - [`Node`]: the blocking runtime. A driver thread owns the [`Host`], feeds it ticks from
 //!   `std::time::Instant`, peer messages from the [`Transport`](crate::transport::Transport)'s
@@ -42,18 +42,14 @@ mod boot;
 mod client;
 mod driver;
 mod engine;
-mod host;
-mod replica;
-mod route;
-mod sessions;
 mod wal;
 
 pub use boot::{BootError, Booted, GroupSpec, NodeConfig, RaftTuning, boot};
 pub use client::{FrontClient, FrontRequest, FrontResponse, serve_clients};
 pub use driver::{GroupStatus, Node, NodeError, NodeHandle, NodeStatus};
 pub use engine::{Call, Deliver, Input, NodeEngine, OpResult, Reply};
-pub use host::{
-    CONTROLLER_GROUP, GroupAdmin, Host, HostConfig, HostOutput, HostedReplica, OpId, WalDone, WalOp,
+pub use shale_core::node::{
+    AdminError, CONTROLLER_GROUP, GroupAdmin, Host, HostConfig, HostOutput, HostedReplica, OpId,
+    SessionError, SessionId, WalDone, WalOp,
 };
-pub use sessions::{AdminError, SessionError, SessionId};
 pub use wal::{WAL_MAX_BATCH, Wal, WalEvent};

@@ -16,8 +16,8 @@ use std::thread::JoinHandle;
 use shale_core::controller::GroupId;
 use shale_core::raft::Write;
 
-use super::host::{WalDone, WalOp};
 use crate::Storage;
+use shale_core::node::{WalDone, WalOp};
 
 /// Most operations taken into one batch
 pub const WAL_MAX_BATCH: usize = 4096;

@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 
 use shale_core::controller::ShardController;
 use shale_core::group::{DriverConfig, GroupDriver, GroupState};
+use shale_core::node::{
+    CONTROLLER_GROUP, GroupAdmin, Host, HostConfig, HostOutput, HostedReplica, OpId, WalDone, WalOp,
+};
 use shale_core::raft::{Config, Raft, Recovered};
 use shale_core::rsm::Replica;
 use shale_core::shard::{KvOp, KvResult, ShardLimits};
 use shale_core::time::{Duration, Instant};
-use shale_runtime_std::node::{
-    CONTROLLER_GROUP, GroupAdmin, Host, HostConfig, HostOutput, HostedReplica, OpId, WalDone, WalOp,
-};
 
 const SHARDS: u32 = 8;
 

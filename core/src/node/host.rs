@@ -1,14 +1,17 @@
 //! [`Host`]: every replica of one node, its application messages and its clients, without
 //! threads or sockets
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 
-use shale_core::controller::{Configuration, ControllerCommand, GroupId};
-use shale_core::group::AppMessage;
-use shale_core::raft::{NodeId, Outgoing, Role, SnapshotMeta, SnapshotTask, Write};
+use crate::controller::{Configuration, ControllerCommand, GroupId};
+use crate::group::AppMessage;
+use crate::raft::{NodeId, Outgoing, Role, SnapshotMeta, SnapshotTask, Write};
 
-use shale_core::shard::{KvError, KvResult};
-use shale_core::time::{Duration, Instant};
+use crate::shard::{KvError, KvResult};
+use crate::time::{Duration, Instant};
 
 pub use super::replica::HostedReplica;
 use super::sessions::{AdminError, Sessions};
@@ -211,12 +214,12 @@ pub struct Host {
     /// Application messages this node sent itself, handled in [`Host::flush`]
     pub(super) loopback: VecDeque<AppMessage>,
     /// Requests handed to local replicas, by the token they were given
-    pub(super) routes: HashMap<u64, (ReplyTo, Instant)>,
+    pub(super) routes: BTreeMap<u64, (ReplyTo, Instant)>,
     pub(super) next_token: u64,
     /// Per (target group, lane), how many requests were sent, to take turns among replicas
-    pub(super) turns: HashMap<(GroupId, u64), usize>,
+    pub(super) turns: BTreeMap<(GroupId, u64), usize>,
     /// Per group, the node whose replica answered last
-    pub(super) answered_last: HashMap<GroupId, NodeId>,
+    pub(super) answered_last: BTreeMap<GroupId, NodeId>,
     pub(super) sessions: Sessions,
     next_bootstrap: Instant,
     next_sweep: Instant,
@@ -236,10 +239,10 @@ impl Host {
             restoring: BTreeMap::new(),
             outputs: VecDeque::new(),
             loopback: VecDeque::new(),
-            routes: HashMap::new(),
+            routes: BTreeMap::new(),
             next_token: 1,
-            turns: HashMap::new(),
-            answered_last: HashMap::new(),
+            turns: BTreeMap::new(),
+            answered_last: BTreeMap::new(),
             sessions: Sessions::default(),
             next_bootstrap: now,
             next_sweep: now,

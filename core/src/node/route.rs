@@ -7,10 +7,12 @@
 //! travels back to the node that forwarded it; `Admin` is proposed if this node leads the
 //! controller, and answered `None` otherwise.
 
-use shale_core::controller::GroupId;
-use shale_core::group::{AppMessage, GroupError, GroupRequest};
-use shale_core::raft::{NodeId, Role};
-use shale_core::time::Instant;
+use alloc::vec::Vec;
+
+use crate::controller::GroupId;
+use crate::group::{AppMessage, GroupError, GroupRequest};
+use crate::raft::{NodeId, Role};
+use crate::time::Instant;
 
 use super::host::{CONTROLLER_GROUP, Host, HostedReplica, ReplyTo};
 

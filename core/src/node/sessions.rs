@@ -2,17 +2,18 @@
 //! group that owns its key, retries, and keeps it exactly-once; and administrative commands
 //! for the controller's leader
 
-use std::collections::HashMap;
-use std::fmt;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::fmt;
 
-use shale_core::clerk::{Clerk, ClerkAction, ClerkStep};
-use shale_core::controller::{Configuration, ControllerCommand, ControllerError};
-use shale_core::group::{AppMessage, ClientOutcome, GroupError};
-use shale_core::shard::{ClientId, KvOp};
-use shale_core::time::Instant;
+use crate::clerk::{Clerk, ClerkAction, ClerkStep};
+use crate::controller::{Configuration, ControllerCommand, ControllerError};
+use crate::group::{AppMessage, ClientOutcome, GroupError};
+use crate::shard::{ClientId, KvOp};
+use crate::time::Instant;
 
 use super::host::{CONTROLLER_GROUP, Host, HostOutput, HostedReplica, OpId, ReplyTo};
-use shale_core::raft::Role;
+use crate::raft::Role;
 
 /// A front-door session's handle, from [`Host::open_session`]
 pub type SessionId = u64;
@@ -41,7 +42,7 @@ impl fmt::Display for SessionError {
     }
 }
 
-impl std::error::Error for SessionError {}
+impl core::error::Error for SessionError {}
 
 /// Why an administrative command did not take effect
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +62,7 @@ impl fmt::Display for AdminError {
     }
 }
 
-impl std::error::Error for AdminError {}
+impl core::error::Error for AdminError {}
 
 #[derive(Debug)]
 enum Waiting {
@@ -100,9 +101,9 @@ struct AdminOp {
 /// Every session and admin command of a node
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
-    sessions: HashMap<SessionId, Session>,
+    sessions: BTreeMap<SessionId, Session>,
     /// Attempt token → session
-    by_token: HashMap<u64, SessionId>,
+    by_token: BTreeMap<u64, SessionId>,
     admin: Vec<AdminOp>,
     next_session: SessionId,
     next_op: OpId,
@@ -361,7 +362,7 @@ impl Host {
             let Some(s) = self.sessions.sessions.get_mut(&session) else {
                 continue;
             };
-            if let Waiting::Reply(token) = std::mem::replace(&mut s.waiting, Waiting::Idle) {
+            if let Waiting::Reply(token) = core::mem::replace(&mut s.waiting, Waiting::Idle) {
                 self.sessions.by_token.remove(&token);
             }
             if let Some(op) = s.op.take() {
@@ -379,7 +380,7 @@ impl Host {
             let Some(s) = self.sessions.sessions.get_mut(&session) else {
                 continue;
             };
-            match std::mem::replace(&mut s.waiting, Waiting::Idle) {
+            match core::mem::replace(&mut s.waiting, Waiting::Idle) {
                 Waiting::Delayed(action) => self.act(now, session, action),
                 Waiting::Reply(token) => {
                     self.sessions.by_token.remove(&token);

@@ -1,10 +1,12 @@
 //! The replicas a node hosts: the shard controller's or a replica group's, behind one enum
 
-use shale_core::controller::ShardController;
-use shale_core::group::{GroupDriver, GroupState};
-use shale_core::raft::{Raft, SnapshotMeta, SnapshotTask};
-use shale_core::rsm::{Replica, SnapshotToStore};
-use shale_core::time::Instant;
+use alloc::boxed::Box;
+
+use crate::controller::ShardController;
+use crate::group::{GroupDriver, GroupState};
+use crate::raft::{Raft, SnapshotMeta, SnapshotTask};
+use crate::rsm::{Replica, SnapshotToStore};
+use crate::time::Instant;
 
 /// One hosted replica
 #[derive(Debug)]
