@@ -74,10 +74,9 @@ pub(crate) fn metric_name(args: &[Vec<u8>]) -> &'static str {
     let Some(first) = args.first() else {
         return "unknown";
     };
-    let lower = first.to_ascii_lowercase();
     KNOWN
         .iter()
-        .find(|k| k.as_bytes() == lower.as_slice())
+        .find(|k| k.as_bytes().eq_ignore_ascii_case(first))
         .copied()
         .unwrap_or("unknown")
 }

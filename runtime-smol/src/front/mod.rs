@@ -20,7 +20,7 @@ use async_executor::Executor;
 use async_io::Async;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RequestMetrics};
 use crate::node::NodeClient;
 use crate::resp::{Protocol, RespLimits, RespParser, encode};
 
@@ -134,6 +134,8 @@ async fn connection(
         quit: false,
     };
     let mut parser = RespParser::new(config.limits);
+    // Each command's metrics, looked up once per connection (the registry takes a lock).
+    let mut metrics: Vec<(&'static str, Arc<RequestMetrics>)> = Vec::new();
     let mut buf = vec![0u8; READ_CHUNK_BYTES];
     let mut out = Vec::new();
     let result = loop {
@@ -151,10 +153,15 @@ async fn connection(
                     let command = commands::metric_name(&args);
                     let reply = commands::execute(&node, config, &mut conn, args).await;
                     let ok = !matches!(reply, crate::resp::Reply::Error(_));
-                    config
-                        .metrics
-                        .request(command)
-                        .record(started.elapsed(), ok);
+                    let recorder = match metrics.iter().find(|(name, _)| *name == command) {
+                        Some((_, m)) => m.clone(),
+                        None => {
+                            let m = config.metrics.request(command);
+                            metrics.push((command, m.clone()));
+                            m
+                        }
+                    };
+                    recorder.record(started.elapsed(), ok);
                     encode(&reply, conn.protocol, &mut out);
                     if conn.quit {
                         close = true;
