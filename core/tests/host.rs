@@ -191,3 +191,39 @@ fn an_operator_snapshot_is_taken_and_stored_on_request() {
             .is_err()
     );
 }
+
+#[test]
+fn a_host_without_controller_voters_keeps_running() {
+    // A replica group alone on its node, told of no controller: its leader's queries for a
+    // configuration have nowhere to go, and nothing panics.
+    let raft = Raft::new(Config::new(1, 3), &[1], Recovered::default(), Instant::ZERO).unwrap();
+    let state = GroupState::new(1, SHARDS, ShardLimits::default());
+    let mut replicas = BTreeMap::new();
+    replicas.insert(
+        1,
+        HostedReplica::Group(Box::new(GroupDriver::new(
+            Replica::new(raft, state),
+            DriverConfig::default(),
+            Instant::ZERO,
+        ))),
+    );
+    let mut host = Host::new(
+        HostConfig::new(1, Vec::new(), SHARDS),
+        replicas,
+        Instant::ZERO,
+    );
+    let mut now = Instant::ZERO;
+    let session = host.open_session(1 << 20);
+    let op = host
+        .start_op(now, session, KvOp::Get { key: b"k".to_vec() })
+        .unwrap();
+    let finished = run(&mut host, &mut now, Duration::from_secs(12));
+    assert!(matches!(
+        result_of(&finished, op),
+        Some(HostOutput::TimedOut { .. })
+    ));
+    assert_eq!(
+        host.replicas()[&1].raft().role(),
+        shale_core::raft::Role::Leader
+    );
+}

@@ -208,6 +208,9 @@ impl Host {
         match request {
             GroupRequest::QueryConfig { num } => {
                 let voters = self.config.controller_voters.clone();
+                if voters.is_empty() {
+                    return; // no controller to ask: the driver asks again next poll
+                }
                 let message = AppMessage::Query {
                     num: Some(num),
                     for_gid: Some(gid),
@@ -251,11 +254,14 @@ impl Host {
         }
     }
 
-    /// The replica whose turn it is in `lane`
+    /// The replica whose turn it is in `lane` (`replicas` must not be empty; 0 if it is)
     pub(super) fn take_turn(&mut self, replicas: &[NodeId], lane: (GroupId, u64)) -> NodeId {
         let turn = self.turns.entry(lane).or_insert(0);
         *turn += 1;
-        replicas[*turn % replicas.len()]
+        replicas
+            .get(*turn % replicas.len().max(1))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Sends `message` to the replica of `target` that answered last, if any, and to the one
