@@ -227,3 +227,105 @@ fn a_host_without_controller_voters_keeps_running() {
         shale_core::raft::Role::Leader
     );
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use shale_core::controller::Configuration;
+    use shale_core::group::AppMessage;
+    use shale_core::shard::{ClientRequest, ShardState};
+
+    /// Application messages a confused or hostile peer could send: wrong groups, shards far
+    /// out of range, configurations of the wrong shape, stale or future numbers
+    fn message() -> impl Strategy<Value = AppMessage> {
+        let gid = prop_oneof![Just(0u64), Just(1), Just(2), any::<u64>()];
+        let shard = prop_oneof![0u32..16, any::<u32>()];
+        let num = prop_oneof![0u64..4, any::<u64>()];
+        let config = (
+            num.clone(),
+            prop::collection::vec(prop_oneof![0u64..3, any::<u64>()], 0..20),
+        )
+            .prop_map(|(num, shards)| Configuration {
+                num,
+                shards,
+                groups: [(1, vec![1]), (2, vec![2, 3])].into_iter().collect(),
+            });
+        prop_oneof![
+            (gid.clone(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+                |(gid, token, client, seq)| AppMessage::Client {
+                    gid,
+                    token,
+                    request: ClientRequest {
+                        client,
+                        seq,
+                        op: KvOp::Put {
+                            key: b"k".to_vec(),
+                            value: b"v".to_vec()
+                        },
+                    },
+                }
+            ),
+            (prop::option::of(num.clone()), prop::option::of(gid.clone()))
+                .prop_map(|(num, for_gid)| AppMessage::Query { num, for_gid }),
+            (prop::option::of(gid.clone()), config)
+                .prop_map(|(for_gid, config)| AppMessage::Config { for_gid, config }),
+            (gid.clone(), gid.clone(), shard.clone(), num.clone()).prop_map(
+                |(gid, requester, shard, num)| AppMessage::Fetch {
+                    gid,
+                    requester,
+                    shard,
+                    num
+                }
+            ),
+            (gid.clone(), gid.clone(), shard.clone(), num.clone()).prop_map(
+                |(gid, by, shard, num)| AppMessage::Fetched {
+                    gid,
+                    by,
+                    shard,
+                    num,
+                    state: ShardState::default(),
+                }
+            ),
+            (gid.clone(), gid.clone(), shard.clone(), num.clone()).prop_map(
+                |(gid, requester, shard, num)| AppMessage::Delete {
+                    gid,
+                    requester,
+                    shard,
+                    num
+                }
+            ),
+            (gid.clone(), gid, shard, num).prop_map(|(gid, by, shard, num)| {
+                AppMessage::Deleted {
+                    gid,
+                    by,
+                    shard,
+                    num,
+                }
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever peers send, the host keeps running and still serves its clients
+        #[test]
+        fn arbitrary_application_messages_never_panic(
+            messages in prop::collection::vec((1u64..5, message()), 1..40)
+        ) {
+            let mut host = host(&[1]);
+            let mut now = Instant::ZERO;
+            run(&mut host, &mut now, Duration::from_secs(3));
+            for (from, m) in messages {
+                host.handle_app(now, from, m);
+                run(&mut host, &mut now, Duration::from_millis(20));
+            }
+            let session = host.open_session(1 << 20);
+            let op = host
+                .start_op(now, session, KvOp::Get { key: b"k".to_vec() })
+                .unwrap();
+            let finished = run(&mut host, &mut now, Duration::from_secs(11));
+            prop_assert!(result_of(&finished, op).is_some(), "the get never finished");
+        }
+    }
+}
