@@ -126,9 +126,16 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 fn init_logs(level: &str) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|_| {
-        format!("--log-level: {level:?} is not a level (error, warn, info, debug, trace)")
-    })?;
+    // A bare word must be a level (a bare target name would silently log nothing of ours);
+    // full filter directives (`shale_runtime_smol=debug,warn`) are accepted as they are.
+    let is_level = ["off", "error", "warn", "info", "debug", "trace"]
+        .iter()
+        .any(|l| l.eq_ignore_ascii_case(level));
+    let bad = || format!("--log-level: {level:?} is not a level (error, warn, info, debug, trace)");
+    if !is_level && !level.contains('=') {
+        return Err(bad());
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|_| bad())?;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
