@@ -329,3 +329,72 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn a_retried_join_refused_as_already_joined_reports_the_configuration() {
+    use shale_core::controller::{Configuration, ControllerCommand, ControllerError};
+    use shale_core::group::AppMessage;
+    // No local controller: admin commands go to node 2, whose answers the test writes.
+    let mut host = Host::new(
+        HostConfig::new(1, vec![2], SHARDS),
+        BTreeMap::new(),
+        Instant::ZERO,
+    );
+    let mut now = Instant::ZERO;
+    let join = ControllerCommand::Join(vec![(5, vec![1, 2, 3])]);
+    let op = host.start_admin(now, join.clone());
+    let mut sent = Vec::new();
+    // The first attempt's answer is lost; the second is refused as already applied.
+    for _ in 0..300 {
+        now += Duration::from_millis(10);
+        host.handle_timeout(now);
+        host.flush(now);
+        while let Some(out) = host.poll_output() {
+            match out {
+                HostOutput::App {
+                    to: 2,
+                    message: AppMessage::Admin { token, command },
+                } => sent.push((token, command)),
+                HostOutput::AdminDone { op: done, result } => {
+                    assert_eq!(done, op);
+                    let config = result.expect("the join took effect");
+                    assert_eq!(config.num, 7);
+                    assert_eq!(sent.len(), 3, "join, join again, then a query: {sent:?}");
+                    assert_eq!(sent[2].1, ControllerCommand::Query(None));
+                    return;
+                }
+                _ => {}
+            }
+        }
+        if sent.len() == 2 && sent[1].1 == join {
+            let token = sent[1].0;
+            let refused = Some(Err(ControllerError::AlreadyJoined(5)));
+            host.handle_app(
+                now,
+                2,
+                AppMessage::AdminReply {
+                    token,
+                    result: refused,
+                },
+            );
+            sent[1].1 = ControllerCommand::Query(Some(0)); // answered
+        }
+        if let Some((token, ControllerCommand::Query(None))) = sent.get(2).cloned() {
+            let mut config = Configuration {
+                num: 7,
+                shards: vec![5; SHARDS as usize],
+                groups: BTreeMap::new(),
+            };
+            config.groups.insert(5, vec![1, 2, 3]);
+            host.handle_app(
+                now,
+                2,
+                AppMessage::AdminReply {
+                    token,
+                    result: Some(Ok(config)),
+                },
+            );
+        }
+    }
+    panic!("the admin command never finished: {sent:?}");
+}

@@ -96,6 +96,8 @@ struct AdminOp {
     retry_at: Instant,
     /// When to give up
     give_up_at: Instant,
+    /// Attempts sent so far
+    sent: u32,
 }
 
 /// Every session and admin command of a node
@@ -184,6 +186,7 @@ impl Host {
             token: 0,
             retry_at: now,
             give_up_at,
+            sent: 0,
         });
         self.admin_attempts(now);
         op
@@ -336,6 +339,18 @@ impl Host {
         let Some(pos) = self.sessions.admin.iter().position(|a| a.token == token) else {
             return;
         };
+        // A retried Join refused as "already joined" (or Leave as "unknown group") for one of
+        // its own groups says an earlier attempt was applied and its answer lost: the command
+        // has taken effect, so answer with the configuration as it is now.
+        if let Some(Err(e)) = &result
+            && self.sessions.admin[pos].sent > 1
+            && applied_before(&self.sessions.admin[pos].command, e)
+        {
+            let a = &mut self.sessions.admin[pos];
+            a.command = ControllerCommand::Query(None);
+            a.retry_at = now;
+            return;
+        }
         match result {
             Some(result) => {
                 let a = self.sessions.admin.remove(pos);
@@ -412,6 +427,7 @@ impl Host {
                 let token = self.token();
                 let command = self.sessions.admin[i].command.clone();
                 self.sessions.admin[i].token = token;
+                self.sessions.admin[i].sent += 1;
                 self.sessions.admin[i].retry_at = now + self.config.attempt_timeout;
                 self.send_admin(now, token, command);
             }
@@ -444,5 +460,36 @@ impl Host {
             _ => self.take_turn(&voters, (CONTROLLER_GROUP, u64::MAX - 1)),
         };
         self.send_app(to, AppMessage::Admin { token, command });
+    }
+}
+
+/// Whether `error`, the answer to a retry of `command`, only says that an earlier attempt of
+/// it was applied
+fn applied_before(command: &ControllerCommand, error: &ControllerError) -> bool {
+    match (command, error) {
+        (ControllerCommand::Join(groups), ControllerError::AlreadyJoined(g)) => {
+            groups.iter().any(|(gid, _)| gid == g)
+        }
+        (ControllerCommand::Leave(gids), ControllerError::UnknownGroup(g)) => gids.contains(g),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn only_a_refusal_naming_the_commands_own_group_means_applied_before() {
+        let join = ControllerCommand::Join(vec![(5, vec![1])]);
+        assert!(applied_before(&join, &ControllerError::AlreadyJoined(5)));
+        assert!(!applied_before(&join, &ControllerError::AlreadyJoined(6)));
+        assert!(!applied_before(&join, &ControllerError::NoReplicas(5)));
+        let leave = ControllerCommand::Leave(vec![5]);
+        assert!(applied_before(&leave, &ControllerError::UnknownGroup(5)));
+        assert!(!applied_before(&leave, &ControllerError::AlreadyJoined(5)));
+        let query = ControllerCommand::Query(None);
+        assert!(!applied_before(&query, &ControllerError::UnknownGroup(5)));
     }
 }
