@@ -152,7 +152,9 @@ impl Clerk {
         let (Some((op, _)), Some(config)) = (&self.current, &self.config) else {
             return 0;
         };
-        self.owner(op).map_or(0, |gid| config.groups[&gid].len())
+        self.owner(op)
+            .and_then(|gid| config.groups.get(&gid))
+            .map_or(0, |r| r.len())
     }
 
     fn finish(&mut self, result: Result<KvResult, KvError>) -> ClerkStep {
@@ -184,7 +186,10 @@ impl Clerk {
         let (Some(config), Some(gid)) = (&self.config, self.owner(op)) else {
             return ClerkAction::QueryConfig;
         };
-        let replicas = &config.groups[&gid];
+        // A configuration naming a group without replicas routes nowhere: ask for another.
+        let Some(replicas) = config.groups.get(&gid).filter(|r| !r.is_empty()) else {
+            return ClerkAction::QueryConfig;
+        };
         ClerkAction::Send {
             gid,
             node: replicas[pos % replicas.len()],

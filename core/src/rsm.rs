@@ -132,9 +132,8 @@ impl<S: StateMachine> Replica<S> {
     /// Applies every committed entry to the state machine and answers the snapshot tasks; call
     /// after draining the Raft node's writes and messages
     pub fn process(&mut self) {
-        if self.restore_wanted.is_none()
-            && let Some(meta) = self.raft.poll_restore()
-        {
+        // A newer installed snapshot replaces one not yet restored: storage holds the newest.
+        if let Some(meta) = self.raft.poll_restore() {
             self.restore_wanted = Some(meta);
         }
         if self.restore_wanted.is_some() {

@@ -98,6 +98,8 @@ impl SmolNode {
 
 async fn run(mut engine: NodeEngine, rx: async_channel::Receiver<Input>) -> Result<(), NodeError> {
     let result = run_loop(&mut engine, &rx).await;
+    // Reporters see the channel closed instead of waiting on a full one.
+    rx.close();
     // Joining the WAL and transport threads blocks: off the executor's threads.
     smol::unblock(move || engine.shutdown()).await;
     result

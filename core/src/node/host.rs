@@ -159,6 +159,11 @@ pub struct HostConfig {
     pub forward_ttl: Duration,
     /// How long an administrative command keeps looking for the controller's leader
     pub admin_timeout: Duration,
+    /// The first token this host gives requests; must differ by more than the tokens a boot
+    /// uses from every earlier boot's, so a reply to a request of a previous life of this
+    /// node is never taken for one of this life's (runtimes pass the boot time, e.g.
+    /// microseconds since the epoch times 1000)
+    pub first_token: u64,
 }
 
 impl HostConfig {
@@ -175,6 +180,7 @@ impl HostConfig {
             bootstrap_interval: Duration::from_millis(500),
             forward_ttl: Duration::from_secs(30),
             admin_timeout: Duration::from_secs(10),
+            first_token: 1,
         }
     }
 }
@@ -233,6 +239,7 @@ impl Host {
         replicas: BTreeMap<GroupId, HostedReplica>,
         now: Instant,
     ) -> Host {
+        let next_token = config.first_token.max(1);
         Host {
             config,
             replicas,
@@ -240,7 +247,7 @@ impl Host {
             outputs: VecDeque::new(),
             loopback: VecDeque::new(),
             routes: BTreeMap::new(),
-            next_token: 1,
+            next_token,
             turns: BTreeMap::new(),
             answered_last: BTreeMap::new(),
             sessions: Sessions::default(),
@@ -310,12 +317,19 @@ impl Host {
             }
             WalDone::Chunk { data: None, .. } => {} // the core asks again
             WalDone::Snapshot { gid, index, bytes } => {
-                self.restoring.remove(&gid);
+                if self.restoring.get(&gid) == Some(&index) {
+                    self.restoring.remove(&gid);
+                }
                 let Some(r) = self.replicas.get_mut(&gid) else {
                     return;
                 };
                 if r.restore_wanted().map(|m| m.last.index) != Some(index) {
                     return; // a newer one is wanted: asked again in flush
+                }
+                // Storage moved on to a newer installed snapshot: flush asks for that one.
+                let newer = r.raft().snapshot().is_some_and(|m| m.last.index > index);
+                if bytes.is_none() && newer {
+                    return;
                 }
                 let restored = bytes.is_some_and(|b| r.restore(&b));
                 if !restored {
@@ -355,6 +369,9 @@ impl Host {
             consider(r.poll_timeout());
         }
         consider(self.sessions.next_deadline());
+        if !self.loopback.is_empty() {
+            consider(Some(self.now)); // flush stopped at its round limit: more to do now
+        }
         if self.wants_bootstrap() {
             consider(Some(self.next_bootstrap));
         }
@@ -428,6 +445,8 @@ impl Host {
             progressed = true;
             self.outputs.push_back(HostOutput::Raft { gid, message });
         }
+        // Applies what committed, or takes note of a snapshot installed (the newest wins).
+        r.process();
         if let Some(meta) = r.restore_wanted() {
             let index = meta.last.index;
             if self.restoring.get(&gid) != Some(&index) {
@@ -439,7 +458,6 @@ impl Host {
             }
             return progressed; // nothing applies before the snapshot is restored
         }
-        r.process();
         while let Some(s) = r.poll_snapshot_to_store() {
             progressed = true;
             let len = s.bytes.len() as u64;

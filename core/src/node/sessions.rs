@@ -114,11 +114,17 @@ pub(crate) struct Sessions {
 impl Sessions {
     /// The earliest deadline of any session or admin command
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let sessions = self
+        let attempts = self
             .sessions
             .values()
             .filter(|s| !matches!(s.waiting, Waiting::Idle))
-            .map(|s| s.deadline.min(s.op_deadline));
+            .map(|s| s.deadline);
+        let ops = self
+            .sessions
+            .values()
+            .filter(|s| s.op.is_some())
+            .map(|s| s.op_deadline);
+        let sessions = attempts.chain(ops);
         let admin = self.admin.iter().map(|a| a.retry_at.min(a.give_up_at));
         sessions.chain(admin).min()
     }

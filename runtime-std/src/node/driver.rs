@@ -135,6 +135,8 @@ impl Node {
             .name(format!("shale-node-{}", config.id))
             .spawn(move || {
                 let result = run(&mut engine, &rx);
+                // Reporters see the channel closed instead of waiting on a full one.
+                drop(rx);
                 engine.shutdown();
                 result
             })

@@ -113,6 +113,11 @@ impl NodeEngine {
             config.shard_count,
         );
         host_config.bootstrap_groups = config.bootstrap_groups.clone();
+        // Tokens of this boot start above every earlier boot's (see HostConfig::first_token).
+        let boot_micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        host_config.first_token = boot_micros.saturating_mul(1000);
         Ok(NodeEngine {
             host: Host::new(host_config, replicas, now),
             transport: Some(transport),
@@ -272,7 +277,9 @@ impl NodeEngine {
         }
     }
 
-    /// Finishes the writes already handed to the WAL thread, then stops every thread
+    /// Finishes the writes already handed to the WAL thread, then stops every thread. Close
+    /// the runtime's input channel first: a WAL thread reporting into a full channel nobody
+    /// reads would never finish.
     pub fn shutdown(mut self) {
         self.wal.stop();
         if let Some(t) = self.transport.take() {

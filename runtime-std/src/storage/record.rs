@@ -75,6 +75,13 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
             ));
             break;
         }
+        // A header of zeros is never written (a record has a payload): an append whose
+        // first bytes never reached the disk. Nothing after it was synced (syncs are
+        // cumulative), so it ends the log even if later, unsynced bytes did reach the disk.
+        if rest[..HEADER_BYTES].iter().all(|&b| b == 0) {
+            scan.stop = Some(stop("record header of zeros".into(), true));
+            break;
+        }
         let len_bytes = [rest[0], rest[1], rest[2], rest[3]];
         let len = u32::from_le_bytes(len_bytes) as usize;
         let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
@@ -96,7 +103,10 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
         // The last record, or one followed only by zeros written ahead: an interrupted append.
         let is_last = rest[HEADER_BYTES + len..].iter().all(|&b| b == 0);
         if checksum(len_bytes, payload) != crc {
-            scan.stop = Some(stop("record checksum mismatch".into(), is_last));
+            // Torn: the last record, or one with a whole disk sector of zeros (a part of the
+            // append that never reached the disk).
+            let torn = is_last || has_zero_sector(buf, pos, pos + HEADER_BYTES + len);
+            scan.stop = Some(stop("record checksum mismatch".into(), torn));
             break;
         }
         match postcard::from_bytes::<Entry>(payload) {
@@ -113,6 +123,18 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
         scan.end = pos as u64;
     }
     scan
+}
+
+/// Bytes of a disk sector, the unit a crash writes or loses whole
+const SECTOR_BYTES: usize = 512;
+
+/// Whether `buf[start..end]` holds a whole aligned sector of zeros
+fn has_zero_sector(buf: &[u8], start: usize, end: usize) -> bool {
+    let first = start.div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
+    (first..end)
+        .step_by(SECTOR_BYTES)
+        .filter(|s| s + SECTOR_BYTES <= end)
+        .any(|s| buf[s..s + SECTOR_BYTES].iter().all(|&b| b == 0))
 }
 
 #[cfg(test)]
@@ -141,6 +163,47 @@ mod tests {
         assert_eq!(cut.entries, vec![entry(1)]);
         assert!(cut.stop.as_ref().is_some_and(|s| s.torn));
         assert_eq!(cut.end, full.offsets[1]);
+    }
+
+    #[test]
+    fn an_append_lost_to_a_power_cut_is_torn_even_with_later_bytes_on_disk() {
+        let mut buf = Vec::new();
+        encode(&entry(1), &mut buf);
+        let second = buf.len();
+        encode(&entry(2), &mut buf);
+        let third = buf.len();
+        encode(&entry(3), &mut buf);
+        buf.extend(vec![0; 64]); // zeros written ahead
+        // Record 2's bytes never reached the disk, record 3's did (neither was synced).
+        let mut lost = buf.clone();
+        lost[second..third].fill(0);
+        let s = scan(&lost);
+        assert_eq!(s.entries, vec![entry(1)]);
+        assert!(
+            s.stop
+                .as_ref()
+                .is_some_and(|s| s.torn && s.offset == second as u64)
+        );
+        // A large record of which one sector never reached the disk, followed by more.
+        let big = Entry {
+            term: 3,
+            index: 2,
+            kind: EntryKind::Command,
+            data: vec![7u8; 3000].into(),
+        };
+        let mut buf = Vec::new();
+        encode(&entry(1), &mut buf);
+        let start = buf.len();
+        encode(&big, &mut buf);
+        encode(&entry(3), &mut buf);
+        let sector = start.div_ceil(SECTOR_BYTES) * SECTOR_BYTES + SECTOR_BYTES;
+        buf[sector..sector + SECTOR_BYTES].fill(0);
+        let s = scan(&buf);
+        assert!(
+            s.stop
+                .as_ref()
+                .is_some_and(|s| s.torn && s.offset == start as u64)
+        );
     }
 
     #[test]
