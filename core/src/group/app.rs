@@ -20,8 +20,10 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
+use super::driver::GroupRequest;
 use super::state::ClientOutcome;
 use crate::controller::{Configuration, ControllerCommand, ControllerError, GroupId, ShardId};
+use crate::raft::NodeId;
 use crate::shard::{ClientRequest, ShardState};
 
 /// A message between replicas of different groups, the controller and clients
@@ -120,7 +122,97 @@ pub enum AppMessage {
     },
 }
 
+/// A group driver's request as a message, and where it goes
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Addressed {
+    /// The group asked (`None`: the controller)
+    pub target: Option<GroupId>,
+    /// Its replicas as the request names them (empty for the controller: the runtime knows
+    /// its voters)
+    pub replicas: Vec<NodeId>,
+    /// Requests of one lane take turns through the replicas, so requests made together do
+    /// not always land on the same one
+    pub lane: u64,
+    /// The message to send
+    pub message: AppMessage,
+}
+
+impl GroupRequest {
+    /// The message that carries this request of group `gid`, and where it goes
+    pub fn address(self, gid: GroupId) -> Addressed {
+        match self {
+            GroupRequest::QueryConfig { num } => Addressed {
+                target: None,
+                replicas: Vec::new(),
+                lane: gid,
+                message: AppMessage::Query {
+                    num: Some(num),
+                    for_gid: Some(gid),
+                },
+            },
+            GroupRequest::FetchShard {
+                from,
+                replicas,
+                shard,
+                num,
+            } => Addressed {
+                target: Some(from),
+                replicas,
+                lane: u64::from(shard),
+                message: AppMessage::Fetch {
+                    gid: from,
+                    requester: gid,
+                    shard,
+                    num,
+                },
+            },
+            GroupRequest::DeleteShard {
+                at,
+                replicas,
+                shard,
+                num,
+            } => Addressed {
+                target: Some(at),
+                replicas,
+                lane: u64::from(shard),
+                message: AppMessage::Delete {
+                    gid: at,
+                    requester: gid,
+                    shard,
+                    num,
+                },
+            },
+        }
+    }
+}
+
 impl AppMessage {
+    /// The replica group whose driver handles this message ([`GroupDriver::handle_app`]):
+    /// a configuration for a group, a shard request or its answer; `None` for the others
+    ///
+    /// [`GroupDriver::handle_app`]: super::GroupDriver::handle_app
+    pub fn driver_group(&self) -> Option<GroupId> {
+        match self {
+            AppMessage::Config {
+                for_gid: Some(gid), ..
+            }
+            | AppMessage::Fetch { gid, .. }
+            | AppMessage::Fetched { gid, .. }
+            | AppMessage::Delete { gid, .. }
+            | AppMessage::Deleted { gid, .. } => Some(*gid),
+            _ => None,
+        }
+    }
+
+    /// The group that answered, for a shard answer (the runtime may prefer the replica that
+    /// sent it next time)
+    pub fn answered_by(&self) -> Option<GroupId> {
+        match self {
+            AppMessage::Fetched { by, .. } | AppMessage::Deleted { by, .. } => Some(*by),
+            _ => None,
+        }
+    }
+
     /// The message's bytes (postcard)
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).unwrap_or_default()

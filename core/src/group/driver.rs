@@ -24,6 +24,7 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::borrow::Borrow;
 
+use super::app::AppMessage;
 use super::state::{ClientOutcome, GroupCommand, GroupError, GroupState};
 use crate::controller::{Configuration, GroupId, ShardId};
 use crate::raft::{Index, NodeId, ProposeError, ReadConsistency, ReadError, Role};
@@ -296,6 +297,53 @@ impl<M: GroupMachine> GroupDriver<M> {
     }
 
     // ----- applying -----
+
+    /// A message for this replica's group ([`AppMessage::driver_group`]): a configuration it
+    /// asked for, another group's request for a shard, or the answer to its own; returns the
+    /// answer to send back to the sender, if any (other messages are ignored)
+    pub fn handle_app(&mut self, now: Instant, message: AppMessage) -> Option<AppMessage> {
+        let gid = self.state().gid;
+        match message {
+            AppMessage::Config {
+                for_gid: Some(_),
+                config,
+            } => self.handle_config(now, config),
+            AppMessage::Fetch {
+                requester,
+                shard,
+                num,
+                ..
+            } => {
+                let state = self.fetch(shard, num)?;
+                return Some(AppMessage::Fetched {
+                    gid: requester,
+                    by: gid,
+                    shard,
+                    num,
+                    state,
+                });
+            }
+            AppMessage::Fetched {
+                shard, num, state, ..
+            } => self.handle_fetched(now, shard, num, state),
+            AppMessage::Delete {
+                requester,
+                shard,
+                num,
+                ..
+            } => {
+                return self.delete(now, shard, num).then_some(AppMessage::Deleted {
+                    gid: requester,
+                    by: gid,
+                    shard,
+                    num,
+                });
+            }
+            AppMessage::Deleted { shard, num, .. } => self.handle_deleted(now, shard, num),
+            _ => {}
+        }
+        None
+    }
 
     /// Applies what became committed, serves reads whose index is applied, and collects client
     /// replies; call after draining the Raft node's writes and messages

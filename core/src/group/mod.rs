@@ -44,7 +44,7 @@ mod app;
 mod driver;
 mod state;
 
-pub use app::AppMessage;
+pub use app::{Addressed, AppMessage};
 
 pub use driver::{ClientReply, DriverConfig, GroupDriver, GroupMachine, GroupRequest};
 pub use state::{ClientOutcome, GroupCommand, GroupError, GroupState, ShardSlot, ShardStatus};

@@ -10,7 +10,7 @@
 use alloc::vec::Vec;
 
 use crate::controller::GroupId;
-use crate::group::{AppMessage, GroupError, GroupRequest};
+use crate::group::{Addressed, AppMessage, GroupError, GroupRequest};
 use crate::raft::{NodeId, Role};
 use crate::time::Instant;
 
@@ -55,81 +55,24 @@ impl Host {
                 }
             }
             AppMessage::Config {
-                for_gid: Some(gid),
-                config,
-            } => {
-                if let Some(d) = self.replicas.get_mut(&gid).and_then(|r| r.driver_mut()) {
-                    d.handle_config(now, config);
-                }
-            }
-            AppMessage::Config {
                 for_gid: None,
                 config,
             } => self.session_config(now, config),
-            AppMessage::Fetch {
-                gid,
-                requester,
-                shard,
-                num,
-            } => {
-                let state = self
-                    .replicas
-                    .get(&gid)
-                    .and_then(HostedReplica::driver)
-                    .and_then(|d| d.fetch(shard, num));
-                if let Some(state) = state {
-                    let answer = AppMessage::Fetched {
-                        gid: requester,
-                        by: gid,
-                        shard,
-                        num,
-                        state,
-                    };
+            // Configurations for a group, shard requests and their answers: the driver's.
+            AppMessage::Config { .. }
+            | AppMessage::Fetch { .. }
+            | AppMessage::Fetched { .. }
+            | AppMessage::Delete { .. }
+            | AppMessage::Deleted { .. } => {
+                if let Some(by) = message.answered_by() {
+                    self.answered_last.insert(by, from);
+                }
+                let driver = message
+                    .driver_group()
+                    .and_then(|gid| self.replicas.get_mut(&gid))
+                    .and_then(HostedReplica::driver_mut);
+                if let Some(answer) = driver.and_then(|d| d.handle_app(now, message)) {
                     self.send_app(from, answer);
-                }
-            }
-            AppMessage::Fetched {
-                gid,
-                by,
-                shard,
-                num,
-                state,
-            } => {
-                self.answered_last.insert(by, from);
-                if let Some(d) = self.replicas.get_mut(&gid).and_then(|r| r.driver_mut()) {
-                    d.handle_fetched(now, shard, num, state);
-                }
-            }
-            AppMessage::Delete {
-                gid,
-                requester,
-                shard,
-                num,
-            } => {
-                let deleted = self
-                    .replicas
-                    .get_mut(&gid)
-                    .and_then(HostedReplica::driver_mut)
-                    .is_some_and(|d| d.delete(now, shard, num));
-                if deleted {
-                    let answer = AppMessage::Deleted {
-                        gid: requester,
-                        by: gid,
-                        shard,
-                        num,
-                    };
-                    self.send_app(from, answer);
-                }
-            }
-            AppMessage::Deleted {
-                gid,
-                by,
-                shard,
-                num,
-            } => {
-                self.answered_last.insert(by, from);
-                if let Some(d) = self.replicas.get_mut(&gid).and_then(|r| r.driver_mut()) {
-                    d.handle_deleted(now, shard, num);
                 }
             }
             AppMessage::Admin { token, command } => {
@@ -205,53 +148,27 @@ impl Host {
 
     /// Sends a group driver's request to the replicas that can answer it
     fn send_request(&mut self, gid: GroupId, request: GroupRequest) {
-        match request {
-            GroupRequest::QueryConfig { num } => {
-                let voters = self.config.controller_voters.clone();
-                if voters.is_empty() {
-                    return; // no controller to ask: the driver asks again next poll
-                }
-                let message = AppMessage::Query {
-                    num: Some(num),
-                    for_gid: Some(gid),
-                };
-                // The local controller replica answers best: no network at all.
-                let to = if voters.contains(&self.id()) {
-                    self.id()
-                } else {
-                    self.take_turn(&voters, (CONTROLLER_GROUP, gid))
-                };
-                self.send_app(to, message);
+        let Addressed {
+            target,
+            replicas,
+            lane,
+            message,
+        } = request.address(gid);
+        let Some(target) = target else {
+            // The local controller replica answers best: no network at all.
+            let voters = self.config.controller_voters.clone();
+            if voters.is_empty() {
+                return; // no controller to ask: the driver asks again next poll
             }
-            GroupRequest::FetchShard {
-                from,
-                replicas,
-                shard,
-                num,
-            } => {
-                let message = AppMessage::Fetch {
-                    gid: from,
-                    requester: gid,
-                    shard,
-                    num,
-                };
-                self.send_to_group(from, &replicas, u64::from(shard), message);
-            }
-            GroupRequest::DeleteShard {
-                at,
-                replicas,
-                shard,
-                num,
-            } => {
-                let message = AppMessage::Delete {
-                    gid: at,
-                    requester: gid,
-                    shard,
-                    num,
-                };
-                self.send_to_group(at, &replicas, u64::from(shard), message);
-            }
-        }
+            let to = if voters.contains(&self.id()) {
+                self.id()
+            } else {
+                self.take_turn(&voters, (CONTROLLER_GROUP, lane))
+            };
+            self.send_app(to, message);
+            return;
+        };
+        self.send_to_group(target, &replicas, lane, message);
     }
 
     /// The replica whose turn it is in `lane` (`replicas` must not be empty; 0 if it is)

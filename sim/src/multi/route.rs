@@ -31,7 +31,7 @@
 
 use shale_core::controller::{GroupId, ShardController};
 pub use shale_core::group::AppMessage;
-use shale_core::group::{GroupError, GroupRequest};
+use shale_core::group::{Addressed, GroupError};
 use shale_core::raft::NodeId;
 
 use super::{CONTROLLER, MultiSim, SimDriver};
@@ -122,79 +122,27 @@ impl MultiSim {
                     self.send_app(to, from, &AppMessage::Config { for_gid, config });
                 }
             }
+            // Configurations for a group, shard requests and their answers: the driver's.
             AppMessage::Config {
-                for_gid: Some(gid),
-                config,
-            } => {
-                if let Some(driver) = self.driver_mut(to, gid) {
-                    driver.handle_config(local, config);
-                    self.after_event(to, gid);
-                }
+                for_gid: Some(_), ..
             }
-            AppMessage::Fetch {
-                gid,
-                requester,
-                shard,
-                num,
-            } => {
+            | AppMessage::Fetch { .. }
+            | AppMessage::Fetched { .. }
+            | AppMessage::Delete { .. }
+            | AppMessage::Deleted { .. } => {
+                if let Some(by) = message.answered_by() {
+                    self.answered_last.insert(by, from);
+                }
+                let Some(gid) = message.driver_group() else {
+                    return;
+                };
                 let Some(driver) = self.driver_mut(to, gid) else {
                     return;
                 };
-                if let Some(state) = driver.fetch(shard, num) {
-                    let answer = AppMessage::Fetched {
-                        gid: requester,
-                        by: gid,
-                        shard,
-                        num,
-                        state,
-                    };
-                    self.send_app(to, from, &answer);
-                }
-            }
-            AppMessage::Fetched {
-                gid,
-                by,
-                shard,
-                num,
-                state,
-            } => {
-                self.answered_last.insert(by, from);
-                if let Some(driver) = self.driver_mut(to, gid) {
-                    driver.handle_fetched(local, shard, num, state);
-                    self.after_event(to, gid);
-                }
-            }
-            AppMessage::Delete {
-                gid,
-                requester,
-                shard,
-                num,
-            } => {
-                let Some(driver) = self.driver_mut(to, gid) else {
-                    return;
-                };
-                let deleted = driver.delete(local, shard, num);
+                let answer = driver.handle_app(local, message);
                 self.after_event(to, gid);
-                if deleted {
-                    let answer = AppMessage::Deleted {
-                        gid: requester,
-                        by: gid,
-                        shard,
-                        num,
-                    };
+                if let Some(answer) = answer {
                     self.send_app(to, from, &answer);
-                }
-            }
-            AppMessage::Deleted {
-                gid,
-                by,
-                shard,
-                num,
-            } => {
-                self.answered_last.insert(by, from);
-                if let Some(driver) = self.driver_mut(to, gid) {
-                    driver.handle_deleted(local, shard, num);
-                    self.after_event(to, gid);
                 }
             }
             AppMessage::Reply { .. }
@@ -231,55 +179,28 @@ impl MultiSim {
         for request in out {
             // Each kind of request takes its own turns through the replicas, so requests
             // made together every poll do not always land on the same replica.
-            let lane = match &request {
-                GroupRequest::QueryConfig { .. } => (CONTROLLER, gid),
-                GroupRequest::FetchShard { from, shard, .. } => (*from, u64::from(*shard)),
-                GroupRequest::DeleteShard { at, shard, .. } => (*at, u64::from(*shard)),
-            };
-            let turn = self.route_turns.entry(lane).or_insert(0);
+            let Addressed {
+                target,
+                replicas,
+                lane,
+                message,
+            } = request.address(gid);
+            let turn = self
+                .route_turns
+                .entry((target.unwrap_or(CONTROLLER), lane))
+                .or_insert(0);
             *turn += 1;
             let turn = *turn as usize;
-            match request {
-                GroupRequest::QueryConfig { num } => {
+            match target {
+                None => {
                     let Some(voters) = self.groups.get(&CONTROLLER).map(|g| g.voters.clone())
                     else {
                         continue;
                     };
                     let to = voters[turn % voters.len()];
-                    let message = AppMessage::Query {
-                        num: Some(num),
-                        for_gid: Some(gid),
-                    };
                     self.send_app(id, to, &message);
                 }
-                GroupRequest::FetchShard {
-                    from,
-                    replicas,
-                    shard,
-                    num,
-                } => {
-                    let message = AppMessage::Fetch {
-                        gid: from,
-                        requester: gid,
-                        shard,
-                        num,
-                    };
-                    self.send_to_group(id, from, &replicas, turn, &message);
-                }
-                GroupRequest::DeleteShard {
-                    at,
-                    replicas,
-                    shard,
-                    num,
-                } => {
-                    let message = AppMessage::Delete {
-                        gid: at,
-                        requester: gid,
-                        shard,
-                        num,
-                    };
-                    self.send_to_group(id, at, &replicas, turn, &message);
-                }
+                Some(target) => self.send_to_group(id, target, &replicas, turn, &message),
             }
         }
     }
