@@ -4,7 +4,8 @@
 //! groups). Here one [`node::SmolNode`] task on an explicit [`runtime::Runtime`] (an
 //! `async_executor::Executor` run by N threads with `async_io::block_on`) owns each node's
 //! [`NodeEngine`](shale_runtime_std::node::NodeEngine): its groups, its write-ahead log on its
-//! own thread (runtime-std's storage, one fsync per group per batch) and its peer transport.
+//! own thread (runtime-std's storage, one fsync per group per batch) and its peer transport
+//! ([`transport::SmolTransport`]: runtime-std's protocol, as tasks on the same executor).
 //! In front of it, [`front`] serves the Redis protocol: one task per connection, parsing with
 //! our own incremental [`resp`] parser, one exactly-once session per connection, any key on
 //! any node. [`metrics`] exports Prometheus text, [`bench`](mod@bench) generates load, [`server`] wires
@@ -50,3 +51,4 @@ pub mod node;
 pub mod resp;
 pub mod runtime;
 pub mod server;
+pub mod transport;

@@ -3,9 +3,11 @@
 //! The task waits for an input or its next timer, handles at most
 //! [`MAX_INPUTS_PER_ROUND`] inputs, then steps the engine, which fires every due timer. Timers
 //! are not messages, so they never queue behind client requests: a flood of requests delays a
-//! tick by one bounded round at most. The transport's reader threads and the WAL thread push
-//! their inputs into the task's bounded channel (blocking those threads, never the executor,
-//! when it is full); clients call through a cloneable [`NodeClient`].
+//! tick by one bounded round at most. The peer transport ([`SmolTransport`]) runs as tasks on
+//! the same executor: its readers push what peers send into the task's bounded channel (a full
+//! channel pushes back on TCP). The WAL threads push their reports into the same channel
+//! (blocking those threads, never the executor, when it is full); clients call through a
+//! cloneable [`NodeClient`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use async_io::Timer;
 use futures_lite::future;
 
 use crate::metrics::Metrics;
+use crate::transport::SmolTransport;
 use shale_core::controller::{Configuration, ControllerCommand};
 use shale_core::shard::{KvError, KvOp, KvResult};
 use shale_runtime_std::node::{
@@ -45,10 +48,10 @@ pub struct NodeClient {
 }
 
 impl SmolNode {
-    /// Boots the node (its storage, transport and WAL threads) and spawns its task on `ex`;
+    /// Boots the node (its storage, WAL threads and transport tasks) and spawns its task on `ex`;
     /// the WAL threads report each sync's duration and size into `metrics`
     pub fn spawn(
-        ex: &Executor<'static>,
+        ex: &Arc<Executor<'static>>,
         config: &NodeConfig,
         metrics: Arc<Metrics>,
     ) -> Result<SmolNode, NodeError> {
@@ -63,7 +66,17 @@ impl SmolNode {
             }
             input => deliver_tx.send_blocking(input).is_ok(),
         });
-        let engine = NodeEngine::start(config, deliver)?;
+        let engine = NodeEngine::start_with(config, deliver, || {
+            let mut transport =
+                SmolTransport::listen(ex, config.listen, config.transport(), tx.clone())
+                    .map_err(|e| NodeError::Listen(config.listen, e))?;
+            for (&id, &addr) in &config.peers {
+                if id != config.id {
+                    transport.add_peer(id, addr);
+                }
+            }
+            Ok(Box::new(transport))
+        })?;
         let peer_addr = engine.peer_addr().ok_or(NodeError::Stopped)?;
         let task = ex.spawn(run(engine, rx));
         Ok(SmolNode {
@@ -100,7 +113,7 @@ async fn run(mut engine: NodeEngine, rx: async_channel::Receiver<Input>) -> Resu
     let result = run_loop(&mut engine, &rx).await;
     // Reporters see the channel closed instead of waiting on a full one.
     rx.close();
-    // Joining the WAL and transport threads blocks: off the executor's threads.
+    // Joining the WAL threads blocks: off the executor's threads.
     smol::unblock(move || engine.shutdown()).await;
     result
 }

@@ -107,6 +107,14 @@ impl NodeConfig {
         }
     }
 
+    /// The settings of this node's peer transport: its cluster, id and secret, with the
+    /// default limits
+    pub fn transport(&self) -> crate::transport::TransportConfig {
+        let mut config = crate::transport::TransportConfig::new(self.cluster_id, self.id);
+        config.secret = self.secret.clone();
+        config
+    }
+
     /// The directory of group `gid`'s storage
     pub fn group_dir(&self, gid: GroupId) -> PathBuf {
         if gid == CONTROLLER_GROUP {

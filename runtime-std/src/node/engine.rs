@@ -13,7 +13,7 @@ use shale_core::time::Instant;
 use super::boot::{NodeConfig, boot};
 use super::driver::{GroupStatus, NodeError, NodeStatus};
 use super::wal::{Wal, WalEvent};
-use crate::transport::{Delivery, Sink, Transport, TransportConfig};
+use crate::transport::{Delivery, PeerLinks, Sink, Transport};
 use shale_core::node::{
     AdminError, GroupAdmin, Host, HostConfig, HostOutput, OpId, SessionError, SessionId,
 };
@@ -72,7 +72,7 @@ pub type Deliver = Arc<dyn Fn(Input) -> bool + Send + Sync>;
 /// The blocking [`Node`](super::Node) runs this loop on a thread; the smol runtime in a task.
 pub struct NodeEngine {
     host: Host,
-    transport: Option<Transport>,
+    transport: Option<Box<dyn PeerLinks>>,
     wal: Wal,
     clock: std::time::Instant,
     ops: HashMap<OpId, Reply<OpResult>>,
@@ -92,20 +92,32 @@ impl NodeEngine {
     /// Boots the node from its data directory, binds its peer listener and starts the
     /// transport's and the WAL's threads, which hand their inputs to `deliver`
     pub fn start(config: &NodeConfig, deliver: Deliver) -> Result<NodeEngine, NodeError> {
+        let peer_deliver = deliver.clone();
+        NodeEngine::start_with(config, deliver, move || {
+            let sink: Sink = Arc::new(move |d| peer_deliver(Input::Peer(d)));
+            let mut transport = Transport::listen_into(config.listen, config.transport(), sink)
+                .map_err(|e| NodeError::Listen(config.listen, e))?;
+            for (&id, &addr) in &config.peers {
+                if id != config.id {
+                    transport.add_peer(id, addr).map_err(NodeError::Io)?;
+                }
+            }
+            Ok(Box::new(transport))
+        })
+    }
+
+    /// Boots the node from its data directory, then calls `links` for its peer transport
+    /// (which delivers what it receives on its own) and starts the WAL's threads, which hand
+    /// their inputs to `deliver`
+    pub fn start_with(
+        config: &NodeConfig,
+        deliver: Deliver,
+        links: impl FnOnce() -> Result<Box<dyn PeerLinks>, NodeError>,
+    ) -> Result<NodeEngine, NodeError> {
         let clock = std::time::Instant::now();
         let now = Instant::ZERO;
         let (replicas, storages) = boot(config, now).map_err(NodeError::Boot)?;
-        let peer_deliver = deliver.clone();
-        let sink: Sink = Arc::new(move |d| peer_deliver(Input::Peer(d)));
-        let mut transport_config = TransportConfig::new(config.cluster_id, config.id);
-        transport_config.secret = config.secret.clone();
-        let mut transport = Transport::listen_into(config.listen, transport_config, sink)
-            .map_err(|e| NodeError::Listen(config.listen, e))?;
-        for (&id, &addr) in &config.peers {
-            if id != config.id {
-                transport.add_peer(id, addr).map_err(NodeError::Io)?;
-            }
-        }
+        let transport = links()?;
         let wal = Wal::start(storages, move |e| deliver(Input::Wal(e))).map_err(NodeError::Io)?;
         let mut host_config = HostConfig::new(
             config.id,
@@ -131,7 +143,7 @@ impl NodeEngine {
 
     /// The address peers connect to
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.transport.as_ref().map(Transport::local_addr)
+        self.transport.as_ref().map(|t| t.local_addr())
     }
 
     /// The host, to read

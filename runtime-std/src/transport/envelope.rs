@@ -85,6 +85,44 @@ pub fn encode_app(bytes: &[u8], buf: &mut Vec<u8>) {
     buf.extend_from_slice(bytes);
 }
 
+/// Appends `message` to `out` as one frame ([`shale_core::wire::write_frame`]'s format: the
+/// length, then the bytes); returns `false`, leaving `out` as it was, when the frame would be
+/// over `max_frame_bytes`
+pub fn append_frame(message: &super::Outbound, max_frame_bytes: usize, out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    match message {
+        super::Outbound::Raft(group, message) => encode_envelope(*group, message, out),
+        super::Outbound::App(bytes) => encode_app(bytes, out),
+    }
+    let len = out.len() - start - 4;
+    match u32::try_from(len) {
+        Ok(len32) if len <= max_frame_bytes => {
+            out[start..start + 4].copy_from_slice(&len32.to_le_bytes());
+            true
+        }
+        _ => {
+            out.truncate(start);
+            false
+        }
+    }
+}
+
+/// Decodes a frame that arrived on a connection from node `from` to node `me` and checks that a
+/// Raft message's sender and receiver are the ones the handshake named; the error says why not
+pub fn check_delivery(from: NodeId, me: NodeId, bytes: &[u8]) -> Result<Delivery, String> {
+    let delivery = decode_delivery(from, bytes).map_err(|e| e.to_string())?;
+    if let Delivery::Raft(envelope) = &delivery
+        && (envelope.message.from != from || envelope.message.to != me)
+    {
+        return Err(format!(
+            "message from {} to {} does not match the handshake",
+            envelope.message.from, envelope.message.to
+        ));
+    }
+    Ok(delivery)
+}
+
 fn push_varint(value: u64, buf: &mut Vec<u8>) {
     let mut v = value;
     loop {

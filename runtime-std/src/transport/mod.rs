@@ -21,6 +21,7 @@
 //! [`Transport::shutdown`] (or dropping the transport) stops and joins every thread.
 
 pub mod auth;
+pub mod connect;
 pub mod envelope;
 pub mod handshake;
 mod peer;
@@ -37,8 +38,8 @@ use std::time::Duration;
 use shale_core::raft::{NodeId, Outgoing};
 
 pub use envelope::{
-    APP_GROUP, Delivery, Envelope, EnvelopeError, GroupId, decode_delivery, decode_envelope,
-    encode_app, encode_envelope,
+    APP_GROUP, Delivery, Envelope, EnvelopeError, GroupId, append_frame, check_delivery,
+    decode_delivery, decode_envelope, encode_app, encode_envelope,
 };
 pub use handshake::HandshakeError;
 
@@ -134,31 +135,71 @@ pub struct TransportStats {
     pub io_errors: u64,
 }
 
-#[derive(Default)]
-struct Counters {
-    sent: AtomicU64,
-    received: AtomicU64,
-    dropped_full: AtomicU64,
-    dropped_unknown_peer: AtomicU64,
-    dropped_oversize: AtomicU64,
-    connects: AtomicU64,
-    connect_failures: AtomicU64,
-    refused_by_peer: AtomicU64,
-    accepted: AtomicU64,
-    refused_handshakes: AtomicU64,
-    oversize_frames: AtomicU64,
-    bad_frames: AtomicU64,
-    io_errors: AtomicU64,
+/// The live counters behind [`TransportStats`], shared by a transport's threads or tasks
+///
+/// Public so that another runtime's transport (the smol runtime's, for one) counts the same
+/// events the same way; read them with [`TransportCounters::snapshot`].
+#[derive(Debug, Default)]
+pub struct TransportCounters {
+    /// See [`TransportStats::sent`]
+    pub sent: AtomicU64,
+    /// See [`TransportStats::received`]
+    pub received: AtomicU64,
+    /// See [`TransportStats::dropped_full`]
+    pub dropped_full: AtomicU64,
+    /// See [`TransportStats::dropped_unknown_peer`]
+    pub dropped_unknown_peer: AtomicU64,
+    /// See [`TransportStats::dropped_oversize`]
+    pub dropped_oversize: AtomicU64,
+    /// See [`TransportStats::connects`]
+    pub connects: AtomicU64,
+    /// See [`TransportStats::connect_failures`]
+    pub connect_failures: AtomicU64,
+    /// See [`TransportStats::refused_by_peer`]
+    pub refused_by_peer: AtomicU64,
+    /// See [`TransportStats::accepted`]
+    pub accepted: AtomicU64,
+    /// See [`TransportStats::refused_handshakes`]
+    pub refused_handshakes: AtomicU64,
+    /// See [`TransportStats::oversize_frames`]
+    pub oversize_frames: AtomicU64,
+    /// See [`TransportStats::bad_frames`]
+    pub bad_frames: AtomicU64,
+    /// See [`TransportStats::io_errors`]
+    pub io_errors: AtomicU64,
 }
 
-fn bump(counter: &AtomicU64) {
+impl TransportCounters {
+    /// The counters' values now
+    pub fn snapshot(&self) -> TransportStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        TransportStats {
+            sent: get(&self.sent),
+            received: get(&self.received),
+            dropped_full: get(&self.dropped_full),
+            dropped_unknown_peer: get(&self.dropped_unknown_peer),
+            dropped_oversize: get(&self.dropped_oversize),
+            connects: get(&self.connects),
+            connect_failures: get(&self.connect_failures),
+            refused_by_peer: get(&self.refused_by_peer),
+            accepted: get(&self.accepted),
+            refused_handshakes: get(&self.refused_handshakes),
+            oversize_frames: get(&self.oversize_frames),
+            bad_frames: get(&self.bad_frames),
+            io_errors: get(&self.io_errors),
+        }
+    }
+}
+
+/// Adds one to `counter`
+pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// State shared by the transport and its threads
 struct Shared {
     config: TransportConfig,
-    counters: Counters,
+    counters: TransportCounters,
     stopped: Mutex<bool>,
     stop_signal: Condvar,
     /// Every open connection, so shutdown can unblock the threads using them
@@ -220,15 +261,54 @@ impl Shared {
 /// reader then closes its connection). It may block, which pushes back on TCP.
 pub type Sink = Arc<dyn Fn(Delivery) -> bool + Send + Sync>;
 
-/// One frame waiting in a peer's queue
-pub(crate) enum Outbound {
+/// One message waiting in a peer's queue
+#[derive(Debug)]
+pub enum Outbound {
+    /// A Raft message of a group
     Raft(GroupId, Outgoing),
+    /// Application bytes ([`Transport::send_app`])
     App(Vec<u8>),
 }
 
 struct Peer {
     queue: SyncSender<Outbound>,
     writer: JoinHandle<()>,
+}
+
+/// What a node's engine needs from a transport: its address, sending, counters and stopping
+///
+/// [`Transport`] (threads) implements it; so does the smol runtime's transport (tasks), which
+/// shares this module's handshake ([`connect`]), frame encoding and checks
+/// ([`append_frame`], [`check_delivery`]) and counters ([`TransportCounters`]).
+pub trait PeerLinks: Send {
+    /// The address peers connect to
+    fn local_addr(&self) -> SocketAddr;
+    /// Queues `message` of `group` for node `to` without blocking; `false` when dropped
+    fn send(&self, to: NodeId, group: GroupId, message: Outgoing) -> bool;
+    /// Queues application `bytes` for node `to` without blocking; `false` when dropped
+    fn send_app(&self, to: NodeId, bytes: Vec<u8>) -> bool;
+    /// The counters so far
+    fn stats(&self) -> TransportStats;
+    /// Stops sending and receiving; may block briefly while threads finish
+    fn shutdown(self: Box<Self>);
+}
+
+impl PeerLinks for Transport {
+    fn local_addr(&self) -> SocketAddr {
+        Transport::local_addr(self)
+    }
+    fn send(&self, to: NodeId, group: GroupId, message: Outgoing) -> bool {
+        Transport::send(self, to, group, message)
+    }
+    fn send_app(&self, to: NodeId, bytes: Vec<u8>) -> bool {
+        Transport::send_app(self, to, bytes)
+    }
+    fn stats(&self) -> TransportStats {
+        Transport::stats(self)
+    }
+    fn shutdown(self: Box<Self>) {
+        Transport::shutdown(*self);
+    }
 }
 
 /// The TCP transport of one node; see the [module documentation](self)
@@ -264,7 +344,7 @@ impl Transport {
         listener.set_nonblocking(true)?;
         let shared = Arc::new(Shared {
             config,
-            counters: Counters::default(),
+            counters: TransportCounters::default(),
             stopped: Mutex::new(false),
             stop_signal: Condvar::new(),
             conns: Mutex::new(HashMap::new()),
@@ -356,23 +436,7 @@ impl Transport {
 
     /// A snapshot of the counters
     pub fn stats(&self) -> TransportStats {
-        let c = &self.shared.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        TransportStats {
-            sent: get(&c.sent),
-            received: get(&c.received),
-            dropped_full: get(&c.dropped_full),
-            dropped_unknown_peer: get(&c.dropped_unknown_peer),
-            dropped_oversize: get(&c.dropped_oversize),
-            connects: get(&c.connects),
-            connect_failures: get(&c.connect_failures),
-            refused_by_peer: get(&c.refused_by_peer),
-            accepted: get(&c.accepted),
-            refused_handshakes: get(&c.refused_handshakes),
-            oversize_frames: get(&c.oversize_frames),
-            bad_frames: get(&c.bad_frames),
-            io_errors: get(&c.io_errors),
-        }
+        self.shared.counters.snapshot()
     }
 
     /// The last reason a connection closed or failed, as logged

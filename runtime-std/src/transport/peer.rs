@@ -1,23 +1,19 @@
 //! The threads of a transport: acceptor, one writer per peer, one reader per accepted connection
 
-use std::io::{self, BufReader, BufWriter};
+use std::io::{self, BufReader, BufWriter, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use embedded_io::Write as _;
 use embedded_io_adapters::std::FromStd;
 use shale_core::raft::NodeId;
 use shale_core::wire::{FrameError, read_frame, write_frame};
 
-use super::auth;
-use super::envelope::{Delivery, decode_delivery, encode_app, encode_envelope};
-use super::handshake::{
-    CHALLENGE_LEN, HELLO_LEN, HandshakeError, Hello, REPLY_LEN, Refusal, Reply, check_hello,
-    decode_challenge, decode_hello, decode_reply, encode_challenge, encode_hello, encode_reply,
-};
+use super::connect;
+use super::envelope::{append_frame, check_delivery};
+use super::handshake::{Refusal, Reply, encode_reply};
 use super::{Outbound, Shared, Sink, bump};
 
 /// How often the acceptor looks at the stop flag when no connection arrives
@@ -119,142 +115,34 @@ fn frame_error(shared: &Shared, e: FrameError<io::Error>, what: &str) -> Closed 
 /// Serves one accepted connection: handshake, then envelopes into `inbound`
 fn read_connection(shared: &Shared, stream: &TcpStream, inbound: &Sink) -> Closed {
     let config = &shared.config;
+    let from = match connect::accept(config, &shared.counters, stream) {
+        Ok(from) => from,
+        Err(_) if shared.is_stopped() => return Closed::Stopping,
+        Err(reason) => return Closed::Error(reason),
+    };
     let peer_addr = stream
         .peer_addr()
         .map_or_else(|_| "unknown".into(), |a| a.to_string());
     let mut reader = FromStd::new(BufReader::with_capacity(READ_BUFFER_BYTES, stream));
     let mut buf = Vec::new();
-
-    // Handshake, bounded in size and time.
-    if stream
-        .set_read_timeout(Some(config.handshake_timeout))
-        .is_err()
-    {
-        return Closed::Error(format!("connection from {peer_addr}: cannot set timeout"));
-    }
-    let hello = match read_frame(&mut reader, &mut buf, HELLO_LEN) {
-        Ok(()) => decode_hello(&buf).and_then(|hello| {
-            check_hello(&hello, config.cluster_id, config.node_id).map(|()| hello)
-        }),
-        Err(FrameError::TooLarge { .. }) => Err(HandshakeError::Malformed),
-        Err(e) => {
-            if !shared.is_stopped() {
-                bump(&shared.counters.refused_handshakes);
-            }
-            return frame_error(shared, e, &format!("handshake from {peer_addr}"));
-        }
-    };
-    let hello = match hello {
-        Ok(hello) => hello,
-        Err(e) => {
-            bump(&shared.counters.refused_handshakes);
-            let reply = encode_reply(Reply::Refuse(e.refusal()));
-            let _ = write_frame(&mut FromStd::new(stream), &reply);
-            return Closed::Error(format!("refused connection from {peer_addr}: {e}"));
-        }
-    };
-    // The connecting side proves it knows the cluster secret.
-    let hello_bytes = buf.clone();
-    let nonce = auth::nonce();
-    if write_frame(&mut FromStd::new(stream), &encode_challenge(&nonce)).is_err() {
-        bump(&shared.counters.io_errors);
-        return Closed::Error(format!("challenge to {peer_addr} failed"));
-    }
-    let proof = match read_frame(&mut reader, &mut buf, CHALLENGE_LEN) {
-        Ok(()) => decode_challenge(&buf),
-        Err(e) => {
-            bump(&shared.counters.refused_handshakes);
-            return frame_error(shared, e, &format!("proof from {peer_addr}"));
-        }
-    };
-    let key = auth::secret_key(&config.secret);
-    if !proof.is_ok_and(|p| auth::verify(&key, &nonce, &hello_bytes, &p)) {
-        bump(&shared.counters.refused_handshakes);
-        let reply = encode_reply(Reply::Refuse(Refusal::BadSecret));
-        let _ = write_frame(&mut FromStd::new(stream), &reply);
-        return Closed::Error(format!(
-            "refused connection from {peer_addr}: {}",
-            Refusal::BadSecret
-        ));
-    }
-    if write_frame(&mut FromStd::new(stream), &encode_reply(Reply::Accept)).is_err()
-        || stream.set_read_timeout(None).is_err()
-    {
-        bump(&shared.counters.io_errors);
-        return Closed::Error(format!("handshake reply to {peer_addr} failed"));
-    }
-
-    let what = format!("connection from node {} ({peer_addr})", hello.from);
+    let what = format!("connection from node {from} ({peer_addr})");
     loop {
         if let Err(e) = read_frame(&mut reader, &mut buf, config.max_frame_bytes) {
             return frame_error(shared, e, &what);
         }
-        let delivery = match decode_delivery(hello.from, &buf) {
+        let delivery = match check_delivery(from, config.node_id, &buf) {
             Ok(delivery) => delivery,
             Err(e) => {
                 bump(&shared.counters.bad_frames);
                 return Closed::Error(format!("{what}: {e}"));
             }
         };
-        if let Delivery::Raft(envelope) = &delivery
-            && (envelope.message.from != hello.from || envelope.message.to != config.node_id)
-        {
-            bump(&shared.counters.bad_frames);
-            return Closed::Error(format!(
-                "{what}: message from {} to {} does not match the handshake",
-                envelope.message.from, envelope.message.to
-            ));
-        }
         // Counted before the hand-off, so the count never lags what the driver has received.
         bump(&shared.counters.received);
         if !inbound(delivery) {
             return Closed::Stopping;
         }
     }
-}
-
-/// Connects to `addr` and performs the handshake
-fn connect(shared: &Shared, peer: NodeId, addr: SocketAddr) -> Result<TcpStream, String> {
-    let config = &shared.config;
-    let stream = TcpStream::connect_timeout(&addr, config.handshake_timeout)
-        .map_err(|e| format!("connect to node {peer} at {addr}: {e}"))?;
-    let fail = |e: &dyn std::fmt::Display| format!("handshake with node {peer} at {addr}: {e}");
-    stream.set_nodelay(true).map_err(|e| fail(&e))?;
-    stream
-        .set_read_timeout(Some(config.handshake_timeout))
-        .map_err(|e| fail(&e))?;
-    stream
-        .set_write_timeout(Some(config.handshake_timeout))
-        .map_err(|e| fail(&e))?;
-    let hello = Hello {
-        cluster_id: config.cluster_id,
-        from: config.node_id,
-        to: peer,
-    };
-    let mut io = FromStd::new(&stream);
-    let hello_bytes = encode_hello(&hello);
-    write_frame(&mut io, &hello_bytes).map_err(|e| fail(&e))?;
-    let mut buf = Vec::new();
-    // A refusal of the hello, or a challenge to prove the cluster secret.
-    read_frame(&mut io, &mut buf, CHALLENGE_LEN.max(REPLY_LEN)).map_err(|e| fail(&e))?;
-    if buf.len() == CHALLENGE_LEN {
-        let nonce = decode_challenge(&buf).map_err(|e| fail(&e))?;
-        let key = auth::secret_key(&config.secret);
-        let proof = auth::prove(&key, &nonce, &hello_bytes);
-        write_frame(&mut io, &encode_challenge(&proof)).map_err(|e| fail(&e))?;
-        read_frame(&mut io, &mut buf, REPLY_LEN).map_err(|e| fail(&e))?;
-    }
-    match decode_reply(&buf) {
-        Ok(Reply::Accept) => {}
-        Ok(Reply::Refuse(r)) => {
-            bump(&shared.counters.refused_by_peer);
-            return Err(fail(&HandshakeError::Refused(r)));
-        }
-        Err(e) => return Err(fail(&e)),
-    }
-    stream.set_read_timeout(None).map_err(|e| fail(&e))?;
-    stream.set_write_timeout(None).map_err(|e| fail(&e))?;
-    Ok(stream)
 }
 
 /// Sends the queue of one peer, connecting and reconnecting as needed
@@ -269,7 +157,7 @@ pub(super) fn run_writer(
     // A peer that stays down is logged once, not on every retry.
     let mut last_logged: Option<String> = None;
     while !shared.is_stopped() {
-        let closed = match connect(&shared, peer, addr) {
+        let closed = match connect::connect(config, &shared.counters, peer, addr) {
             Err(reason) => {
                 bump(&shared.counters.connect_failures);
                 Closed::Error(reason)
@@ -311,7 +199,7 @@ fn write_connection(
     queue: &Receiver<Outbound>,
     peer: NodeId,
 ) -> Closed {
-    let mut writer = FromStd::new(BufWriter::with_capacity(WRITE_BUFFER_BYTES, stream));
+    let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, stream);
     let mut buf = Vec::new();
     let fail = |e: io::Error| {
         if shared.is_stopped() {
@@ -328,17 +216,13 @@ fn write_connection(
         // Write everything queued, then flush once.
         loop {
             buf.clear();
-            match next {
-                Outbound::Raft(group, message) => encode_envelope(group, &message, &mut buf),
-                Outbound::App(bytes) => encode_app(&bytes, &mut buf),
-            }
-            if buf.len() > shared.config.max_frame_bytes {
-                bump(&shared.counters.dropped_oversize);
-            } else {
-                if let Err(e) = write_frame(&mut writer, &buf) {
+            if append_frame(&next, shared.config.max_frame_bytes, &mut buf) {
+                if let Err(e) = writer.write_all(&buf) {
                     return fail(e);
                 }
                 bump(&shared.counters.sent);
+            } else {
+                bump(&shared.counters.dropped_oversize);
             }
             match queue.try_recv() {
                 Ok(more) => next = more,
