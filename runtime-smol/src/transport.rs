@@ -28,8 +28,8 @@ use std::time::Duration;
 use async_channel::{Receiver, Sender};
 use async_executor::{Executor, Task};
 use async_io::{Async, Timer};
-use futures_lite::FutureExt;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use futures_lite::{FutureExt, future};
 
 use shale_core::raft::{NodeId, Outgoing};
 use shale_runtime_std::node::Input;
@@ -40,6 +40,8 @@ use shale_runtime_std::transport::{
 
 /// Read buffer per accepted connection
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Longest [`PeerLinks::shutdown`] waits for its tasks to drop their sockets
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
 /// Bytes of frames a writer gathers from its queue before writing them with one call
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
@@ -156,10 +158,22 @@ impl PeerLinks for SmolTransport {
 
     fn shutdown(mut self: Box<Self>) {
         // Every task waiting on something sees the stop signal; writers also see their queue
-        // closed. Dropping the handles cancels the acceptor and the writers.
+        // closed. Cancelling the acceptor and the writers drops their sockets; waiting for
+        // that (on the executor, bounded in case its threads are gone) frees the port before
+        // this returns, so a node restarted in the same process can bind it again.
         drop(self.stop.take());
         self.peers.clear();
-        self.tasks.clear();
+        let tasks = std::mem::take(&mut self.tasks);
+        async_io::block_on(future::or(
+            async {
+                for task in tasks {
+                    task.cancel().await;
+                }
+            },
+            async {
+                Timer::after(SHUTDOWN_WAIT).await;
+            },
+        ));
     }
 }
 
