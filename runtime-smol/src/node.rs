@@ -122,17 +122,31 @@ async fn run_loop(
     engine: &mut NodeEngine,
     rx: &async_channel::Receiver<Input>,
 ) -> Result<(), NodeError> {
+    // One timer, re-armed only when the node wants to wake up earlier than it is armed for
+    // or once it fired: arming a timer wakes the reactor (a system call and, when another
+    // executor thread sleeps in it, a context switch), which per round would cost more than
+    // a round. Firing early is harmless: the round finds nothing due.
+    let mut timer = Timer::never();
+    let mut armed: Option<std::time::Instant> = None;
     loop {
         let wait = engine.poll_timeout().map_or(MAX_IDLE, |d| d.min(MAX_IDLE));
+        let wake_at = std::time::Instant::now() + wait;
+        if armed.is_none_or(|at| at > wake_at) {
+            timer.set_at(wake_at);
+            armed = Some(wake_at);
+        }
         let first = future::or(async { Some(rx.recv().await) }, async {
-            Timer::after(wait).await;
+            (&mut timer).await;
             None
         })
         .await;
         let mut next = match first {
             Some(Ok(input)) => Some(input),
             Some(Err(_)) => return Ok(()),
-            None => None,
+            None => {
+                armed = None;
+                None
+            }
         };
         let mut handled = 0;
         while let Some(input) = next.take() {

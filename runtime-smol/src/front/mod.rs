@@ -138,7 +138,17 @@ async fn connection(
     let mut metrics: Vec<(&'static str, Arc<RequestMetrics>)> = Vec::new();
     let mut buf = vec![0u8; READ_CHUNK_BYTES];
     let mut out = Vec::new();
+    // Whether the last read most likely took everything the client had sent (it did not fill
+    // the buffer), so that the client now waits for our replies and reading at once would only
+    // find nothing, a wasted system call: then wait for the socket to be readable first.
+    let mut drained = false;
     let result = loop {
+        if drained
+            && parser.buffered_bytes() == 0
+            && let Err(e) = stream.readable().await
+        {
+            break Err(e);
+        }
         let n = match stream.read(&mut buf).await {
             Ok(0) => break Ok(()),
             Ok(n) => n,
@@ -182,6 +192,7 @@ async fn connection(
             }
             out.clear();
         }
+        drained = n < buf.len();
         if close {
             break Ok(());
         }
