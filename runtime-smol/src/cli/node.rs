@@ -170,8 +170,8 @@ pub fn run(args: &NodeArgs) -> Result<(), String> {
         admin_addr: metrics,
         requirepass,
     };
-    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-    let rt = Runtime::start(threads).map_err(|e| format!("cannot start threads: {e}"))?;
+    let rt = Runtime::start(crate::runtime::default_threads())
+        .map_err(|e| format!("cannot start threads: {e}"))?;
     let server = Server::start(&rt, &config).map_err(|e| e.to_string())?;
     say!(
         "shale node {id}: redis on {}, peers on {}",

@@ -37,7 +37,7 @@ pub struct UpArgs {
     /// Require clients to AUTH with this password
     #[arg(long)]
     pub requirepass: Option<String>,
-    /// Executor threads (default: one per CPU)
+    /// Executor threads (default: half the CPUs, at least one)
     #[arg(long)]
     pub threads: Option<usize>,
     /// Serve reads from leader leases (faster; assumes clocks drift by under 50 ms per
@@ -90,9 +90,7 @@ pub fn run(args: &UpArgs) -> Result<(), String> {
     for c in &mut configs {
         c.node.raft.lease_reads = args.lease_reads;
     }
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
+    let threads = args.threads.unwrap_or_else(crate::runtime::default_threads);
     let rt = Runtime::start(threads).map_err(|e| format!("cannot start threads: {e}"))?;
     let mut servers = Vec::new();
     for config in &configs {
