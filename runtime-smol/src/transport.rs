@@ -243,6 +243,10 @@ async fn read_connection(
     inbox: &Sender<Input>,
 ) -> Closed {
     let config = &shared.config;
+    let peer_addr = stream
+        .get_ref()
+        .peer_addr()
+        .map_or_else(|_| "unknown".into(), |a| a.to_string());
     let handshake = {
         let shared = shared.clone();
         smol::unblock(move || {
@@ -257,7 +261,7 @@ async fn read_connection(
         Ok((Err(reason), _)) => return Closed::Error(reason),
         Err(e) => return Closed::Error(format!("accepted connection: {e}")),
     };
-    let what = format!("connection from node {from}");
+    let what = format!("connection from node {from} ({peer_addr})");
     let stream = match Async::new(stream) {
         Ok(stream) => stream,
         Err(e) => return Closed::Error(format!("{what}: {e}")),

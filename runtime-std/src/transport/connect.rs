@@ -71,7 +71,7 @@ pub fn connect(
 
 /// Performs the accepting side of the handshake on `stream` and returns the node that
 /// connected; the error says why the connection was refused or failed, for the log (and is
-/// counted in `refused_handshakes`, `oversize_frames` or `io_errors`)
+/// counted in `refused_handshakes`, plus `oversize_frames` or `io_errors` where they apply)
 ///
 /// The handshake is read without a buffer, so no byte after it is consumed: the caller reads
 /// the peer's frames from the same stream.
@@ -111,7 +111,11 @@ pub fn accept(
         Err(FrameError::TooLarge { .. }) => Err(HandshakeError::Malformed),
         Err(e) => {
             bump(&counters.refused_handshakes);
-            return Err(format!("handshake from {peer_addr}: {e}"));
+            return Err(frame_failure(
+                counters,
+                e,
+                &format!("handshake from {peer_addr}"),
+            ));
         }
     };
     let hello = hello.map_err(refuse)?;
@@ -125,7 +129,11 @@ pub fn accept(
         Ok(()) => decode_challenge(&buf),
         Err(e) => {
             bump(&counters.refused_handshakes);
-            return Err(format!("proof from {peer_addr}: {e}"));
+            return Err(frame_failure(
+                counters,
+                e,
+                &format!("proof from {peer_addr}"),
+            ));
         }
     };
     let key = auth::secret_key(&config.secret);
@@ -139,4 +147,23 @@ pub fn accept(
         return Err(io_error(format!("handshake reply to {peer_addr} failed")));
     }
     Ok(hello.from)
+}
+
+/// Counts a handshake frame that could not be read and says why, for the log
+fn frame_failure(
+    counters: &TransportCounters,
+    e: FrameError<std::io::Error>,
+    what: &str,
+) -> String {
+    match e {
+        FrameError::Eof => format!("{what}: peer closed the connection"),
+        FrameError::TooLarge { .. } => {
+            bump(&counters.oversize_frames);
+            format!("{what}: {e}")
+        }
+        FrameError::Io(err) => {
+            bump(&counters.io_errors);
+            format!("{what}: {err}")
+        }
+    }
 }
