@@ -229,8 +229,8 @@ async fn refuse_too_many(shared: &Shared, stream: Async<TcpStream>) -> Closed {
     use shale_runtime_std::transport::handshake::{Refusal, Reply, encode_reply};
     bump(&shared.counters.refused_handshakes);
     let reply = encode_reply(Reply::Refuse(Refusal::TooManyConnections));
-    let mut frame = (reply.len() as u32).to_le_bytes().to_vec();
-    frame.extend_from_slice(&reply);
+    let mut frame = Vec::new();
+    let _ = shale_core::wire::write_frame(&mut frame, &reply);
     let _ = (&stream).write_all(&frame).await;
     Closed::Error("refused a connection: too many connections".into())
 }

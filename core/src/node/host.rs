@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 use crate::controller::{Configuration, ControllerCommand, GroupId};
 use crate::group::AppMessage;
-use crate::raft::{NodeId, Outgoing, Role, SnapshotMeta, SnapshotTask, Write};
+use crate::raft::{NodeId, Outgoing, Raft, Role, SnapshotMeta, SnapshotTask, Write};
 
 use crate::shard::{KvError, KvResult};
 use crate::time::{Duration, Instant};
@@ -432,19 +432,7 @@ impl Host {
         let Some(r) = self.replicas.get_mut(&gid) else {
             return false;
         };
-        let mut progressed = false;
-        let raft = r.raft_mut();
-        while let Some(write) = raft.poll_write() {
-            progressed = true;
-            self.outputs.push_back(HostOutput::Wal {
-                gid,
-                op: WalOp::Write(write),
-            });
-        }
-        while let Some(message) = raft.poll_message() {
-            progressed = true;
-            self.outputs.push_back(HostOutput::Raft { gid, message });
-        }
+        let mut progressed = drain_raft(&mut self.outputs, gid, r.raft_mut());
         // Applies what committed, or takes note of a snapshot installed (the newest wins).
         r.process();
         if let Some(meta) = r.restore_wanted() {
@@ -495,19 +483,7 @@ impl Host {
             }
         }
         // Writes and messages the apply step caused go out in this round too.
-        let raft = r.raft_mut();
-        while let Some(write) = raft.poll_write() {
-            progressed = true;
-            self.outputs.push_back(HostOutput::Wal {
-                gid,
-                op: WalOp::Write(write),
-            });
-        }
-        while let Some(message) = raft.poll_message() {
-            progressed = true;
-            self.outputs.push_back(HostOutput::Raft { gid, message });
-        }
-        progressed
+        drain_raft(&mut self.outputs, gid, r.raft_mut()) || progressed
     }
 
     /// Sends `message` to node `to` (through the loopback when it is this node)
@@ -628,4 +604,21 @@ impl Host {
             "group {gid}: changing to voters {voters:?}, learners {learners:?}"
         ))
     }
+}
+
+/// Moves one Raft node's writes and messages to `outputs`, in that order; whether there were any
+fn drain_raft(outputs: &mut VecDeque<HostOutput>, gid: GroupId, raft: &mut Raft) -> bool {
+    let mut progressed = false;
+    while let Some(write) = raft.poll_write() {
+        progressed = true;
+        outputs.push_back(HostOutput::Wal {
+            gid,
+            op: WalOp::Write(write),
+        });
+    }
+    while let Some(message) = raft.poll_message() {
+        progressed = true;
+        outputs.push_back(HostOutput::Raft { gid, message });
+    }
+    progressed
 }
