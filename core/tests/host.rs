@@ -335,7 +335,7 @@ fn a_retried_join_refused_as_already_joined_reports_the_configuration() {
     use shale_core::controller::{Configuration, ControllerCommand, ControllerError};
     use shale_core::group::AppMessage;
     // No local controller: admin commands go to node 2, whose answers the test writes.
-    let mut host = Host::new(
+    let mut host: Host = Host::new(
         HostConfig::new(1, vec![2], SHARDS),
         BTreeMap::new(),
         Instant::ZERO,

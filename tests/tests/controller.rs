@@ -17,7 +17,7 @@ use shale_core::controller::{
 };
 use shale_core::raft::NodeId;
 use shale_core::time::Duration;
-use shale_sim::multi::{CLERK_POLL, CONTROLLER, Clerk, HostedCommand, MultiConfig, MultiSim};
+use shale_sim::multi::{CLERK_POLL, CONTROLLER, Clerk, MultiConfig, MultiSim};
 use shale_sim::{NetworkConfig, SimError};
 use shale_tests::{ELECTION_TIMEOUT, HEARTBEAT, ensure, for_each_seed, raft_config};
 
@@ -351,7 +351,7 @@ fn moves_make_new_configurations_only_when_they_change_something() {
 fn run_clients(sim: &mut MultiSim, scripts: Vec<Vec<ControllerCommand>>) -> Result<(), SimError> {
     let mut clerks: Vec<(Clerk, std::vec::IntoIter<ControllerCommand>, Option<String>)> = scripts
         .into_iter()
-        .map(|s| (Clerk::new(CONTROLLER), s.into_iter(), None))
+        .map(|s| (Clerk::new(sim), s.into_iter(), None))
         .collect();
     let deadline = sim.now() + call_budget().saturating_mul(3);
     loop {
@@ -361,20 +361,17 @@ fn run_clients(sim: &mut MultiSim, scripts: Vec<Vec<ControllerCommand>>) -> Resu
                 match script.next() {
                     Some(command) => {
                         *current = Some(format!("{command:?}"));
-                        clerk.start(HostedCommand::Controller(command));
+                        clerk.start(command);
                     }
                     None => continue,
                 }
             }
             busy = true;
-            if let Some(output) = clerk.poll(sim) {
-                let result = output.into_controller().expect("a controller answer");
-                if let Err(e) = result {
-                    return Err(sim.error(format!(
-                        "{} was refused: {e}",
-                        current.take().unwrap_or_default()
-                    )));
-                }
+            if let Some(Err(e)) = clerk.poll(sim) {
+                return Err(sim.error(format!(
+                    "{} was refused: {e}",
+                    current.take().unwrap_or_default()
+                )));
             }
         }
         if !busy {

@@ -84,6 +84,22 @@ pub enum ControllerCommand {
     Query(Option<u64>),
 }
 
+impl ControllerCommand {
+    /// Whether `error`, the answer to a retry of this command, only says that an earlier
+    /// attempt of it was applied: a Join refused as already joined for one of its own groups,
+    /// or a Leave refused as unknown for one of its own (a client then asks for the latest
+    /// configuration instead of reporting the refusal)
+    pub fn refusal_means_applied(&self, error: &ControllerError) -> bool {
+        match (self, error) {
+            (ControllerCommand::Join(groups), ControllerError::AlreadyJoined(g)) => {
+                groups.iter().any(|(gid, _)| gid == g)
+            }
+            (ControllerCommand::Leave(gids), ControllerError::UnknownGroup(g)) => gids.contains(g),
+            _ => false,
+        }
+    }
+}
+
 /// Why the controller refused a command; the history is unchanged
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControllerError {
@@ -269,6 +285,19 @@ impl crate::rsm::StateMachine for ShardController {
 mod tests {
     use super::*;
     use alloc::vec;
+
+    #[test]
+    fn only_a_refusal_naming_the_commands_own_group_means_applied_before() {
+        let join = ControllerCommand::Join(vec![(5, vec![1])]);
+        assert!(join.refusal_means_applied(&ControllerError::AlreadyJoined(5)));
+        assert!(!join.refusal_means_applied(&ControllerError::AlreadyJoined(6)));
+        assert!(!join.refusal_means_applied(&ControllerError::NoReplicas(5)));
+        let leave = ControllerCommand::Leave(vec![5]);
+        assert!(leave.refusal_means_applied(&ControllerError::UnknownGroup(5)));
+        assert!(!leave.refusal_means_applied(&ControllerError::AlreadyJoined(5)));
+        let query = ControllerCommand::Query(None);
+        assert!(!query.refusal_means_applied(&ControllerError::UnknownGroup(5)));
+    }
 
     #[test]
     fn bad_requests_are_refused_and_change_nothing() {

@@ -13,6 +13,7 @@ use crate::raft::{NodeId, Outgoing, Raft, Role, SnapshotMeta, SnapshotTask, Writ
 use crate::shard::{KvError, KvResult};
 use crate::time::{Duration, Instant};
 
+use super::machines::{HostMachines, StandardMachines};
 pub use super::replica::HostedReplica;
 use super::sessions::{AdminError, Sessions};
 
@@ -211,9 +212,9 @@ pub(super) enum ReplyTo {
 /// send once a write is durable are held inside the Raft core until
 /// [`WalDone::Persisted`] comes back, so outputs can be sent as soon as they are polled.
 #[derive(Debug)]
-pub struct Host {
+pub struct Host<M: HostMachines = StandardMachines> {
     pub(super) config: HostConfig,
-    pub(super) replicas: BTreeMap<GroupId, HostedReplica>,
+    pub(super) replicas: BTreeMap<GroupId, HostedReplica<M>>,
     /// Snapshots asked from the WAL thread for restoring, per group
     restoring: BTreeMap<GroupId, u64>,
     pub(super) outputs: VecDeque<HostOutput>,
@@ -232,13 +233,13 @@ pub struct Host {
     pub(super) now: Instant,
 }
 
-impl Host {
+impl<M: HostMachines> Host<M> {
     /// A host over `replicas` (already recovered from storage)
     pub fn new(
         config: HostConfig,
-        replicas: BTreeMap<GroupId, HostedReplica>,
+        replicas: BTreeMap<GroupId, HostedReplica<M>>,
         now: Instant,
-    ) -> Host {
+    ) -> Host<M> {
         let next_token = config.first_token.max(1);
         Host {
             config,
@@ -263,8 +264,15 @@ impl Host {
     }
 
     /// The hosted replicas, by group
-    pub fn replicas(&self) -> &BTreeMap<GroupId, HostedReplica> {
+    pub fn replicas(&self) -> &BTreeMap<GroupId, HostedReplica<M>> {
         &self.replicas
+    }
+
+    /// Starts hosting `replica` of group `gid` (recovered from storage by the runtime), in
+    /// place of any replica of that group hosted before
+    pub fn add_replica(&mut self, gid: GroupId, replica: HostedReplica<M>) {
+        self.restoring.remove(&gid);
+        self.replicas.insert(gid, replica);
     }
 
     /// The latest configuration this node's controller replica applied (`None` without one)
@@ -528,7 +536,7 @@ pub enum GroupAdmin {
     },
 }
 
-impl Host {
+impl<M: HostMachines> Host<M> {
     /// Runs an operator's change on this node's replica of the group, which must lead it
     /// (except for a snapshot, which any replica takes of itself); answers what happened, or
     /// why not (naming the leader to ask instead)

@@ -12,10 +12,12 @@
 //! [`AppMessage`]: crate::group::AppMessage
 
 mod host;
+mod machines;
 mod replica;
 mod route;
 mod sessions;
 
 pub use host::{CONTROLLER_GROUP, GroupAdmin, Host, HostConfig, HostOutput, OpId, WalDone, WalOp};
+pub use machines::{ControllerMachine, HostMachines, StandardMachines};
 pub use replica::HostedReplica;
 pub use sessions::{AdminError, SessionError, SessionId};

@@ -2,22 +2,25 @@
 
 use alloc::boxed::Box;
 
+use core::borrow::Borrow;
+
+use super::machines::{HostMachines, StandardMachines};
 use crate::controller::ShardController;
-use crate::group::{GroupDriver, GroupState};
+use crate::group::GroupDriver;
 use crate::raft::{Raft, SnapshotMeta, SnapshotTask};
 use crate::rsm::{Replica, SnapshotToStore};
 use crate::time::Instant;
 
-/// One hosted replica
+/// One hosted replica, running the state machines of `M`
 #[derive(Debug)]
-pub enum HostedReplica {
+pub enum HostedReplica<M: HostMachines = StandardMachines> {
     /// A replica of the shard controller (boxed, like the other: a Raft node is large)
-    Controller(Box<Replica<ShardController>>),
+    Controller(Box<Replica<M::Controller>>),
     /// A replica of a replica group
-    Group(Box<GroupDriver<GroupState>>),
+    Group(Box<GroupDriver<M::Group>>),
 }
 
-impl HostedReplica {
+impl<M: HostMachines> HostedReplica<M> {
     /// The Raft node
     pub fn raft(&self) -> &Raft {
         match self {
@@ -37,13 +40,13 @@ impl HostedReplica {
     /// The shard controller, for a controller replica
     pub fn controller(&self) -> Option<&ShardController> {
         match self {
-            HostedReplica::Controller(r) => Some(r.state()),
+            HostedReplica::Controller(r) => Some(r.state().borrow()),
             HostedReplica::Group(_) => None,
         }
     }
 
     /// The group driver, for a replica group's replica
-    pub fn driver(&self) -> Option<&GroupDriver<GroupState>> {
+    pub fn driver(&self) -> Option<&GroupDriver<M::Group>> {
         match self {
             HostedReplica::Controller(_) => None,
             HostedReplica::Group(d) => Some(d),
@@ -51,7 +54,7 @@ impl HostedReplica {
     }
 
     /// The group driver, to drive
-    pub fn driver_mut(&mut self) -> Option<&mut GroupDriver<GroupState>> {
+    pub fn driver_mut(&mut self) -> Option<&mut GroupDriver<M::Group>> {
         match self {
             HostedReplica::Controller(_) => None,
             HostedReplica::Group(d) => Some(d),

@@ -15,8 +15,9 @@ use crate::raft::{NodeId, Role};
 use crate::time::Instant;
 
 use super::host::{CONTROLLER_GROUP, Host, HostedReplica, ReplyTo};
+use super::machines::HostMachines;
 
-impl Host {
+impl<M: HostMachines> Host<M> {
     /// An application message arrived from node `from`
     pub fn handle_app(&mut self, now: Instant, from: NodeId, message: AppMessage) {
         self.observe(now);

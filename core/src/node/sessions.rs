@@ -13,6 +13,7 @@ use crate::shard::{ClientId, KvOp};
 use crate::time::Instant;
 
 use super::host::{CONTROLLER_GROUP, Host, HostOutput, HostedReplica, OpId, ReplyTo};
+use super::machines::HostMachines;
 use crate::raft::Role;
 
 /// A front-door session's handle, from [`Host::open_session`]
@@ -130,7 +131,7 @@ impl Sessions {
     }
 }
 
-impl Host {
+impl<M: HostMachines> Host<M> {
     /// Opens a session for client `client`: its id must be unique in the cluster and larger
     /// than every id opened before it (sessions expire lowest id first)
     pub fn open_session(&mut self, client: ClientId) -> SessionId {
@@ -350,7 +351,7 @@ impl Host {
         // has taken effect, so answer with the configuration as it is now.
         if let Some(Err(e)) = &result
             && self.sessions.admin[pos].sent > 1
-            && applied_before(&self.sessions.admin[pos].command, e)
+            && self.sessions.admin[pos].command.refusal_means_applied(e)
         {
             let a = &mut self.sessions.admin[pos];
             a.command = ControllerCommand::Query(None);
@@ -466,36 +467,5 @@ impl Host {
             _ => self.take_turn(&voters, (CONTROLLER_GROUP, u64::MAX - 1)),
         };
         self.send_app(to, AppMessage::Admin { token, command });
-    }
-}
-
-/// Whether `error`, the answer to a retry of `command`, only says that an earlier attempt of
-/// it was applied
-fn applied_before(command: &ControllerCommand, error: &ControllerError) -> bool {
-    match (command, error) {
-        (ControllerCommand::Join(groups), ControllerError::AlreadyJoined(g)) => {
-            groups.iter().any(|(gid, _)| gid == g)
-        }
-        (ControllerCommand::Leave(gids), ControllerError::UnknownGroup(g)) => gids.contains(g),
-        _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use alloc::vec;
-
-    #[test]
-    fn only_a_refusal_naming_the_commands_own_group_means_applied_before() {
-        let join = ControllerCommand::Join(vec![(5, vec![1])]);
-        assert!(applied_before(&join, &ControllerError::AlreadyJoined(5)));
-        assert!(!applied_before(&join, &ControllerError::AlreadyJoined(6)));
-        assert!(!applied_before(&join, &ControllerError::NoReplicas(5)));
-        let leave = ControllerCommand::Leave(vec![5]);
-        assert!(applied_before(&leave, &ControllerError::UnknownGroup(5)));
-        assert!(!applied_before(&leave, &ControllerError::AlreadyJoined(5)));
-        let query = ControllerCommand::Query(None);
-        assert!(!applied_before(&query, &ControllerError::UnknownGroup(5)));
     }
 }

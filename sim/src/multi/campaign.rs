@@ -5,10 +5,7 @@
 use shale_core::controller::{ControllerCommand, GroupId};
 use shale_core::time::{Duration, Instant};
 
-use super::{
-    CLERK_POLL, CONTROLLER, Clerk, HostedCommand, KvWorkload, ShardedCluster, ShardedConfig,
-    Workload,
-};
+use super::{CLERK_POLL, Clerk, KvWorkload, ShardedCluster, ShardedConfig, Workload};
 use crate::{NetworkConfig, SimError};
 
 /// What one sharded campaign run did
@@ -54,7 +51,7 @@ pub fn run_sharded_seed(seed: u64) -> Result<ShardedReport, SimError> {
     let (mut faults, mut reconfigurations) = (0u64, 1u64);
     // Configuration changes run alongside the users and the faults, through a clerk of
     // their own.
-    let mut admin = Clerk::new(CONTROLLER);
+    let mut admin = Clerk::new(&mut c.sim);
     let end = c.sim.now() + SHARDED_FAULT_PHASE;
     let nodes = c.sim.ids();
     while c.sim.now() < end {
@@ -75,7 +72,7 @@ pub fn run_sharded_seed(seed: u64) -> Result<ShardedReport, SimError> {
                 } else {
                     continue;
                 };
-                admin.start(HostedCommand::Controller(command));
+                admin.start(command);
                 reconfigurations += 1;
             }
             0 => {}

@@ -1,14 +1,18 @@
-//! The event loop: proposals, message delivery, disk completions and timeouts, and draining
-//! each replica's outputs through its group's checker
+//! The event loop: message delivery, disk completions and timeouts, each handed to a node's
+//! [`Host`](shale_core::node::Host), whose outputs then go to the disks and the network
+//! while every group's checker watches
+
+use std::collections::BTreeMap;
 
 use shale_core::controller::GroupId;
-use shale_core::raft::{NodeId, Outgoing, ProposeError, SnapshotTask};
+use shale_core::node::{HostOutput, WalDone, WalOp};
+use shale_core::raft::{NodeId, Outgoing, Role, Term};
 use shale_core::time::{Duration, Instant};
 use shale_core::wire;
 
-use super::machine::Hosted;
+use super::MultiSim;
+use super::machine::digest;
 use super::route::{CLIENT_BASE, decode_app};
-use super::{HostedCommand, HostedOutput, MultiSim};
 use crate::SimError;
 use crate::events::{skew, unskew};
 
@@ -41,47 +45,15 @@ pub(crate) fn decode_envelope(bytes: &[u8]) -> Option<(GroupId, Outgoing)> {
     None
 }
 
+/// What a node's host was handed, for the trace
+enum Event {
+    Raft(GroupId, Outgoing),
+    App(NodeId, shale_core::group::AppMessage),
+    Wal(WalDone),
+    Timeout,
+}
+
 impl MultiSim {
-    // ----- clients -----
-
-    /// Proposes `command` to `gid`'s replica on node `id`; its result comes out of
-    /// [`MultiSim::take_result`] under the returned token, if that replica stays up
-    pub fn propose(
-        &mut self,
-        gid: GroupId,
-        id: NodeId,
-        command: HostedCommand,
-    ) -> Result<u64, ProposeError> {
-        let now = self.local_time(id);
-        let token = self.next_token;
-        let Some(replica) = self
-            .nodes
-            .get_mut((id as usize).wrapping_sub(1))
-            .filter(|n| n.up)
-            .and_then(|n| n.groups.get_mut(&gid))
-            .and_then(|g| g.replica.as_mut())
-        else {
-            return Err(ProposeError::NotLeader { hint: None });
-        };
-        let result = replica.propose(now, token, command);
-        self.charge_cpu(id);
-        if let Ok(log_id) = result {
-            self.next_token += 1;
-            self.trace.record(format!(
-                "{} g{gid} n{id} propose {log_id} #{token}",
-                self.now
-            ));
-        }
-        self.after_event(id, gid);
-        result.map(|_| token)
-    }
-
-    /// The result of the proposal `token`, once its entry was applied on the replica that
-    /// took it: `Some(None)` when the proposal was lost (another entry took its place)
-    pub fn take_result(&mut self, token: u64) -> Option<Option<HostedOutput>> {
-        self.results.remove(&token)
-    }
-
     // ----- the event loop -----
 
     /// Processes the next event; `false` when nothing can ever happen again
@@ -92,36 +64,8 @@ impl MultiSim {
         self.now = self.now.max(at);
         // Ties are broken in a fixed order: disks, then the network, then timers, each by
         // node id, then group id.
-        let disk_due = self
-            .nodes
-            .iter()
-            .filter(|n| n.up && !n.paused)
-            .find_map(|n| {
-                n.groups
-                    .iter()
-                    .find(|(_, g)| g.disk.next_completion().is_some_and(|t| t <= self.now))
-                    .map(|(&gid, _)| (n.id, gid))
-                    .filter(|_| n.cpu_free_at <= self.now)
-            });
-        if let Some((id, gid)) = disk_due {
-            let local = self.local_time(id);
-            let hosted = self.nodes[(id - 1) as usize]
-                .groups
-                .get_mut(&gid)
-                .expect("found above");
-            if let Some(write_id) = hosted.disk.complete_due(self.now) {
-                self.charge_cpu(id);
-                let hosted = self.nodes[(id - 1) as usize]
-                    .groups
-                    .get_mut(&gid)
-                    .expect("found above");
-                if let Some(replica) = hosted.replica.as_mut() {
-                    replica.raft_mut().handle_persisted(local, write_id);
-                }
-                self.trace
-                    .record(format!("{} g{gid} n{id} persisted w{write_id}", self.now));
-                self.after_event(id, gid);
-            }
+        if let Some((id, done)) = self.disk_due() {
+            self.handle(id, Event::Wal(done));
             return true;
         }
         if let Some((from, to, bytes)) = self.network.pop_due_bytes(self.now) {
@@ -131,57 +75,49 @@ impl MultiSim {
         let timer_due = self
             .nodes
             .iter()
-            .filter(|n| n.up && !n.paused)
-            .find_map(|n| {
+            .filter(|n| n.up && !n.paused && n.cpu_free_at <= self.now)
+            .find(|n| {
                 let local = skew(self.now, n.drift_ppm);
-                n.groups
-                    .iter()
-                    .find(|(_, g)| {
-                        g.replica
-                            .as_ref()
-                            .and_then(|r| next_timer(r.as_ref()))
-                            .is_some_and(|t| t <= local)
-                    })
-                    .map(|(&gid, _)| (n.id, gid))
-                    .filter(|_| n.cpu_free_at <= self.now)
-            });
-        if let Some((id, gid)) = timer_due {
-            self.charge_cpu(id);
-            let local = self.local_time(id);
-            let hosted = self.nodes[(id - 1) as usize]
-                .groups
-                .get_mut(&gid)
-                .expect("found above");
-            let replica = hosted.replica.as_mut().expect("found above");
-            if let Some(driver) = replica.driver_mut()
-                && driver.poll_timeout().is_some_and(|t| t <= local)
-            {
-                driver.handle_timeout(local);
-            }
-            let raft = replica.raft_mut();
-            let before = (raft.role(), raft.term());
-            if raft.poll_timeout().is_some_and(|t| t <= local)
-                && raft.handle_timeout(local).is_err()
-            {
-                self.busy_drops += 1;
-            }
-            let after = (raft.role(), raft.term());
-            if before != after {
-                self.trace.record(format!(
-                    "{} g{gid} n{id} timeout: {} t{} -> {} t{}",
-                    self.now, before.0, before.1, after.0, after.1
-                ));
-            }
-            self.after_event(id, gid);
+                n.host
+                    .as_ref()
+                    .and_then(|h| h.poll_timeout())
+                    .is_some_and(|t| t <= local)
+            })
+            .map(|n| n.id);
+        if let Some(id) = timer_due {
+            self.handle(id, Event::Timeout);
         }
         true
+    }
+
+    /// The first disk completion due on a running node whose CPU is free: a persisted write,
+    /// else a read answer
+    fn disk_due(&mut self) -> Option<(NodeId, WalDone)> {
+        let now = self.now;
+        let node = self
+            .nodes
+            .iter_mut()
+            .filter(|n| n.up && !n.paused && n.cpu_free_at <= now)
+            .find(|n| {
+                n.disks
+                    .values()
+                    .any(|g| g.disk.next_completion().is_some_and(|t| t <= now))
+                    || n.reads.front().is_some_and(|(t, _)| *t <= now)
+            })?;
+        for (&gid, g) in &mut node.disks {
+            if let Some(id) = g.disk.complete_due(now) {
+                return Some((node.id, WalDone::Persisted { gid, id }));
+            }
+        }
+        let (_, done) = node.reads.pop_front()?;
+        Some((node.id, done))
     }
 
     /// Delivers an envelope from `from` to `to`
     fn deliver(&mut self, from: NodeId, to: NodeId, bytes: Vec<u8>) {
         if to >= CLIENT_BASE {
             match decode_app(&bytes) {
-                Some(Some(message)) => self.deliver_app(from, to, message),
+                Some(Some(message)) => self.client_inbox.entry(to).or_default().push(message),
                 _ => self.undecodable += 1,
             }
             return;
@@ -206,179 +142,276 @@ impl MultiSim {
             self.network.defer_bytes(at, from, to, bytes);
             return;
         }
-        self.charge_cpu(to);
-        if let Some(app) = decode_app(&bytes) {
-            match app {
-                Some(message) => {
-                    self.network.stats.delivered += 1;
-                    self.deliver_app(from, to, message);
-                }
-                None => self.undecodable += 1,
+        let size = bytes.len();
+        let event = match decode_app(&bytes) {
+            Some(Some(message)) => Event::App(from, message),
+            Some(None) => {
+                self.undecodable += 1;
+                return;
             }
-            return;
-        }
-        let Some((gid, out)) = decode_envelope(&bytes) else {
-            self.undecodable += 1;
-            return;
-        };
-        let local = self.local_time(to);
-        let Some(replica) = self.nodes[i]
-            .groups
-            .get_mut(&gid)
-            .and_then(|g| g.replica.as_mut())
-        else {
-            self.undecodable += 1;
-            return;
+            None => match decode_envelope(&bytes) {
+                Some((gid, out)) if self.hosts(to, gid) => Event::Raft(gid, out),
+                _ => {
+                    self.undecodable += 1;
+                    return;
+                }
+            },
         };
         self.network.stats.delivered += 1;
         if let Some(c) = self.network.stats.received_by_node.get_mut(i) {
             *c += 1;
         }
-        let raft = replica.raft_mut();
-        let (busy, what) = crate::trace::deliver_traced(raft, local, out);
-        if busy {
-            self.busy_drops += 1;
+        self.charge_bytes(to, size);
+        self.handle(to, event);
+    }
+
+    /// Whether node `id` hosts a replica of `gid`
+    fn hosts(&self, id: NodeId, gid: GroupId) -> bool {
+        self.node(id).disks.contains_key(&gid)
+    }
+
+    /// Hands `event` to node `id`'s host, then carries out what the host produced
+    fn handle(&mut self, id: NodeId, event: Event) {
+        let local = self.local_time(id);
+        let before = self.roles(id);
+        let what = {
+            let Some(host) = self.nodes[(id - 1) as usize].host.as_mut() else {
+                return;
+            };
+            match event {
+                Event::Raft(gid, out) => {
+                    let what = format!(
+                        "g{gid} n{id} <- n{} {} t{} e{}",
+                        out.from,
+                        out.message.kind_name(),
+                        out.message.term(),
+                        out.message.entry_count()
+                    );
+                    host.handle_raft(local, gid, out);
+                    what
+                }
+                Event::App(from, message) => {
+                    let what = format!("n{id} <- {from} {}", app_kind(&message));
+                    host.handle_app(local, from, message);
+                    what
+                }
+                Event::Wal(done) => {
+                    let what = match &done {
+                        WalDone::Persisted { gid, id: w } => format!("g{gid} n{id} persisted w{w}"),
+                        WalDone::Chunk { gid, offset, .. } => {
+                            format!("g{gid} n{id} chunk read at {offset}")
+                        }
+                        WalDone::Snapshot { gid, index, .. } => {
+                            format!("g{gid} n{id} snapshot {index} read")
+                        }
+                    };
+                    host.handle_wal(local, done);
+                    what
+                }
+                Event::Timeout => {
+                    host.handle_timeout(local);
+                    format!("n{id} timeout")
+                }
+            }
+        };
+        self.charge_cpu(id);
+        self.trace.record(format!("{} {what}", self.now));
+        // Commits are seen before the host's flush applies them and perhaps compacts them
+        // away into a snapshot.
+        self.check_node(id, false);
+        self.after_event(id);
+        let after = self.roles(id);
+        for (gid, (role, term)) in after {
+            if before.get(&gid) != Some(&(role, term)) {
+                self.trace
+                    .record(format!("{} g{gid} n{id} -> {role} t{term}", self.now));
+            }
         }
-        self.trace
-            .record(format!("{} g{gid} n{to} {what}", self.now));
-        self.after_event(to, gid);
     }
 
-    /// Drains the outputs of `gid`'s replica on `id`, checks the group's invariants, and sends
-    /// what a replica group driver has for other groups and clients
-    pub(crate) fn after_event(&mut self, id: NodeId, gid: GroupId) {
-        self.drain_replica(id, gid);
-        self.route_outputs(id, gid);
+    /// The role and term of every replica of node `id`
+    fn roles(&self, id: NodeId) -> BTreeMap<GroupId, (Role, Term)> {
+        self.node(id).host.as_ref().map_or_else(BTreeMap::new, |h| {
+            h.replicas()
+                .iter()
+                .map(|(&gid, r)| (gid, (r.raft().role(), r.raft().term())))
+                .collect()
+        })
     }
 
-    /// Drains the Raft outputs of `gid`'s replica on `id` and checks the group's invariants
-    fn drain_replica(&mut self, id: NodeId, gid: GroupId) {
+    /// Runs node `id`'s host until it has nothing more to do, carries out its outputs (writes
+    /// to the disks, messages to the network) and checks every group's invariants
+    pub(crate) fn after_event(&mut self, id: NodeId) {
+        let i = (id - 1) as usize;
+        let local = self.local_time(id);
+        let mut outputs = Vec::new();
+        {
+            let Some(host) = self.nodes[i].host.as_mut() else {
+                return;
+            };
+            host.flush(local);
+            while let Some(output) = host.poll_output() {
+                outputs.push(output);
+            }
+        }
+        let mut bytes = 0;
+        for output in outputs {
+            bytes += self.carry_out(id, output);
+        }
+        self.charge_bytes(id, bytes);
+        self.check_node(id, true);
+    }
+
+    /// Carries out one output of node `id`'s host; the bytes it moved
+    fn carry_out(&mut self, id: NodeId, output: HostOutput) -> usize {
+        let now = self.now;
+        match output {
+            HostOutput::Wal { gid, op } => self.storage_op(id, gid, op),
+            HostOutput::Raft { gid, message } => {
+                if let Some(check) = self.checks.get_mut(&gid) {
+                    check.checker.on_send(&message);
+                }
+                self.buf.clear();
+                encode_envelope(gid, &message, &mut self.buf);
+                self.network
+                    .send_bytes(now, message.from, message.to, &self.buf);
+                self.buf.len()
+            }
+            HostOutput::App { to, message } => {
+                self.send_app(id, to, &message);
+                self.buf.len()
+            }
+            HostOutput::Fatal(reason) => self.fail(format!("node {id} stopped: {reason}")),
+            // The simulator's clients talk to the nodes over the network, not through sessions
+            // of the host.
+            HostOutput::Done { .. }
+            | HostOutput::TimedOut { .. }
+            | HostOutput::AdminDone { .. } => 0,
+        }
+    }
+
+    /// Carries out a storage operation of `gid` on node `id`; the bytes it moved
+    fn storage_op(&mut self, id: NodeId, gid: GroupId, op: WalOp) -> usize {
         let i = (id - 1) as usize;
         let now = self.now;
-        let local = self.local_time(id);
-        loop {
-            let mut progressed = false;
-            let node = &mut self.nodes[i];
-            if !node.up {
-                return;
-            }
-            let Some(hosted) = node.groups.get_mut(&gid) else {
-                return;
-            };
-            let Some(replica) = hosted.replica.as_mut() else {
-                return;
-            };
-            let check = self
-                .checks
-                .get_mut(&gid)
-                .expect("every group has a checker");
-            let raft = replica.raft_mut();
-            while let Some(write) = raft.poll_write() {
-                progressed = true;
-                if let Err(e) = check.checker.on_write(raft, &write) {
+        let node = &mut self.nodes[i];
+        let Some(disk) = node.disks.get_mut(&gid) else {
+            return 0;
+        };
+        match op {
+            WalOp::Write(write) => {
+                let raft = node
+                    .host
+                    .as_ref()
+                    .and_then(|h| h.replicas().get(&gid))
+                    .map(|r| r.raft());
+                let checked = match (raft, self.checks.get_mut(&gid)) {
+                    (Some(raft), Some(check)) => check.checker.on_write(raft, &write),
+                    _ => Ok(()),
+                };
+                if let Err(e) = checked {
                     self.fail(format!("g{gid}: {e}"));
                 }
-                hosted
-                    .disk
-                    .submit(now, write, &self.config.disk, &mut self.disk_rng);
-            }
-            while let Some(out) = raft.poll_message() {
-                progressed = true;
-                check.checker.on_send(&out);
-                self.buf.clear();
-                encode_envelope(gid, &out, &mut self.buf);
-                self.network.send_bytes(now, out.from, out.to, &self.buf);
-            }
-            if let Err(e) = check.checker.on_step(raft) {
-                self.fail(format!("g{gid}: {e}"));
-            }
-            check.learn_committed(raft);
-            if let Some(meta) = replica.restore_wanted() {
-                progressed = true;
-                let stored = &hosted.disk.snapshot;
-                let held = stored.meta.as_ref().map(|m| m.last);
-                if held != Some(meta.last) {
-                    self.fail(format!(
-                        "g{gid} node {id} must restore snapshot {} but its disk holds {held:?}",
-                        meta.last
-                    ));
-                }
-                if !replica.restore(&stored.data) {
-                    self.fail(format!(
-                        "g{gid} node {id} cannot restore the installed snapshot {}",
-                        meta.last
-                    ));
-                }
-                hosted.installs += 1;
-                self.trace.record(format!(
-                    "{now} g{gid} n{id} restored snapshot {}",
-                    meta.last
-                ));
-            }
-            replica.process();
-            if replica.restore_wanted().is_some() {
-                progressed = true; // a snapshot was installed: restore it on the next round
-            }
-            while let Some((token, output)) = replica.poll_result() {
-                self.results.insert(token, output);
-            }
-            while let Some(s) = replica.poll_snapshot_to_store() {
-                progressed = true;
-                let len = s.bytes.len() as u64;
-                if !replica
-                    .raft_mut()
-                    .handle_snapshot_taken(local, s.index, len)
-                {
-                    continue; // stale: the core already has a newer one
-                }
-                let Some(meta) = replica.raft().snapshot().cloned() else {
-                    self.fail(format!(
-                        "g{gid} node {id} took a snapshot but the core reports none"
-                    ));
+                let bytes = write.entries.iter().map(|e| e.size_bytes()).sum::<usize>()
+                    + write
+                        .snapshot_chunks
+                        .iter()
+                        .map(|c| c.data.len())
+                        .sum::<usize>();
+                let Some(disk) = self.nodes[i].disks.get_mut(&gid) else {
+                    return 0;
                 };
-                if meta.last.index != s.index {
-                    self.fail(format!(
-                        "g{gid} node {id} took a snapshot at {} but the core reports {}",
-                        s.index, meta.last
-                    ));
-                }
+                disk.disk
+                    .submit(now, write, &self.config.disk, &mut self.disk_rng);
+                bytes
+            }
+            WalOp::SaveSnapshot { meta, bytes } => {
+                let len = bytes.len();
                 self.trace
                     .record(format!("{now} g{gid} n{id} took snapshot {}", meta.last));
-                hosted.disk.store_snapshot(meta, s.bytes);
-                hosted.snapshots_taken += 1;
+                disk.disk.store_snapshot(meta, bytes);
+                disk.snapshots_taken += 1;
+                len
             }
-            while let Some(task) = replica.poll_chunk_read() {
-                progressed = true;
-                let SnapshotTask::ReadChunk {
+            WalOp::ReadChunk {
+                to,
+                index,
+                offset,
+                max_bytes,
+            } => {
+                let stored = &disk.disk.snapshot;
+                let len = stored.data.len() as u64;
+                // A chunk of a snapshot that is not (or no longer) stored answers nothing; the
+                // core asks again.
+                let data = (stored.meta.as_ref().is_some_and(|m| m.last.index == index)
+                    && offset <= len)
+                    .then(|| {
+                        let end = offset.saturating_add(max_bytes as u64).min(len);
+                        stored.data[offset as usize..end as usize].to_vec()
+                    });
+                let moved = data.as_ref().map_or(0, Vec::len);
+                let done = WalDone::Chunk {
+                    gid,
                     to,
                     index,
                     offset,
-                    max_bytes,
-                } = task
-                else {
-                    continue;
+                    data,
                 };
-                let stored = &hosted.disk.snapshot;
-                let len = stored.data.len() as u64;
-                // A chunk of a snapshot that is not (or no longer) stored is skipped; the core
-                // asks again.
-                if stored.meta.as_ref().is_some_and(|m| m.last.index == index) && offset <= len {
-                    let end = offset.saturating_add(max_bytes as u64).min(len);
-                    let data = stored.data[offset as usize..end as usize].into();
-                    replica
-                        .raft_mut()
-                        .handle_snapshot_chunk(local, to, index, offset, data);
+                node.reads.push_back((now, done));
+                moved
+            }
+            WalOp::ReadSnapshot { index } => {
+                let stored = &disk.disk.snapshot;
+                let bytes = stored
+                    .meta
+                    .as_ref()
+                    .is_some_and(|m| m.last.index == index)
+                    .then(|| stored.data.clone());
+                if bytes.is_some() {
+                    disk.installs += 1;
+                }
+                let moved = bytes.as_ref().map_or(0, Vec::len);
+                node.reads
+                    .push_back((now, WalDone::Snapshot { gid, index, bytes }));
+                moved
+            }
+        }
+    }
+
+    /// Checks every replica of node `id` against its group's checker, and with `applied`
+    /// also each state machine against the committed log
+    fn check_node(&mut self, id: NodeId, applied: bool) {
+        let i = (id - 1) as usize;
+        let Some(host) = self.nodes[i].host.as_ref() else {
+            return;
+        };
+        let mut failure = None;
+        let mut peaks = Vec::new();
+        for (&gid, replica) in host.replicas() {
+            let Some(check) = self.checks.get_mut(&gid) else {
+                continue;
+            };
+            let raft = replica.raft();
+            if let Err(e) = check.checker.on_step(raft) {
+                failure = Some(format!("g{gid}: {e}"));
+                break;
+            }
+            check.learn_committed(raft);
+            if applied && replica.restore_wanted().is_none() {
+                let (d, _) = digest(replica);
+                if let Err(e) = check.check_state(id, raft.applied_index(), d) {
+                    failure = Some(format!("g{gid}: {e}"));
+                    break;
                 }
             }
-            hosted.peak_log_bytes = hosted.peak_log_bytes.max(replica.raft().log_bytes());
-            if replica.restore_wanted().is_none() {
-                let applied = replica.raft().applied_index();
-                if let Err(e) = check.check_state(id, applied, replica.digest().0) {
-                    self.fail(format!("g{gid}: {e}"));
-                }
-            }
-            if !progressed {
-                return;
+            peaks.push((gid, raft.log_bytes()));
+        }
+        if let Some(message) = failure {
+            self.fail(message);
+        }
+        for (gid, bytes) in peaks {
+            if let Some(g) = self.nodes[i].disks.get_mut(&gid) {
+                g.peak_log_bytes = g.peak_log_bytes.max(bytes);
             }
         }
     }
@@ -388,25 +421,38 @@ impl MultiSim {
         let mut next = self.network.next_arrival();
         let mut consider = |t: Instant| next = Some(next.map_or(t, |x: Instant| x.min(t)));
         for n in self.nodes.iter().filter(|n| n.up && !n.paused) {
-            for g in n.groups.values() {
-                // Without a CPU model `cpu_free_at` stays at zero and changes nothing.
+            // Without a CPU model `cpu_free_at` stays at zero and changes nothing.
+            for g in n.disks.values() {
                 if let Some(t) = g.disk.next_completion() {
                     consider(t.max(n.cpu_free_at));
                 }
-                if let Some(t) = g.replica.as_ref().and_then(|r| next_timer(r.as_ref())) {
-                    consider(unskew(self.now, n.drift_ppm, t).max(n.cpu_free_at));
-                }
+            }
+            if let Some((t, _)) = n.reads.front() {
+                consider((*t).max(n.cpu_free_at));
+            }
+            if let Some(t) = n.host.as_ref().and_then(|h| h.poll_timeout()) {
+                consider(unskew(self.now, n.drift_ppm, t).max(n.cpu_free_at));
             }
         }
         next
     }
 
-    /// Spends node `id`'s CPU on one event starting now (or when the CPU frees up, for a
-    /// direct proposal handled at once); nothing without a CPU model
+    /// Spends node `id`'s CPU on one event starting now; nothing without a CPU model
     fn charge_cpu(&mut self, id: NodeId) {
         if let Some(service) = self.config.cpu_per_event {
             let node = &mut self.nodes[(id - 1) as usize];
             node.cpu_free_at = node.cpu_free_at.max(self.now) + service;
+        }
+    }
+
+    /// Spends node `id`'s CPU on `bytes` handled by its loop (received, sent, written or read
+    /// back); nothing without a per-byte CPU model
+    fn charge_bytes(&mut self, id: NodeId, bytes: usize) {
+        if let Some(per_mib) = self.config.cpu_per_mib {
+            let micros = (bytes as u128 * u128::from(per_mib.as_micros())) >> 20;
+            let node = &mut self.nodes[(id - 1) as usize];
+            node.cpu_free_at =
+                node.cpu_free_at.max(self.now) + Duration::from_micros(micros as u64);
         }
     }
 
@@ -438,13 +484,28 @@ impl MultiSim {
     }
 }
 
-/// The earliest of a replica's Raft timeout and (for a replica group) its driver's poll timer
-fn next_timer(replica: &dyn Hosted) -> Option<Instant> {
-    let raft = replica.raft().poll_timeout();
-    let driver = replica.driver().and_then(|d| d.poll_timeout());
-    match (raft, driver) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+/// A short name of an application message, for the trace
+fn app_kind(message: &shale_core::group::AppMessage) -> String {
+    use shale_core::group::AppMessage as A;
+    match message {
+        A::Client { gid, token, .. } => format!("client g{gid} #{token}"),
+        A::Reply { token, .. } => format!("reply #{token}"),
+        A::Query { num, for_gid } => format!("query {num:?} for {for_gid:?}"),
+        A::Config { for_gid, config } => format!("config {} for {for_gid:?}", config.num),
+        A::Fetch {
+            gid, shard, num, ..
+        } => format!("fetch g{gid} s{shard} c{num}"),
+        A::Fetched {
+            gid, shard, num, ..
+        } => format!("fetched g{gid} s{shard} c{num}"),
+        A::Delete {
+            gid, shard, num, ..
+        } => format!("delete g{gid} s{shard} c{num}"),
+        A::Deleted {
+            gid, shard, num, ..
+        } => format!("deleted g{gid} s{shard} c{num}"),
+        A::Admin { token, .. } => format!("admin #{token}"),
+        A::AdminReply { token, result } => format!("admin reply #{token} {}", result.is_some()),
     }
 }
 

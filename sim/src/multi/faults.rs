@@ -8,8 +8,8 @@ use super::MultiSim;
 use crate::network::NetworkConfig;
 
 impl MultiSim {
-    /// Crashes node `id`: every replica on it stops, and each group's disk keeps only what
-    /// was durable (the oldest pending write perhaps torn)
+    /// Crashes node `id`: its host stops, and each group's disk keeps only what was durable
+    /// (the oldest pending write perhaps torn)
     pub fn crash(&mut self, id: NodeId) {
         let node = &mut self.nodes[(id - 1) as usize];
         if !node.up {
@@ -17,37 +17,34 @@ impl MultiSim {
         }
         node.up = false;
         node.paused = false;
-        for hosted in node.groups.values_mut() {
-            hosted.replica = None;
-            hosted.disk.crash(&self.config.disk, &mut self.disk_rng);
+        node.host = None;
+        node.reads.clear();
+        for g in node.disks.values_mut() {
+            g.disk.crash(&self.config.disk, &mut self.disk_rng);
         }
-        // Clients waiting on this node's replicas hear nothing more.
-        self.reply_to.retain(|&(node, _, _), _| node != id);
         self.trace.record(format!("{} n{id} CRASH", self.now));
     }
 
-    /// Restarts node `id` (crashing it first if it runs): every group it hosts recovers from
-    /// its disks
+    /// Restarts node `id` (crashing it first if it runs): its host recovers every group it
+    /// hosts from its disks
     pub fn restart(&mut self, id: NodeId) {
         self.crash(id);
         let node = &mut self.nodes[(id - 1) as usize];
         node.restarts += 1;
         node.up = true;
-        let gids: Vec<GroupId> = node.groups.keys().copied().collect();
-        for &gid in &gids {
-            let term = self.nodes[(id - 1) as usize].groups[&gid]
-                .disk
-                .hard_state
-                .term;
+        let terms: Vec<(GroupId, u64)> = node
+            .disks
+            .iter()
+            .map(|(&gid, g)| (gid, g.disk.hard_state.term))
+            .collect();
+        for (gid, term) in terms {
             if let Some(check) = self.checks.get_mut(&gid) {
                 check.on_restart(id, term);
             }
-            self.boot_replica(id, gid);
         }
+        self.boot_node(id);
         self.trace.record(format!("{} n{id} RESTART", self.now));
-        for gid in gids {
-            self.after_event(id, gid);
-        }
+        self.after_event(id);
     }
 
     /// Pauses node `id`: no timers fire and arriving messages wait until [`MultiSim::resume`]
@@ -126,8 +123,7 @@ impl MultiSim {
         self.trace.record(format!("{} HEAL", self.now));
     }
 
-    /// Changes how the network behaves from now on (clerks lose requests and replies at its
-    /// drop rate too)
+    /// Changes how the network behaves from now on
     pub fn set_network(&mut self, config: NetworkConfig) {
         self.network.config = config.clone();
         self.config.network = config;

@@ -1,32 +1,20 @@
-//! The state machines a simulated node can host, behind one object-safe trait
+//! The state machines the simulator's hosts run: the core's own, wrapped in [`Tracked`] so
+//! every replica keeps a digest of the commands it applied, and how to build them
 //!
-//! Every hosted replica is a [`Replica`] over a [`Tracked`] state machine: `Tracked` wraps the
-//! real one (the shard controller, or a replica group's [`GroupState`], whose replicas are
-//! [`GroupDriver`]s over a `Replica<Tracked<GroupState>>`) and keeps a rolling digest
-//! of every command it applied, which the simulator compares with the digest of the committed
-//! log after every event (state machine safety for typed replicas, whose applied entries the
-//! runtime never sees).
-//!
-//! Adding a kind of state machine takes four small steps, all in this file (a replica group
-//! took a fifth: its replicas are drivers, hosted by `impl Hosted for SimDriver`):
-//! 1. a variant in [`HostedCommand`] and one in [`HostedOutput`];
-//! 2. an `impl HostedKind for TheMachine` that unwraps its command and wraps its output;
-//! 3. a variant in [`MachineSpec`] with what building an empty machine needs, and its arm in
-//!    [`MachineSpec::build`];
-//! 4. if a retried command needs special handling by the clerk, an arm in
-//!    [`retry_follow_up`].
+//! Each simulated node runs the core's [`shale_core::node::Host`] over [`SimMachines`]:
+//! a [`Tracked`] shard controller and [`Tracked`] replica group states. The wrapper changes
+//! nothing of what the machines do; it only lets the checker compare every replica's applied
+//! state with the committed log (see `check.rs`).
 
 use std::any::Any;
 use std::borrow::Borrow;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use shale_core::controller::{
-    Configuration, ControllerCommand, ControllerError, GroupId, ShardController,
-};
-use shale_core::group::{ClientOutcome, DriverConfig, GroupCommand, GroupDriver, GroupState};
-use shale_core::raft::{Index, LogId, ProposeError, Raft, SnapshotMeta, SnapshotTask};
-use shale_core::rsm::{Replica, SnapshotToStore, StateMachine};
+use shale_core::controller::{GroupId, ShardController};
+use shale_core::group::{DriverConfig, GroupDriver, GroupState};
+use shale_core::node::{HostMachines, HostedReplica};
+use shale_core::raft::{Index, Raft};
+use shale_core::rsm::{Replica, StateMachine};
 use shale_core::shard::ShardLimits;
 use shale_core::time::Instant;
 
@@ -105,9 +93,11 @@ impl Borrow<GroupState> for Tracked<GroupState> {
     }
 }
 
-/// A replica of a replica group as the simulator hosts it: the core's driver over a
-/// digest-tracked group state
-pub type SimDriver = GroupDriver<Tracked<GroupState>>;
+impl Borrow<ShardController> for Tracked<ShardController> {
+    fn borrow(&self) -> &ShardController {
+        &self.inner
+    }
+}
 
 impl<S: StateMachine> StateMachine for Tracked<S> {
     type Command = S::Command;
@@ -143,79 +133,27 @@ impl<S: StateMachine> StateMachine for Tracked<S> {
     }
 }
 
-/// A command for any hosted kind of state machine
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HostedCommand {
-    /// For the shard controller
-    Controller(ControllerCommand),
-    /// For a replica group
-    Group(GroupCommand),
+/// The machines of a simulated node's host: the core's, digest-tracked
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimMachines;
+
+impl HostMachines for SimMachines {
+    type Controller = Tracked<ShardController>;
+    type Group = Tracked<GroupState>;
 }
 
-/// What applying a [`HostedCommand`] returned
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HostedOutput {
-    /// From the shard controller
-    Controller(Result<Configuration, ControllerError>),
-    /// From a replica group (`Some` for client requests)
-    Group(Option<ClientOutcome>),
-}
+/// A replica of a replica group as the simulator hosts it: the core's driver over a
+/// digest-tracked group state
+pub type SimDriver = GroupDriver<Tracked<GroupState>>;
 
-impl HostedOutput {
-    /// The controller's answer, or `Err(self)` for another kind's
-    pub fn into_controller(self) -> Result<Result<Configuration, ControllerError>, HostedOutput> {
-        match self {
-            HostedOutput::Controller(result) => Ok(result),
-            other => Err(other),
-        }
-    }
-}
-
-/// A state machine the multi-group simulator can host: how its commands and outputs map to
-/// [`HostedCommand`] and [`HostedOutput`]
-pub trait HostedKind: StateMachine + 'static {
-    /// A short name for traces and errors
-    const NAME: &'static str;
-    /// Unwraps a command of this kind (`Err` gives back a command of another kind)
-    fn command(command: HostedCommand) -> Result<Self::Command, HostedCommand>;
-    /// Wraps an output of this kind
-    fn output(output: Self::Output) -> HostedOutput;
-}
-
-impl HostedKind for ShardController {
-    const NAME: &'static str = "controller";
-
-    fn command(command: HostedCommand) -> Result<ControllerCommand, HostedCommand> {
-        match command {
-            HostedCommand::Controller(c) => Ok(c),
-            other => Err(other),
-        }
-    }
-
-    fn output(output: Result<Configuration, ControllerError>) -> HostedOutput {
-        HostedOutput::Controller(output)
-    }
-}
-
-impl HostedKind for GroupState {
-    const NAME: &'static str = "group";
-
-    fn command(command: HostedCommand) -> Result<GroupCommand, HostedCommand> {
-        match command {
-            HostedCommand::Group(c) => Ok(c),
-            other => Err(other),
-        }
-    }
-
-    fn output(output: Option<ClientOutcome>) -> HostedOutput {
-        HostedOutput::Group(output)
-    }
-}
+/// A replica as a simulated node hosts it
+pub type SimReplica = HostedReplica<SimMachines>;
 
 /// How to build a group's empty state machine (at creation and at every restart)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MachineSpec {
-    /// A shard controller over `shards` shards
+    /// The shard controller over `shards` shards (only for group
+    /// [`CONTROLLER`](super::CONTROLLER))
     Controller {
         /// The number of shards
         shards: u32,
@@ -232,12 +170,18 @@ pub enum MachineSpec {
 }
 
 impl MachineSpec {
-    /// A fresh replica of this machine over `raft`, booted at local time `now`
-    pub(crate) fn build(&self, raft: Raft, now: Instant) -> Box<dyn Hosted> {
+    /// The number of shards of the cluster this machine belongs to
+    pub fn shards(&self) -> u32 {
         match self {
-            MachineSpec::Controller { shards } => Box::new(Replica::new(
-                raft,
-                Tracked::new(ShardController::new(*shards)),
+            MachineSpec::Controller { shards } | MachineSpec::Group { shards, .. } => *shards,
+        }
+    }
+
+    /// A fresh replica of this machine over `raft`, booted at local time `now`
+    pub(crate) fn build(&self, raft: Raft, now: Instant) -> SimReplica {
+        match self {
+            MachineSpec::Controller { shards } => HostedReplica::Controller(Box::new(
+                Replica::new(raft, Tracked::new(ShardController::new(*shards))),
             )),
             MachineSpec::Group {
                 gid,
@@ -246,212 +190,47 @@ impl MachineSpec {
             } => {
                 let state = Tracked::new(GroupState::new(*gid, *shards, *limits));
                 let replica = Replica::new(raft, state);
-                Box::new(SimDriver::new(replica, DriverConfig::default(), now))
+                HostedReplica::Group(Box::new(SimDriver::new(
+                    replica,
+                    DriverConfig::default(),
+                    now,
+                )))
             }
         }
     }
 }
 
-/// A follow-up for a clerk whose retried `command` came back as `output`: `Some(query)` when
-/// the output only says the first attempt was applied already (a retried Join refused as
-/// `AlreadyJoined` for one of its own groups, a retried Leave refused as `UnknownGroup` for
-/// one of its own), in which case the clerk asks for the latest configuration instead
-pub(crate) fn retry_follow_up(
-    command: &HostedCommand,
-    output: &HostedOutput,
-) -> Option<HostedCommand> {
-    let HostedOutput::Controller(Err(error)) = output else {
-        return None;
-    };
-    let HostedCommand::Controller(command) = command else {
-        return None;
-    };
-    let own = match (command, error) {
-        (ControllerCommand::Join(groups), ControllerError::AlreadyJoined(g)) => {
-            groups.iter().any(|(gid, _)| gid == g)
+/// The command digest of `replica`'s state machine and the index of its last command
+pub(crate) fn digest(replica: &SimReplica) -> (u64, Index) {
+    match replica {
+        HostedReplica::Controller(r) => (r.state().digest(), r.state().last_command()),
+        HostedReplica::Group(d) => {
+            let state = d.replica().state();
+            (state.digest(), state.last_command())
         }
-        (ControllerCommand::Leave(gids), ControllerError::UnknownGroup(g)) => gids.contains(g),
-        _ => false,
-    };
-    own.then_some(HostedCommand::Controller(ControllerCommand::Query(None)))
-}
-
-/// A hosted replica of any kind, as the simulator drives it (see [`Replica`])
-pub(crate) trait Hosted {
-    /// The Raft node
-    fn raft(&self) -> &Raft;
-    /// The Raft node, to drive
-    fn raft_mut(&mut self) -> &mut Raft;
-    /// Applies what is committed and answers snapshot tasks
-    fn process(&mut self);
-    /// Proposes a command of this replica's kind (a command of another kind is a bug in the
-    /// scenario and panics)
-    fn propose(
-        &mut self,
-        now: Instant,
-        token: u64,
-        command: HostedCommand,
-    ) -> Result<LogId, ProposeError>;
-    /// The next result for this replica's proposals, as (token, output)
-    fn poll_result(&mut self) -> Option<(u64, Option<HostedOutput>)>;
-    /// The next snapshot to store
-    fn poll_snapshot_to_store(&mut self) -> Option<SnapshotToStore>;
-    /// The next chunk to read for a follower
-    fn poll_chunk_read(&mut self) -> Option<SnapshotTask>;
-    /// The installed snapshot to restore, if any
-    fn restore_wanted(&self) -> Option<SnapshotMeta>;
-    /// Restores stored snapshot bytes
-    fn restore(&mut self, bytes: &[u8]) -> bool;
-    /// The command digest and the index of the last command applied
-    fn digest(&self) -> (u64, Index);
-    /// The wrapped state machine, to downcast
-    fn machine(&self) -> &dyn Any;
-    /// The kind's name
-    fn kind(&self) -> &'static str;
-    /// The replica group driver, for replicas of a replica group
-    fn driver(&self) -> Option<&SimDriver> {
-        None
-    }
-    /// The replica group driver, to drive
-    fn driver_mut(&mut self) -> Option<&mut SimDriver> {
-        None
     }
 }
 
-impl Hosted for SimDriver {
-    fn raft(&self) -> &Raft {
-        self.replica().raft()
-    }
-
-    fn raft_mut(&mut self) -> &mut Raft {
-        self.replica_mut().raft_mut()
-    }
-
-    fn process(&mut self) {
-        GroupDriver::process(self);
-    }
-
-    fn propose(
-        &mut self,
-        now: Instant,
-        token: u64,
-        command: HostedCommand,
-    ) -> Result<LogId, ProposeError> {
-        match GroupState::command(command) {
-            Ok(c) => self.replica_mut().propose(now, token, &c),
-            Err(other) => panic!("a {} replica was given {other:?}", GroupState::NAME),
-        }
-    }
-
-    fn poll_result(&mut self) -> Option<(u64, Option<HostedOutput>)> {
-        None // the driver turns results into client replies
-    }
-
-    fn poll_snapshot_to_store(&mut self) -> Option<SnapshotToStore> {
-        self.replica_mut().poll_snapshot_to_store()
-    }
-
-    fn poll_chunk_read(&mut self) -> Option<SnapshotTask> {
-        self.replica_mut().poll_chunk_read()
-    }
-
-    fn restore_wanted(&self) -> Option<SnapshotMeta> {
-        self.replica().restore_wanted().cloned()
-    }
-
-    fn restore(&mut self, bytes: &[u8]) -> bool {
-        self.replica_mut().restore(bytes)
-    }
-
-    fn digest(&self) -> (u64, Index) {
-        let state = self.replica().state();
-        (state.digest(), state.last_command())
-    }
-
-    fn machine(&self) -> &dyn Any {
-        self.state()
-    }
-
-    fn kind(&self) -> &'static str {
-        GroupState::NAME
-    }
-
-    fn driver(&self) -> Option<&SimDriver> {
-        Some(self)
-    }
-
-    fn driver_mut(&mut self) -> Option<&mut SimDriver> {
-        Some(self)
+/// `replica`'s plain state machine ([`ShardController`] or [`GroupState`]), to downcast
+pub(crate) fn machine(replica: &SimReplica) -> &dyn Any {
+    match replica {
+        HostedReplica::Controller(r) => r.state().inner(),
+        HostedReplica::Group(d) => d.replica().state().inner(),
     }
 }
 
-impl<S> Hosted for Replica<Tracked<S>>
-where
-    S: HostedKind,
-    S::Command: Serialize + DeserializeOwned,
-{
-    fn raft(&self) -> &Raft {
-        Replica::raft(self)
-    }
-
-    fn raft_mut(&mut self) -> &mut Raft {
-        Replica::raft_mut(self)
-    }
-
-    fn process(&mut self) {
-        Replica::process(self);
-    }
-
-    fn propose(
-        &mut self,
-        now: Instant,
-        token: u64,
-        command: HostedCommand,
-    ) -> Result<LogId, ProposeError> {
-        match S::command(command) {
-            Ok(c) => Replica::propose(self, now, token, &c),
-            Err(other) => panic!("a {} replica was given {other:?}", S::NAME),
-        }
-    }
-
-    fn poll_result(&mut self) -> Option<(u64, Option<HostedOutput>)> {
-        let applied = Replica::poll_result(self)?;
-        Some((applied.token, applied.output.map(S::output)))
-    }
-
-    fn poll_snapshot_to_store(&mut self) -> Option<SnapshotToStore> {
-        Replica::poll_snapshot_to_store(self)
-    }
-
-    fn poll_chunk_read(&mut self) -> Option<SnapshotTask> {
-        Replica::poll_chunk_read(self)
-    }
-
-    fn restore_wanted(&self) -> Option<SnapshotMeta> {
-        Replica::restore_wanted(self).cloned()
-    }
-
-    fn restore(&mut self, bytes: &[u8]) -> bool {
-        Replica::restore(self, bytes)
-    }
-
-    fn digest(&self) -> (u64, Index) {
-        let state = self.state();
-        (state.digest(), state.last_command())
-    }
-
-    fn machine(&self) -> &dyn Any {
-        self.state().inner()
-    }
-
-    fn kind(&self) -> &'static str {
-        S::NAME
+/// The kind of `replica`, for traces
+pub(crate) fn kind(replica: &SimReplica) -> &'static str {
+    match replica {
+        HostedReplica::Controller(_) => "controller",
+        HostedReplica::Group(_) => "group",
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shale_core::controller::ControllerCommand;
 
     #[test]
     fn tracked_snapshots_carry_the_digest() {
@@ -464,18 +243,5 @@ mod tests {
         assert!(StateMachine::restore(&mut b, &StateMachine::snapshot(&a)));
         assert_eq!(a, b);
         assert!(!StateMachine::restore(&mut b, &[0xff]));
-    }
-
-    #[test]
-    fn only_own_groups_make_a_retry_a_success() {
-        let join = HostedCommand::Controller(ControllerCommand::Join(vec![(5, vec![1])]));
-        let own = HostedOutput::Controller(Err(ControllerError::AlreadyJoined(5)));
-        let other = HostedOutput::Controller(Err(ControllerError::NoReplicas(5)));
-        assert!(retry_follow_up(&join, &own).is_some());
-        assert!(retry_follow_up(&join, &other).is_none());
-        let leave = HostedCommand::Controller(ControllerCommand::Leave(vec![5]));
-        let gone = HostedOutput::Controller(Err(ControllerError::UnknownGroup(5)));
-        assert!(retry_follow_up(&leave, &gone).is_some());
-        assert!(retry_follow_up(&leave, &own).is_none());
     }
 }

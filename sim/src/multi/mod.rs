@@ -1,11 +1,14 @@
-//! A deterministic simulator of several Raft groups sharing one set of nodes
+//! A deterministic simulator of a sharded cluster: nodes hosting replicas of several Raft
+//! groups, each node running the core's [`Host`](shale_core::node::Host)
 //!
 //! [`MultiSim`] is the multi-group sibling of [`crate::Sim`]: one seed, one virtual clock and
-//! one network for every group. Each simulated node hosts a replica of several groups
-//! ([`shale_core::rsm::Replica`]s over a kind of state machine chosen by [`MachineSpec`]),
-//! each with its own disk on that node. Messages travel as `(group id, message)` envelopes: the
-//! group id as a postcard varint, then the message in the [`shale_core::wire`] encoding, so the
-//! network counts real bytes.
+//! one network for every group. Each simulated node runs the code the `shale` program runs:
+//! the core's node host over the replicas it hosts (the shard controller's and replica
+//! groups', see [`MachineSpec`]), which routes the application protocol between groups and
+//! answers clients. The simulator only moves what the host outputs: writes to each group's
+//! disk on that node, Raft and application messages over the network. Raft messages travel as
+//! `(group id, message)` envelopes: the group id as a postcard varint, then the message in the
+//! [`shale_core::wire`] encoding, so the network counts real bytes.
 //!
 //! Faults are per node and hit every group on it: [`MultiSim::crash`] loses the unsynced
 //! writes of every group (the oldest perhaps torn), [`MultiSim::restart`] recovers every group
@@ -23,28 +26,23 @@
 //! By default CPU is free: a node handles any number of events at the same virtual instant,
 //! so a closed-loop load is bound by latency alone. With [`MultiConfig::cpu_per_event`] set,
 //! each node is one CPU that spends that fixed service time on every event it handles (a
-//! message or client request delivered, a timeout, a disk completion): an event starts no
-//! earlier than the node's CPU is free, and moves that point on by the service time. An event
-//! due while the CPU is busy is deferred, not handled early: a message is put back on the
-//! network to arrive when the CPU frees up, and disk completions and timers wait until then.
-//! Direct proposals ([`MultiSim::propose`]) are handled at once (the caller expects an
-//! answer) but still charged. Nothing else is modelled: the service time does not depend on
-//! the event, disk bandwidth stays unlimited, and the nodes' clocks stay as they are.
+//! message delivered, a timeout, a disk completion); with [`MultiConfig::cpu_per_mib`] it
+//! also spends time in proportion to the bytes its loop handles in the event (the message
+//! received, and every message, write and snapshot it produced). An event starts no earlier
+//! than the node's CPU is free, and moves that point on by its service time. An event due
+//! while the CPU is busy is deferred, not handled early: a message is put back on the network
+//! to arrive when the CPU frees up, and disk completions and timers wait until then. So a
+//! design that does work proportional to the data on a node's loop delays its heartbeats,
+//! and shows up as elections.
 //!
-//! Clients talk to replicas directly ([`MultiSim::propose`], [`MultiSim::take_result`]) or
-//! through a [`Clerk`], which retries against whichever replica leads the way a real client
-//! would; [`MultiSim::controller_call`] is a clerk call to the controller group.
+//! # Clients
 //!
-//! # Sharded clusters
-//!
-//! A [`MachineSpec::Group`] replica is the core's [`shale_core::group::GroupDriver`] (over a
-//! [`Tracked`] group state, see [`SimDriver`]); its poll timer runs alongside the Raft
-//! timeouts. What a driver asks of other groups and the controller, and KV clients' requests
-//! and replies, travel over the same network as [`AppMessage`]s (see the `route` module: the
-//! simulator only routes bytes, the protocol is the core's). [`KvClient`] drives the core's
-//! sans-IO clerk; [`ShardedCluster`] builds a controller and replica groups on dedicated nodes,
-//! [`KvWorkload`] runs concurrent users and records their history for the linearizability
-//! checker, and [`run_sharded_seed`] is the random campaign over all of it.
+//! Clients have network addresses of their own (from [`CLIENT_BASE`] up) and talk to the
+//! nodes with application messages, as the `shale` program's peers do: a [`Clerk`] calls the
+//! controller ([`MultiSim::controller_call`]) and a [`KvClient`] drives the core's sans-IO
+//! clerk for key-value operations. [`ShardedCluster`] builds a controller and replica groups
+//! on dedicated nodes, [`KvWorkload`] runs concurrent users and records their history for the
+//! linearizability checker, and [`run_sharded_seed`] is the random campaign over all of it.
 //!
 //! ```
 //! use shale_core::controller::ControllerCommand;
@@ -93,10 +91,10 @@ use shale_core::rng::Rng;
 use shale_core::time::{Duration, Instant};
 
 pub use campaign::{SHARDED_FAULT_PHASE, ShardedReport, run_sharded_seed};
-pub use clerk::{CLERK_POLL, Clerk};
+pub use clerk::{CLERK_POLL, Clerk, ControllerResult};
 pub use kv::KvClient;
 pub use machine::{
-    EMPTY_COMMAND_DIGEST, HostedCommand, HostedKind, HostedOutput, MachineSpec, SimDriver, Tracked,
+    EMPTY_COMMAND_DIGEST, MachineSpec, SimDriver, SimMachines, SimReplica, Tracked,
     command_digest_step, command_hash,
 };
 pub use node::GroupSpec;
@@ -105,16 +103,17 @@ pub use sharded::{ShardedCluster, ShardedConfig};
 pub use workload::{KvWorkload, Workload};
 
 use check::GroupCheck;
-use node::{HostedGroup, MultiNode};
+use node::{GroupDisk, MultiNode};
 
 use crate::disk::DiskConfig;
 use crate::network::{Network, NetworkConfig, NetworkStats};
 use crate::trace::Trace;
 use crate::{Checker, SimError};
 
-/// The group id of the shard controller in [`MultiSim::with_controller`]; 0 is never a
-/// replica group's id (it means "no group" in a configuration)
-pub const CONTROLLER: GroupId = 0;
+/// The group id of the shard controller (the core's
+/// [`CONTROLLER_GROUP`](shale_core::node::CONTROLLER_GROUP)); 0 is never a replica group's id
+/// (it means "no group" in a configuration)
+pub const CONTROLLER: GroupId = shale_core::node::CONTROLLER_GROUP;
 
 /// Everything that shapes one multi-group simulation; one seed drives every random choice
 #[derive(Clone, Debug)]
@@ -126,7 +125,7 @@ pub struct MultiConfig {
     pub nodes: usize,
     /// The Raft config every replica starts from (`id` and `seed` are set per replica)
     pub raft: Config,
-    /// Network behaviour (clerks lose requests and replies at its drop rate too)
+    /// Network behaviour
     pub network: NetworkConfig,
     /// Disk behaviour
     pub disk: DiskConfig,
@@ -135,6 +134,9 @@ pub struct MultiConfig {
     /// CPU time a node spends on each event it handles; `None` (the default) makes CPU free
     /// (see the CPU model in the module docs)
     pub cpu_per_event: Option<Duration>,
+    /// CPU time a node's loop spends per MiB it handles in an event; `None` (the default)
+    /// makes bytes free
+    pub cpu_per_mib: Option<Duration>,
 }
 
 impl MultiConfig {
@@ -148,12 +150,12 @@ impl MultiConfig {
             disk: DiskConfig::default(),
             clock_drift_ppm_max: 0,
             cpu_per_event: None,
+            cpu_per_mib: None,
         }
     }
 }
 
-/// A deterministic simulation of several Raft groups over one set of nodes (see the module
-/// docs)
+/// A deterministic simulation of a sharded cluster's nodes (see the module docs)
 pub struct MultiSim {
     pub(crate) config: MultiConfig,
     pub(crate) now: Instant,
@@ -169,24 +171,14 @@ pub struct MultiSim {
     pub(crate) trace: Trace,
     /// Envelopes that did not decode, and messages for a group the receiver does not host
     pub(crate) undecodable: u64,
-    /// Inputs a Raft node refused as `Busy`
-    pub(crate) busy_drops: u64,
-    /// The next proposal token
+    /// The next token a client gives a request
     pub(crate) next_token: u64,
-    /// Results of proposals, by token: `None` when the proposal was lost
-    pub(crate) results: BTreeMap<u64, Option<HostedOutput>>,
     /// The clerk behind [`MultiSim::controller_call`], kept for its leader hint
     pub(crate) controller_clerk: Option<Clerk>,
     pub(crate) buf: Vec<u8>,
-    /// Application messages arrived for KV clients, by client address
+    /// Application messages arrived for clients, by client address
     pub(crate) client_inbox: BTreeMap<NodeId, Vec<route::AppMessage>>,
-    /// Where to send the reply to a client request, by (node, group, token)
-    pub(crate) reply_to: BTreeMap<(NodeId, GroupId, u64), NodeId>,
-    /// The replica of each group that answered a fetch or delete last (the leader hint)
-    pub(crate) answered_last: BTreeMap<GroupId, NodeId>,
-    /// Turns of the round-robin routing of group requests, by (target group, lane)
-    pub(crate) route_turns: BTreeMap<(GroupId, u64), u64>,
-    /// The next KV client session id and network address offset
+    /// The next client session id and network address offset
     pub(crate) next_client: u64,
 }
 
@@ -217,7 +209,7 @@ impl MultiSim {
                 MultiNode::new(i as NodeId + 1, drift_ppm)
             })
             .collect();
-        MultiSim {
+        let mut sim = MultiSim {
             now: Instant::ZERO,
             nodes,
             groups: BTreeMap::new(),
@@ -228,18 +220,17 @@ impl MultiSim {
             workload_rng,
             trace: Trace::default(),
             undecodable: 0,
-            busy_drops: 0,
             next_token: 1,
-            results: BTreeMap::new(),
             controller_clerk: None,
             buf: Vec::new(),
             client_inbox: BTreeMap::new(),
-            reply_to: BTreeMap::new(),
-            answered_last: BTreeMap::new(),
-            route_turns: BTreeMap::new(),
             next_client: 1,
             config,
+        };
+        for id in sim.ids() {
+            sim.boot_node(id);
         }
+        sim
     }
 
     /// `config.nodes` nodes with a shard controller over `shards` shards replicated on
@@ -254,11 +245,17 @@ impl MultiSim {
     ///
     /// # Panics
     ///
-    /// If the group exists, `voters` is empty or names an unknown node.
+    /// If the group exists, `voters` is empty or names an unknown node, or the machine does
+    /// not fit the group id (the controller is group [`CONTROLLER`], and only it).
     pub fn add_group(&mut self, gid: GroupId, voters: &[NodeId], machine: MachineSpec) {
         assert!(!self.groups.contains_key(&gid), "group {gid} exists");
         assert!(gid != APP_CHANNEL, "group id {gid} is reserved");
         assert!(!voters.is_empty(), "group {gid} needs voters");
+        assert_eq!(
+            gid == CONTROLLER,
+            matches!(machine, MachineSpec::Controller { .. }),
+            "group {gid}: the controller is group {CONTROLLER}, and only it"
+        );
         for &id in voters {
             assert!(
                 (1..=self.nodes.len() as NodeId).contains(&id),
@@ -278,12 +275,24 @@ impl MultiSim {
         self.checks.insert(gid, GroupCheck::default());
         self.trace
             .record(format!("{} g{gid} CREATE on {voters:?}", self.now));
+        if gid == CONTROLLER {
+            // Every host learns the controller's voters when it boots.
+            for id in self.ids() {
+                if self.node(id).up {
+                    self.boot_node(id);
+                }
+            }
+        }
         for id in voters {
             let node = &mut self.nodes[(id - 1) as usize];
-            node.groups.insert(gid, HostedGroup::new());
+            node.disks.insert(gid, GroupDisk::default());
             if node.up {
-                self.boot_replica(id, gid);
-                self.after_event(id, gid);
+                let now = self.local_time(id);
+                let replica = self.boot_replica(id, gid, now);
+                if let Some(host) = self.nodes[(id - 1) as usize].host.as_mut() {
+                    host.add_replica(gid, replica);
+                }
+                self.after_event(id);
             }
         }
     }
@@ -325,17 +334,25 @@ impl MultiSim {
         self.node(id).up
     }
 
-    /// The Raft node of `gid`'s replica on `id`, unless that node is down or hosts no replica
-    pub fn raft(&self, gid: GroupId, id: NodeId) -> Option<&Raft> {
-        let node = self.nodes.get((id as usize).wrapping_sub(1))?;
-        Some(node.groups.get(&gid)?.replica.as_ref()?.raft())
+    /// Node `id`'s host, unless the node is down
+    pub fn host(&self, id: NodeId) -> Option<&shale_core::node::Host<SimMachines>> {
+        self.nodes.get((id as usize).wrapping_sub(1))?.host.as_ref()
     }
 
-    /// The state machine of `gid`'s replica on `id`, if it runs and is an `S`
+    /// `gid`'s replica on `id`, unless that node is down or hosts no replica
+    pub fn replica(&self, gid: GroupId, id: NodeId) -> Option<&SimReplica> {
+        self.host(id)?.replicas().get(&gid)
+    }
+
+    /// The Raft node of `gid`'s replica on `id`, unless that node is down or hosts no replica
+    pub fn raft(&self, gid: GroupId, id: NodeId) -> Option<&Raft> {
+        Some(self.replica(gid, id)?.raft())
+    }
+
+    /// The state machine of `gid`'s replica on `id` ([`ShardController`] or
+    /// [`shale_core::group::GroupState`]), if it runs and is an `S`
     pub fn machine<S: 'static>(&self, gid: GroupId, id: NodeId) -> Option<&S> {
-        let node = self.nodes.get((id as usize).wrapping_sub(1))?;
-        let replica = node.groups.get(&gid)?.replica.as_ref()?;
-        replica.machine().downcast_ref::<S>()
+        machine::machine(self.replica(gid, id)?).downcast_ref::<S>()
     }
 
     /// The shard controller of [`CONTROLLER`]'s replica on `id`, if it runs
@@ -368,19 +385,24 @@ impl MultiSim {
 
     /// Index of the snapshot durable on `gid`'s disk on node `id` (0 without one)
     pub fn snapshot_index(&self, gid: GroupId, id: NodeId) -> Index {
-        self.hosted(gid, id).map_or(0, |g| g.disk.snapshot_index())
+        self.disk(gid, id).map_or(0, |g| g.disk.snapshot_index())
     }
 
     /// Snapshots `gid`'s replica on `id` took of its own state machine, and installed from a
     /// leader, over the whole run
     pub fn snapshot_counts(&self, gid: GroupId, id: NodeId) -> (u64, u64) {
-        self.hosted(gid, id)
+        self.disk(gid, id)
             .map_or((0, 0), |g| (g.snapshots_taken, g.installs))
     }
 
     /// The largest in-memory log (bytes) `gid`'s replica on `id` held after any event
     pub fn peak_log_bytes(&self, gid: GroupId, id: NodeId) -> usize {
-        self.hosted(gid, id).map_or(0, |g| g.peak_log_bytes)
+        self.disk(gid, id).map_or(0, |g| g.peak_log_bytes)
+    }
+
+    /// Bytes durable on `gid`'s disk on node `id` (log and snapshot)
+    pub fn stored_bytes(&self, gid: GroupId, id: NodeId) -> usize {
+        self.disk(gid, id).map_or(0, |g| g.disk.size_bytes())
     }
 
     /// Network counters (over every group)
@@ -388,10 +410,9 @@ impl MultiSim {
         &self.network.stats
     }
 
-    /// Envelopes that failed to decode or named a group the receiver does not host, and
-    /// inputs a replica refused as `Busy`
-    pub fn dropped_on_arrival(&self) -> (u64, u64) {
-        (self.undecodable, self.busy_drops)
+    /// Envelopes that failed to decode or named a group the receiver does not host
+    pub fn undecodable(&self) -> u64 {
+        self.undecodable
     }
 
     /// Hash of the whole event trace so far; equal for two runs of one seed
@@ -409,7 +430,7 @@ impl MultiSim {
         self.trace.echo = echo;
     }
 
-    /// The workload's own random stream (clerks draw lost requests and replies from it)
+    /// The workload's own random stream
     pub fn workload_rng(&mut self) -> &mut Rng {
         &mut self.workload_rng
     }
@@ -432,10 +453,10 @@ impl MultiSim {
         &self.nodes[(id - 1) as usize]
     }
 
-    pub(crate) fn hosted(&self, gid: GroupId, id: NodeId) -> Option<&HostedGroup> {
+    pub(crate) fn disk(&self, gid: GroupId, id: NodeId) -> Option<&GroupDisk> {
         self.nodes
             .get((id as usize).wrapping_sub(1))?
-            .groups
+            .disks
             .get(&gid)
     }
 

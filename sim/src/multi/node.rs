@@ -1,14 +1,19 @@
-//! Simulated nodes hosting replicas of several groups, and booting them from their disks
+//! Simulated nodes: each runs the core's [`Host`] over the replicas it hosts, each group's
+//! replica with its own disk on that node, and boots them from those disks
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use shale_core::controller::GroupId;
-use shale_core::raft::{Index, NodeId, Raft};
+use shale_core::node::{Host, HostConfig, WalDone};
+use shale_core::raft::{NodeId, Raft};
 use shale_core::time::Instant;
 
-use super::MultiSim;
-use super::machine::{Hosted, MachineSpec};
+use super::machine::{MachineSpec, SimMachines, kind};
+use super::{CONTROLLER, MultiSim};
 use crate::disk::SimDisk;
+
+/// Tokens one boot of a node may hand out before they could meet the next boot's
+const TOKENS_PER_BOOT: u64 = 1 << 40;
 
 /// A group's definition: its voters and its kind of state machine
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,32 +24,19 @@ pub struct GroupSpec {
     pub machine: MachineSpec,
 }
 
-/// One node's replica of one group: the running replica (none while the node is down) and
-/// the group's disk on that node
-pub(crate) struct HostedGroup {
-    pub(crate) replica: Option<Box<dyn Hosted>>,
+/// One node's disk for one group, and what happened on it
+#[derive(Debug, Default)]
+pub(crate) struct GroupDisk {
     pub(crate) disk: SimDisk,
     /// Snapshots this replica took of its own state machine
     pub(crate) snapshots_taken: u64,
-    /// Snapshots installed from a leader and restored
+    /// Snapshots installed from a leader and read back for restoring
     pub(crate) installs: u64,
     /// Largest in-memory log (bytes) seen after any event
     pub(crate) peak_log_bytes: usize,
 }
 
-impl HostedGroup {
-    pub(crate) fn new() -> Self {
-        HostedGroup {
-            replica: None,
-            disk: SimDisk::default(),
-            snapshots_taken: 0,
-            installs: 0,
-            peak_log_bytes: 0,
-        }
-    }
-}
-
-/// One simulated node and the replicas it hosts
+/// One simulated node: its host (none while it is down) and its disks
 pub(crate) struct MultiNode {
     pub(crate) id: NodeId,
     /// Running (not crashed)
@@ -58,8 +50,12 @@ pub(crate) struct MultiNode {
     pub(crate) restarts: u64,
     /// When this node's CPU is next free (stays at zero without a CPU model)
     pub(crate) cpu_free_at: Instant,
-    /// Replicas by group, in group order (which fixes the order events are handled in)
-    pub(crate) groups: BTreeMap<GroupId, HostedGroup>,
+    /// Every replica of this node, with the application protocol between them
+    pub(crate) host: Option<Host<SimMachines>>,
+    /// Each hosted group's disk, in group order
+    pub(crate) disks: BTreeMap<GroupId, GroupDisk>,
+    /// Storage answers (chunk and snapshot reads) due at a time, in order
+    pub(crate) reads: VecDeque<(Instant, WalDone)>,
 }
 
 impl MultiNode {
@@ -72,27 +68,68 @@ impl MultiNode {
             drift_ppm,
             restarts: 0,
             cpu_free_at: Instant::ZERO,
-            groups: BTreeMap::new(),
+            host: None,
+            disks: BTreeMap::new(),
+            reads: VecDeque::new(),
         }
     }
 }
 
 impl MultiSim {
-    /// Starts (or restarts) the replica of `gid` on node `id` from its disk: a fresh Raft node
-    /// over the recovered state, its state machine restored from the stored snapshot
-    pub(crate) fn boot_replica(&mut self, id: NodeId, gid: GroupId) {
-        let spec = self.groups[&gid].clone();
+    /// The host settings of node `id`
+    fn host_config(&self, id: NodeId) -> HostConfig {
+        let voters = self
+            .groups
+            .get(&CONTROLLER)
+            .map(|g| g.voters.clone())
+            .unwrap_or_default();
+        let shards = self
+            .groups
+            .values()
+            .next()
+            .map_or(0, |g| g.machine.shards());
+        let mut config = HostConfig::new(id, voters, shards);
+        let restarts = self.nodes[(id - 1) as usize].restarts;
+        config.first_token = (restarts + 1).saturating_mul(TOKENS_PER_BOOT);
+        config
+    }
+
+    /// Starts (or restarts) node `id`'s host over every group it hosts, each recovered from
+    /// its disk (a fresh Raft node, the state machine restored from the stored snapshot)
+    pub(crate) fn boot_node(&mut self, id: NodeId) {
         let now = self.local_time(id);
+        let config = self.host_config(id);
+        let gids: Vec<GroupId> = self.nodes[(id - 1) as usize]
+            .disks
+            .keys()
+            .copied()
+            .collect();
+        let mut host = Host::new(config, BTreeMap::new(), now);
+        for gid in gids {
+            let replica = self.boot_replica(id, gid, now);
+            host.add_replica(gid, replica);
+        }
+        self.nodes[(id - 1) as usize].host = Some(host);
+    }
+
+    /// A replica of `gid` on node `id`, recovered from its disk
+    pub(crate) fn boot_replica(
+        &mut self,
+        id: NodeId,
+        gid: GroupId,
+        now: Instant,
+    ) -> super::machine::SimReplica {
+        let spec = self.groups[&gid].clone();
         let seed = self.config.seed;
-        let node = &mut self.nodes[(id - 1) as usize];
+        let node = &self.nodes[(id - 1) as usize];
         let mut config = self.config.raft.clone();
         config.id = id;
         config.seed = seed
             ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
             ^ gid.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
             ^ node.restarts;
-        let hosted = node.groups.get_mut(&gid).expect("the node hosts the group");
-        let recovered = hosted.disk.recovered();
+        let disk = &node.disks[&gid].disk;
+        let recovered = disk.recovered();
         if let Err(e) = Raft::recover(&recovered) {
             self.fail(format!("g{gid} node {id} cannot recover its own disk: {e}"));
         }
@@ -101,41 +138,20 @@ impl MultiSim {
             Err(e) => panic!("invalid raft config in the simulation: {e}"),
         };
         let mut replica = spec.machine.build(raft, now);
-        if let Some(meta) = hosted.disk.snapshot.meta.clone()
-            && !replica.restore(&hosted.disk.snapshot.data)
+        if let Some(meta) = disk.snapshot.meta.clone()
+            && !replica.restore(&disk.snapshot.data)
         {
             self.fail(format!(
                 "g{gid} node {id} cannot restore its stored snapshot {}",
                 meta.last
             ));
         }
-        let kind = replica.kind();
-        let from = hosted.disk.snapshot.meta.as_ref().map(|m| m.last);
-        hosted.replica = Some(replica);
+        let from = disk.snapshot.meta.as_ref().map(|m| m.last);
         self.trace.record(format!(
-            "{} g{gid} n{id} boot {kind} (snapshot {from:?})",
-            self.now
+            "{} g{gid} n{id} boot {} (snapshot {from:?})",
+            self.now,
+            kind(&replica)
         ));
-        self.check_replica(id, gid);
-    }
-
-    /// Checks the state machine of `gid`'s replica on `id` against the committed log
-    pub(crate) fn check_replica(&mut self, id: NodeId, gid: GroupId) {
-        let node = &self.nodes[(id - 1) as usize];
-        let Some(replica) = node.groups.get(&gid).and_then(|g| g.replica.as_ref()) else {
-            return;
-        };
-        if replica.restore_wanted().is_some() {
-            return; // the state machine is stale until the snapshot is restored
-        }
-        let applied: Index = replica.raft().applied_index();
-        let (digest, _) = replica.digest();
-        let check = self
-            .checks
-            .get_mut(&gid)
-            .expect("every group has a checker");
-        if let Err(e) = check.check_state(id, applied, digest) {
-            self.fail(format!("g{gid}: {e}"));
-        }
+        replica
     }
 }

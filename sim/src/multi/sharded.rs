@@ -270,8 +270,7 @@ impl ShardedCluster {
         self.groups
             .iter()
             .flat_map(|(gid, ids)| ids.iter().map(move |&id| (*gid, id)))
-            .filter_map(|(gid, id)| self.sim.hosted(gid, id))
-            .map(|h| h.disk.size_bytes())
+            .map(|(gid, id)| self.sim.stored_bytes(gid, id))
             .sum()
     }
 

@@ -1,62 +1,85 @@
-//! The multi-group simulator itself: determinism, snapshots across groups sharing nodes,
-//! crashes of whole nodes, and clerks on a lossy network
+//! The multi-group simulator itself: determinism, snapshots of groups sharing nodes, crashes
+//! of whole nodes, and clerks on a lossy network
 
-use shale_core::controller::{ControllerCommand, ShardController};
+use shale_core::controller::ControllerCommand;
+use shale_core::group::GroupState;
+use shale_core::shard::{KvOp, KvResult, ShardLimits};
 use shale_core::time::Duration;
 
 use super::*;
 use crate::NetworkConfig;
 
 const BUDGET: Duration = Duration::from_secs(20);
+const SHARDS: u32 = 10;
 
-/// Two controller groups sharing nodes 2 and 3, snapshotting often
-fn two_groups(seed: u64) -> MultiSim {
+/// The controller on nodes 1-3 and replica group 100 on nodes 2-4 (sharing nodes 2 and 3),
+/// both snapshotting often; group 100 has joined
+fn shared_nodes(seed: u64) -> MultiSim {
     let mut config = MultiConfig::new(seed, 4);
     config.raft.snapshot_threshold_bytes = 400;
     config.raft.snapshot_trailing_bytes = 0;
     config.raft.snapshot_chunk_bytes = 128;
-    let mut sim = MultiSim::with_controller(config, &[1, 2, 3], 10);
-    sim.add_group(7, &[2, 3, 4], MachineSpec::Controller { shards: 4 });
+    let mut sim = MultiSim::with_controller(config, &[1, 2, 3], SHARDS);
+    let spec = MachineSpec::Group {
+        gid: 100,
+        shards: SHARDS,
+        limits: ShardLimits::default(),
+    };
+    sim.add_group(100, &[2, 3, 4], spec);
+    sim.controller_call(ControllerCommand::Join(vec![(100, vec![2, 3, 4])]), BUDGET)
+        .unwrap()
+        .unwrap();
     sim
 }
 
-fn join(gid: u64) -> HostedCommand {
-    HostedCommand::Controller(ControllerCommand::Join(vec![(gid, vec![gid])]))
+/// Runs `op` through `client` until it is done
+fn kv(sim: &mut MultiSim, client: &mut KvClient, op: KvOp) -> KvResult {
+    client.start(sim, op);
+    let end = sim.now() + BUDGET;
+    loop {
+        if let Some(result) = client.poll(sim) {
+            return result.unwrap();
+        }
+        assert!(sim.now() < end, "no answer within {BUDGET}");
+        sim.run_for(CLERK_POLL);
+    }
 }
 
-/// Joins `count` groups on both controllers while crashing and restarting nodes; returns the
-/// trace hash
+/// Puts `count` keys and queries the controller as often while crashing and restarting
+/// nodes; returns the trace hash
 fn workload(seed: u64, count: u64) -> u64 {
-    let mut sim = two_groups(seed);
-    let mut other = Clerk::new(7);
-    for gid in 1..=count {
-        if gid % 7 == 0 {
+    let mut sim = shared_nodes(seed);
+    let mut client = KvClient::new(&mut sim, SHARDS);
+    for i in 1..=count {
+        if i % 7 == 0 {
             let victim = sim.fault_rng().range(1, 5);
             sim.crash(victim);
             sim.run_for(Duration::from_millis(300));
             sim.restart(victim);
         }
-        sim.controller_call(ControllerCommand::Join(vec![(gid, vec![1])]), BUDGET)
+        let latest = sim
+            .controller_call(ControllerCommand::Query(None), BUDGET)
             .unwrap()
             .unwrap();
-        let out = other.call(&mut sim, join(gid), BUDGET).unwrap();
-        assert!(matches!(out, HostedOutput::Controller(Ok(ref c)) if c.groups.contains_key(&gid)));
+        assert_eq!(latest.num, 1);
+        let put = KvOp::Put {
+            key: format!("key-{i}").into_bytes(),
+            value: format!("value-{i}").into_bytes(),
+        };
+        assert_eq!(kv(&mut sim, &mut client, put), KvResult::Done);
     }
     sim.run_for(Duration::from_secs(3));
-    for (gid, voters) in [(CONTROLLER, [1, 2, 3]), (7, [2, 3, 4])] {
-        let latest: Vec<_> = voters
-            .iter()
-            .map(|&id| {
-                sim.machine::<ShardController>(gid, id)
-                    .unwrap()
-                    .latest()
-                    .clone()
-            })
-            .collect();
-        assert!(
-            latest.iter().all(|c| c == &latest[0] && c.num == count),
-            "g{gid}: {latest:?}"
-        );
+    let states: Vec<_> = [2, 3, 4]
+        .iter()
+        .map(|&id| sim.machine::<GroupState>(100, id).unwrap().clone())
+        .collect();
+    assert!(states.iter().all(|s| s == &states[0]), "replicas differ");
+    assert_eq!(
+        states[0].served_keys() as u64,
+        count,
+        "every key put is held"
+    );
+    for (gid, voters) in [(CONTROLLER, [1, 2, 3]), (100, [2, 3, 4])] {
         let taken: u64 = voters
             .iter()
             .map(|&id| sim.snapshot_counts(gid, id).0)
@@ -81,7 +104,11 @@ fn a_seed_replays_identically() {
 
 #[test]
 fn a_lagging_replica_catches_up_by_snapshot() {
-    let mut sim = two_groups(3);
+    let mut config = MultiConfig::new(3, 3);
+    config.raft.snapshot_threshold_bytes = 400;
+    config.raft.snapshot_trailing_bytes = 0;
+    config.raft.snapshot_chunk_bytes = 128;
+    let mut sim = MultiSim::with_controller(config, &[1, 2, 3], SHARDS);
     sim.disconnect(3);
     for gid in 1..=20 {
         sim.controller_call(ControllerCommand::Join(vec![(gid, vec![1])]), BUDGET)
@@ -106,11 +133,11 @@ fn clerks_get_answers_on_a_lossy_network() {
     for seed in 0..20 {
         let mut config = MultiConfig::new(seed, 3);
         config.network = NetworkConfig::unreliable();
-        let mut sim = MultiSim::with_controller(config, &[1, 2, 3], 10);
-        let mut clerk = Clerk::new(CONTROLLER);
+        let mut sim = MultiSim::with_controller(config, &[1, 2, 3], SHARDS);
+        let mut clerk = Clerk::new(&mut sim);
         for gid in 1..=10 {
-            let c = clerk.call(&mut sim, join(gid), BUDGET).unwrap();
-            let c = c.into_controller().unwrap().unwrap();
+            let join = ControllerCommand::Join(vec![(gid, vec![gid])]);
+            let c = clerk.call(&mut sim, join, BUDGET).unwrap().unwrap();
             assert!(c.groups.contains_key(&gid));
         }
         attempts += clerk.attempts();
