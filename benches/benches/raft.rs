@@ -19,6 +19,9 @@
 //!   writers, beside the disk's own fsync rate measured in the same run, printed as a table;
 //!   criterion times one group-commit round trip (`-- wal`). Unlike the others, this suite
 //!   does real file IO.
+//! - [`suites::store`]: `shale_core::store::PersistentMap` against `BTreeMap` and
+//!   `rpds::RedBlackTreeMapSync` at 1,000,000 entries: apply, get, views (clone and the
+//!   copy-on-write after it), iteration, bulk build (`-- store`).
 //!
 //! The harness is [`shale_benches::Cluster`]: messages moved in memory, synchronous
 //! persistence, no IO, one thread (the `sharded` suite runs `shale_sim`'s multi-group
@@ -47,6 +50,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = raft;
     config = config();
-    targets = suites::allocations::table, suites::throughput::commit, suites::throughput::commit_reserved, suites::leader_step::append_response, suites::snapshot::install, suites::read_index::reads, suites::sharded::scaling, suites::wal::group_commit
+    targets = suites::allocations::table, suites::throughput::commit, suites::throughput::commit_reserved, suites::leader_step::append_response, suites::snapshot::install, suites::read_index::reads, suites::sharded::scaling, suites::wal::group_commit, suites::store::store, suites::store::bulk_build
 }
 criterion_main!(raft);

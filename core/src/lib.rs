@@ -101,6 +101,8 @@
 //! - [`rsm`]: a replicated state machine over one Raft node (typed commands, results,
 //!   snapshots of the machine's bytes)
 //! - [`shard`]: the sharded KV state machine (key hashing, operations, exactly-once sessions)
+//! - [`store`]: [`store::PersistentMap`], an ordered map whose clones are O(1) frozen views
+//!   (copy-on-write B+tree nodes), for snapshots and shard hand-over
 //! - [`wire`]: encoding of messages and length-prefixed frames over `embedded-io`
 //! - [`time`], [`rng`]: time and randomness as inputs
 #![no_std]
@@ -116,5 +118,6 @@ pub mod raft;
 pub mod rng;
 pub mod rsm;
 pub mod shard;
+pub mod store;
 pub mod time;
 pub mod wire;

@@ -5,6 +5,7 @@ pub mod leader_step;
 pub mod read_index;
 pub mod sharded;
 pub mod snapshot;
+pub mod store;
 pub mod throughput;
 pub mod wal;
 
