@@ -79,11 +79,21 @@ impl World {
                             }
                         }
                         GroupRequest::FetchShard {
-                            from, shard, num, ..
+                            from,
+                            shard,
+                            num,
+                            cursor,
+                            max_bytes,
+                            ..
                         } => {
-                            let answer = self.groups[(from - 1) as usize].fetch(shard, num);
-                            if let Some(state) = answer {
-                                self.groups[i].handle_fetched(now, shard, num, state);
+                            let answer = self.groups[(from - 1) as usize].fetch(
+                                shard,
+                                num,
+                                &cursor,
+                                max_bytes as usize,
+                            );
+                            if let Some(chunk) = answer {
+                                self.groups[i].handle_fetched(now, shard, num, chunk);
                             }
                         }
                         GroupRequest::DeleteShard { at, shard, num, .. } => {

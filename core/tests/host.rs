@@ -11,7 +11,7 @@ use shale_core::node::{
 };
 use shale_core::raft::{Config, Raft, Recovered};
 use shale_core::rsm::Replica;
-use shale_core::shard::{KvOp, KvResult, ShardLimits};
+use shale_core::shard::{KvOp, KvResult, ShardCursor, ShardLimits};
 use shale_core::time::{Duration, Instant};
 
 const SHARDS: u32 = 8;
@@ -174,13 +174,30 @@ fn an_operator_snapshot_is_taken_and_stored_on_request() {
     while let Some(output) = host.poll_output() {
         if let HostOutput::Wal {
             gid: 1,
-            op: WalOp::SaveSnapshot { meta, .. },
+            op: WalOp::SaveSnapshot { meta, encoder },
         } = output
         {
-            saved = Some(meta.last.index);
+            saved = Some((
+                meta.last.index,
+                shale_core::rsm::encode_to_vec(encoder, 1024),
+            ));
         }
     }
-    let index = saved.expect("a snapshot to store");
+    let (index, bytes) = saved.expect("a snapshot to store");
+    assert_eq!(
+        host.replicas()[&1].raft().snapshot(),
+        None,
+        "not the group's snapshot before storage says it is durable"
+    );
+    let size_bytes = Some(bytes.len() as u64);
+    host.handle_wal(
+        now,
+        WalDone::SnapshotSaved {
+            gid: 1,
+            index,
+            size_bytes,
+        },
+    );
     assert_eq!(
         host.replicas()[&1].raft().snapshot().map(|m| m.last.index),
         Some(index)
@@ -274,7 +291,9 @@ mod fuzz {
                     gid,
                     requester,
                     shard,
-                    num
+                    num,
+                    from: ShardCursor::START,
+                    max_bytes: 1 << 20,
                 }
             ),
             (gid.clone(), gid.clone(), shard.clone(), num.clone()).prop_map(
@@ -283,7 +302,7 @@ mod fuzz {
                     by,
                     shard,
                     num,
-                    state: ShardState::default(),
+                    chunk: ShardState::default().chunk(&ShardCursor::START, 1024),
                 }
             ),
             (gid.clone(), gid.clone(), shard.clone(), num.clone()).prop_map(

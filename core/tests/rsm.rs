@@ -35,8 +35,9 @@ fn drain(node: &mut Node, now: Instant) -> Vec<Outgoing> {
         }
         node.replica.process();
         while let Some(s) = node.replica.poll_snapshot_to_store() {
-            let len = s.bytes.len() as u64;
-            node.stored = Some(s.bytes);
+            let bytes = shale_core::rsm::encode_to_vec(s.encoder, 64);
+            let len = bytes.len() as u64;
+            node.stored = Some(bytes);
             node.replica
                 .raft_mut()
                 .handle_snapshot_taken(now, s.index, len);

@@ -25,10 +25,16 @@ pub const ELECTION_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The seeds to run: `SHALE_SEED` alone, else `0..SHALE_SEEDS`
 pub fn seeds() -> Vec<u64> {
+    seeds_or(DEFAULT_SEEDS)
+}
+
+/// The seeds to run: `SHALE_SEED` alone, else `0..SHALE_SEEDS`, else `0..default` (for
+/// scenarios too long to run [`DEFAULT_SEEDS`] of in CI)
+pub fn seeds_or(default: u64) -> Vec<u64> {
     if let Some(seed) = env_u64("SHALE_SEED") {
         return vec![seed];
     }
-    (0..env_u64("SHALE_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect()
+    (0..env_u64("SHALE_SEEDS").unwrap_or(default)).collect()
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -54,7 +60,12 @@ pub fn sim(seed: u64, nodes: usize) -> Sim {
 /// Runs `scenario` for every seed of [`seeds`]; panics naming the first failing seed (an
 /// invariant violation inside the simulator panics with its seed too)
 pub fn for_each_seed(name: &str, scenario: impl Fn(u64) -> Result<(), SimError>) {
-    for seed in seeds() {
+    for_seeds(name, seeds(), scenario);
+}
+
+/// [`for_each_seed`] over `seeds`
+pub fn for_seeds(name: &str, seeds: Vec<u64>, scenario: impl Fn(u64) -> Result<(), SimError>) {
+    for seed in seeds {
         if let Err(e) = scenario(seed) {
             panic!(
                 "scenario {name} failed: {e}\nreplay: SHALE_SEED={seed} cargo test -p shale-tests {name}"

@@ -306,13 +306,14 @@ fn delete() {
         // and configurations: per replica, the live data plus room for three recently
         // written values and 6 kB, as in the original challenge (about 117 kB here).
         let live: usize = expected.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let live_bytes = live as u64;
         let bound = 3 * (live + 3 * value_bytes + 6_000);
         let stored = c.stored_bytes();
         ensure(&c.sim, stored <= bound, || {
             format!("groups store {stored} bytes for {live} bytes of live data (bound {bound})")
         })?;
         let held = c.held_bytes();
-        ensure(&c.sim, held == 3 * live, || {
+        ensure(&c.sim, held == 3 * live_bytes, || {
             format!("replicas hold {held} bytes of data, expected 3 x {live}")
         })?;
         check_all(&mut c, &expected)

@@ -272,12 +272,14 @@ impl crate::rsm::StateMachine for ShardController {
         ShardController::apply(self, &command)
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        crate::rsm::encode_state(self)
+    /// The controller's history is small next to the data (it grows with configuration
+    /// changes, not with keys), so its view is a clone, encoded whole
+    fn snapshot(&self) -> alloc::boxed::Box<dyn crate::rsm::SnapshotEncoder> {
+        alloc::boxed::Box::new(crate::rsm::WholeEncoder::new(self.clone()))
     }
 
-    fn restore(&mut self, bytes: &[u8]) -> bool {
-        crate::rsm::decode_state(self, bytes)
+    fn restorer(&self) -> alloc::boxed::Box<dyn crate::rsm::SnapshotDecoder> {
+        alloc::boxed::Box::new(crate::rsm::WholeDecoder::<ShardController>::default())
     }
 }
 

@@ -24,7 +24,7 @@ use super::driver::GroupRequest;
 use super::state::ClientOutcome;
 use crate::controller::{Configuration, ControllerCommand, ControllerError, GroupId, ShardId};
 use crate::raft::NodeId;
-use crate::shard::{ClientRequest, ShardState};
+use crate::shard::{ClientRequest, ShardChunk, ShardCursor};
 
 /// A message between replicas of different groups, the controller and clients
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,7 +59,8 @@ pub enum AppMessage {
         /// The configuration
         config: Configuration,
     },
-    /// Group `requester` asks group `gid` for `shard` as of configuration `num`
+    /// Group `requester` asks group `gid` for the chunk of `shard` (as of configuration
+    /// `num`) that starts at `from`
     Fetch {
         /// The group asked (the previous owner)
         gid: GroupId,
@@ -69,8 +70,12 @@ pub enum AppMessage {
         shard: ShardId,
         /// The configuration in which the requester gained it
         num: u64,
+        /// Where the chunk starts
+        from: ShardCursor,
+        /// About how many bytes the chunk may carry (the answering side caps it too)
+        max_bytes: u32,
     },
-    /// The shard's data, for group `gid`
+    /// A chunk of the shard's data and sessions, for group `gid`
     Fetched {
         /// The group that asked
         gid: GroupId,
@@ -80,8 +85,8 @@ pub enum AppMessage {
         shard: ShardId,
         /// The configuration in which `gid` gained it
         num: u64,
-        /// Its data and sessions
-        state: ShardState,
+        /// The chunk
+        chunk: ShardChunk,
     },
     /// Group `requester` asks group `gid` to delete its copy of `shard`
     Delete {
@@ -155,6 +160,8 @@ impl GroupRequest {
                 replicas,
                 shard,
                 num,
+                cursor,
+                max_bytes,
             } => Addressed {
                 target: Some(from),
                 replicas,
@@ -164,6 +171,8 @@ impl GroupRequest {
                     requester: gid,
                     shard,
                     num,
+                    from: cursor,
+                    max_bytes,
                 },
             },
             GroupRequest::DeleteShard {

@@ -11,8 +11,13 @@
 //!
 //! - [`GroupRequest::QueryConfig`]: fetch the next configuration from the controller, once
 //!   every shard has settled; answer with [`GroupDriver::handle_config`];
-//! - [`GroupRequest::FetchShard`]: pull a gained shard from its previous owner, whose replicas
-//!   answer with [`GroupDriver::fetch`]; hand the answer to [`GroupDriver::handle_fetched`];
+//! - [`GroupRequest::FetchShard`]: pull the next chunk of a gained shard from its previous
+//!   owner, whose replicas answer with [`GroupDriver::fetch`]; hand the answer to
+//!   [`GroupDriver::handle_fetched`]. Each chunk is bounded
+//!   ([`DriverConfig::handover_chunk_bytes`]) and read from a cursor kept in the replicated
+//!   state, so a shard of any size moves as a series of bounded log entries, and a leader
+//!   change on either side resumes the transfer where it stood. The next chunk is asked for as
+//!   soon as the last one is applied;
 //! - [`GroupRequest::DeleteShard`]: have the previous owner delete its copy, whose replicas
 //!   answer with [`GroupDriver::delete`]; hand a `true` answer to
 //!   [`GroupDriver::handle_deleted`].
@@ -20,16 +25,18 @@
 //! Every answer becomes a command in the group's log, so each step is replicated, survives
 //! crashes, and is fenced by configuration numbers; lost or duplicated answers are harmless.
 
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::borrow::Borrow;
 
 use super::app::AppMessage;
-use super::state::{ClientOutcome, GroupCommand, GroupError, GroupState};
+use super::state::{ClientOutcome, GroupCommand, GroupError, GroupState, ShardStatus};
 use crate::controller::{Configuration, GroupId, ShardId};
-use crate::raft::{Index, NodeId, ProposeError, ReadConsistency, ReadError, Role};
+use crate::raft::{Index, NodeId, ProposeError, ReadConsistency, ReadError, Role, Term};
 use crate::rsm::{Replica, StateMachine};
-use crate::shard::{ClientRequest, KvOp, KvResult, ShardState};
+use crate::shard::{
+    ClientRequest, KvOp, KvResult, ShardChunk, ShardCursor, ShardLimits, ShardStore,
+};
 use crate::time::{Duration, Instant};
 
 /// How a group driver paces its requests
@@ -37,15 +44,34 @@ use crate::time::{Duration, Instant};
 pub struct DriverConfig {
     /// How often the leader asks for the next configuration and retries pulls and deletes
     pub poll_interval: Duration,
+    /// About how many bytes of a shard one hand-over chunk carries, in bytes (a chunk holds at
+    /// least one key and value, so one larger than this makes a larger chunk); keep it well
+    /// under the Raft `max_entry_bytes`, since each chunk is one log entry
+    pub handover_chunk_bytes: usize,
 }
 
 impl Default for DriverConfig {
     fn default() -> Self {
         DriverConfig {
             poll_interval: Duration::from_millis(100),
+            handover_chunk_bytes: 256 * 1024,
         }
     }
 }
+
+impl DriverConfig {
+    /// The largest log entry a group with these `limits` writes, in bytes: a hand-over chunk
+    /// (its budget plus one key and value over it) or a client's command (one key and value),
+    /// with room for their encoding. The group's Raft `max_entry_bytes` must be at least this,
+    /// or the largest values could neither be written nor moved.
+    pub fn max_entry_bytes(&self, limits: &ShardLimits) -> usize {
+        let item = limits.kv.max_key_bytes as usize + limits.kv.max_value_bytes as usize;
+        self.handover_chunk_bytes + item + ENCODING_ROOM_BYTES
+    }
+}
+
+/// Bytes allowed for the encoding around a command's keys and values
+const ENCODING_ROOM_BYTES: usize = 64 * 1024;
 
 /// Work for the runtime: deliver to the named group (any replica; the leader answers best)
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,7 +81,7 @@ pub enum GroupRequest {
         /// The configuration wanted (the current one plus one)
         num: u64,
     },
-    /// Ask group `from` for `shard` as of configuration `num`
+    /// Ask group `from` for the chunk of `shard` (as of configuration `num`) at `cursor`
     FetchShard {
         /// The previous owner
         from: GroupId,
@@ -65,6 +91,10 @@ pub enum GroupRequest {
         shard: ShardId,
         /// The configuration in which this group gained it
         num: u64,
+        /// Where the chunk starts
+        cursor: ShardCursor,
+        /// About how many bytes it may carry
+        max_bytes: u32,
     },
     /// Ask group `at` to delete its copy of `shard`, which this group gained in `num`
     DeleteShard {
@@ -118,6 +148,13 @@ pub struct GroupDriver<M: GroupMachine = GroupState> {
     requests: VecDeque<GroupRequest>,
     replies: VecDeque<ClientReply>,
     reads: Vec<PendingRead>,
+    /// Per shard being pulled, the cursor whose chunk was asked for last
+    asked: BTreeMap<ShardId, ShardCursor>,
+    /// Per shard being pulled, the chunk proposed last: its cursor, term and when
+    proposed: BTreeMap<ShardId, (ShardCursor, Term, Instant)>,
+    /// Proposals of the group's own commands that Raft refused (each is retried at the next
+    /// poll)
+    propose_failures: u64,
 }
 
 impl<M: GroupMachine> GroupDriver<M> {
@@ -130,6 +167,37 @@ impl<M: GroupMachine> GroupDriver<M> {
             requests: VecDeque::new(),
             replies: VecDeque::new(),
             reads: Vec::new(),
+            asked: BTreeMap::new(),
+            proposed: BTreeMap::new(),
+            propose_failures: 0,
+        }
+    }
+
+    /// The settings it runs with
+    pub fn config(&self) -> &DriverConfig {
+        &self.config
+    }
+
+    /// Proposals of the group's own commands (configuration changes, hand-over chunks and
+    /// deletions) that Raft refused so far; each is retried at the next poll
+    pub fn propose_failures(&self) -> u64 {
+        self.propose_failures
+    }
+
+    /// Whether an installed snapshot waits to be restored: the applied state is stale until
+    /// then, so nothing is served from it (reads, chunks, deletion answers)
+    pub fn restoring(&self) -> bool {
+        self.replica.restore_wanted().is_some()
+    }
+
+    /// Proposes one of the group's own commands, counting a refusal
+    fn propose_own(&mut self, now: Instant, command: &GroupCommand) -> bool {
+        match self.replica.propose(now, 0, command) {
+            Ok(_) => true,
+            Err(_) => {
+                self.propose_failures += 1;
+                false
+            }
         }
     }
 
@@ -206,33 +274,70 @@ impl<M: GroupMachine> GroupDriver<M> {
             return;
         }
         self.next_poll = now + self.config.poll_interval;
-        if !self.is_leader() {
+        if !self.is_leader() || self.restoring() {
             return;
         }
+        // A chunk proposed two polls ago and still not applied was lost (or its answer was):
+        // it may be proposed again.
+        let stale = self.config.poll_interval.saturating_mul(2);
+        self.proposed
+            .retain(|_, (_, _, at)| now.saturating_since(*at) < stale);
+        let state: &GroupState = self.replica.state().borrow();
+        if state.settled() {
+            let num = state.config.num + 1;
+            self.requests.push_back(GroupRequest::QueryConfig { num });
+        }
+        self.asked.clear();
+        self.ask_for_chunks();
         let state: &GroupState = self.replica.state().borrow();
         let num = state.config.num;
         let mut requests = Vec::new();
-        if state.settled() {
-            requests.push(GroupRequest::QueryConfig { num: num + 1 });
-        }
-        let replicas_of =
-            |gid: GroupId| state.previous.groups.get(&gid).cloned().unwrap_or_default();
-        for (shard, from) in state.pulls() {
-            requests.push(GroupRequest::FetchShard {
-                from,
-                replicas: replicas_of(from),
-                shard,
-                num,
-            });
-        }
         for (shard, at) in state.deletes_owed() {
             requests.push(GroupRequest::DeleteShard {
                 at,
-                replicas: replicas_of(at),
+                replicas: state.previous.groups.get(&at).cloned().unwrap_or_default(),
                 shard,
                 num,
             });
         }
+        self.requests.extend(requests);
+    }
+
+    /// Asks for the next chunk of every shard being pulled whose cursor has moved since it
+    /// was last asked for
+    fn ask_for_chunks(&mut self) {
+        let state: &GroupState = self.replica.state().borrow();
+        let num = state.config.num;
+        let max_bytes = u32::try_from(self.config.handover_chunk_bytes).unwrap_or(u32::MAX);
+        let mut requests = Vec::new();
+        for (&shard, slot) in &state.shards {
+            let ShardStatus::Pulling { from } = slot.status else {
+                continue;
+            };
+            if self.asked.get(&shard) == Some(&slot.pull.next) {
+                continue;
+            }
+            self.asked.insert(shard, slot.pull.next.clone());
+            requests.push(GroupRequest::FetchShard {
+                from,
+                replicas: state
+                    .previous
+                    .groups
+                    .get(&from)
+                    .cloned()
+                    .unwrap_or_default(),
+                shard,
+                num,
+                cursor: slot.pull.next.clone(),
+                max_bytes,
+            });
+        }
+        self.asked.retain(|shard, _| {
+            state
+                .shards
+                .get(shard)
+                .is_some_and(|s| matches!(s.status, ShardStatus::Pulling { .. }))
+        });
         self.requests.extend(requests);
     }
 
@@ -251,48 +356,79 @@ impl<M: GroupMachine> GroupDriver<M> {
     /// The controller answered with `config`: logged if it is the next one and the group settled
     pub fn handle_config(&mut self, now: Instant, config: Configuration) {
         let state = self.state();
-        if self.is_leader() && config.num == state.config.num + 1 && state.settled() {
-            let _ = self
-                .replica
-                .propose(now, 0, &GroupCommand::Reconfigure(config));
+        if self.is_leader()
+            && !self.restoring()
+            && config.num == state.config.num + 1
+            && state.settled()
+        {
+            self.propose_own(now, &GroupCommand::Reconfigure(config));
         }
     }
 
-    /// Another group asks for `shard` as of configuration `num`: the data, once this group has
-    /// moved there and offers it (`None`: not yet, ask again)
-    pub fn fetch(&self, shard: ShardId, num: u64) -> Option<ShardState> {
-        self.state().offer(shard, num).cloned()
+    /// Another group asks for the chunk of `shard` (as of configuration `num`) at `from`: the
+    /// chunk, at most about `max_bytes` (and [`DriverConfig::handover_chunk_bytes`]), once this
+    /// group has moved there and offers the shard (`None`: not yet, or not now; ask again)
+    pub fn fetch(
+        &self,
+        shard: ShardId,
+        num: u64,
+        from: &ShardCursor,
+        max_bytes: usize,
+    ) -> Option<ShardChunk> {
+        if self.restoring() {
+            return None;
+        }
+        let budget = max_bytes.min(self.config.handover_chunk_bytes);
+        Some(self.state().offer(shard, num)?.chunk(from, budget))
     }
 
-    /// The previous owner handed over `shard` as of configuration `num`: logged for install
-    pub fn handle_fetched(&mut self, now: Instant, shard: ShardId, num: u64, state: ShardState) {
-        if self.is_leader() && self.state().pulls().iter().any(|(s, _)| *s == shard) {
-            let _ = self
-                .replica
-                .propose(now, 0, &GroupCommand::InstallShard { shard, num, state });
+    /// The previous owner answered with a chunk of `shard` (gained in configuration `num`):
+    /// logged if it is the one the pull waits for
+    pub fn handle_fetched(&mut self, now: Instant, shard: ShardId, num: u64, chunk: ShardChunk) {
+        if !self.is_leader() || self.restoring() {
+            return;
+        }
+        let state = self.state();
+        let wanted = state.config.num == num
+            && state.shards.get(&shard).is_some_and(|slot| {
+                matches!(slot.status, ShardStatus::Pulling { .. }) && slot.pull.next == chunk.from
+            });
+        let term = self.replica.raft().term();
+        let already = self
+            .proposed
+            .get(&shard)
+            .is_some_and(|(cursor, t, _)| *cursor == chunk.from && *t == term);
+        if !wanted || already {
+            return;
+        }
+        let from = chunk.from.clone();
+        if self.propose_own(now, &GroupCommand::InstallChunk { shard, num, chunk }) {
+            self.proposed.insert(shard, (from, term, now));
         }
     }
 
     /// Another group, which gained `shard` in `num`, asks this group to delete its copy: `true`
     /// once deleted; otherwise the leader logs the deletion and the caller asks again
     pub fn delete(&mut self, now: Instant, shard: ShardId, num: u64) -> bool {
+        if self.restoring() {
+            return false;
+        }
         if self.state().deleted(shard, num) {
             return true;
         }
         if self.is_leader() && self.state().config.num == num {
-            let _ = self
-                .replica
-                .propose(now, 0, &GroupCommand::DeleteShard { shard, num });
+            self.propose_own(now, &GroupCommand::DeleteShard { shard, num });
         }
         false
     }
 
     /// The previous owner confirmed deleting `shard`: logged, which settles the shard here
     pub fn handle_deleted(&mut self, now: Instant, shard: ShardId, num: u64) {
-        if self.is_leader() && self.state().deletes_owed().iter().any(|(s, _)| *s == shard) {
-            let _ = self
-                .replica
-                .propose(now, 0, &GroupCommand::DeleteConfirmed { shard, num });
+        if self.is_leader()
+            && !self.restoring()
+            && self.state().deletes_owed().iter().any(|(s, _)| *s == shard)
+        {
+            self.propose_own(now, &GroupCommand::DeleteConfirmed { shard, num });
         }
     }
 
@@ -312,20 +448,22 @@ impl<M: GroupMachine> GroupDriver<M> {
                 requester,
                 shard,
                 num,
+                from,
+                max_bytes,
                 ..
             } => {
-                let state = self.fetch(shard, num)?;
+                let chunk = self.fetch(shard, num, &from, max_bytes as usize)?;
                 return Some(AppMessage::Fetched {
                     gid: requester,
                     by: gid,
                     shard,
                     num,
-                    state,
+                    chunk,
                 });
             }
             AppMessage::Fetched {
-                shard, num, state, ..
-            } => self.handle_fetched(now, shard, num, state),
+                shard, num, chunk, ..
+            } => self.handle_fetched(now, shard, num, chunk),
             AppMessage::Delete {
                 requester,
                 shard,
@@ -377,6 +515,9 @@ impl<M: GroupMachine> GroupDriver<M> {
                 }
             }
         }
+        if self.restoring() {
+            return; // the applied state is stale: reads wait for the snapshot
+        }
         let applied = self.replica.raft().applied_index();
         let mut i = 0;
         while i < self.reads.len() {
@@ -391,6 +532,10 @@ impl<M: GroupMachine> GroupDriver<M> {
                 i += 1;
             }
         }
+        // A chunk applied: ask for the next one at once rather than at the next poll.
+        if self.is_leader() {
+            self.ask_for_chunks();
+        }
     }
 
     /// Serves a read from the applied state, re-checking that the shard is still served here
@@ -398,7 +543,7 @@ impl<M: GroupMachine> GroupDriver<M> {
         let state = self.state();
         let shard = state.check_op(op)?;
         let kv = state.shards.get(&shard).map(|s| &s.state.kv);
-        let value = |key: &[u8]| kv.and_then(|kv| kv.get(key)).cloned();
+        let value = |key: &[u8]| kv.and_then(|kv| kv.get(key)).map(<[u8]>::to_vec);
         match op {
             KvOp::MultiGet { keys } => {
                 Ok(KvResult::Values(keys.iter().map(|k| value(k)).collect()))

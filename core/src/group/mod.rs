@@ -8,7 +8,8 @@
 //!    `Offering`, kept but no longer served.
 //! 3. The new owner asks the previous owner for the shard as of N+1; the previous owner answers
 //!    only once it is in N+1 itself (so it has stopped serving the shard) with the data and the
-//!    session table. The new owner logs `InstallShard` and serves the shard.
+//!    session table, in bounded chunks read from a cursor. The new owner logs each chunk
+//!    (`InstallChunk`) and serves the shard once the last one is in.
 //! 4. The new owner then has the previous owner log `DeleteShard`, and once that is confirmed
 //!    logs `DeleteConfirmed`; only then is the shard settled on both sides.
 //!
@@ -18,7 +19,7 @@
 //! ```
 //! use shale_core::controller::{ControllerCommand, ShardController};
 //! use shale_core::group::{GroupCommand, GroupState};
-//! use shale_core::shard::ShardLimits;
+//! use shale_core::shard::{ShardCursor, ShardLimits};
 //!
 //! let mut ctl = ShardController::new(4);
 //! let c1 = ctl.apply(&ControllerCommand::Join(vec![(1, vec![1])])).unwrap();
@@ -31,8 +32,12 @@
 //! // Group 2 gained shards 2 and 3 and pulls them from group 1, which offers them.
 //! for (shard, from) in g2.pulls() {
 //!     assert_eq!(from, 1);
-//!     let state = g1.offer(shard, c2.num).unwrap().clone();
-//!     g2.apply(&GroupCommand::InstallShard { shard, num: c2.num, state });
+//!     let mut cursor = Some(ShardCursor::START);
+//!     while let Some(from) = cursor {
+//!         let chunk = g1.offer(shard, c2.num).unwrap().chunk(&from, 64 * 1024);
+//!         cursor = chunk.next.clone();
+//!         g2.apply(&GroupCommand::InstallChunk { shard, num: c2.num, chunk });
+//!     }
 //!     g1.apply(&GroupCommand::DeleteShard { shard, num: c2.num });
 //!     assert!(g1.deleted(shard, c2.num));
 //!     g2.apply(&GroupCommand::DeleteConfirmed { shard, num: c2.num });
@@ -42,12 +47,16 @@
 
 mod app;
 mod driver;
+mod snapshot;
 mod state;
 
 pub use app::{Addressed, AppMessage};
 
 pub use driver::{ClientReply, DriverConfig, GroupDriver, GroupMachine, GroupRequest};
-pub use state::{ClientOutcome, GroupCommand, GroupError, GroupState, ShardSlot, ShardStatus};
+pub use state::{
+    ClientOutcome, GroupCommand, GroupError, GroupState, Handover, HandoverDirection,
+    HandoverTotals, PullProgress, ShardSlot, ShardStatus,
+};
 
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,10 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::controller::{Configuration, GroupId, ShardId, UNASSIGNED};
-use crate::shard::{ClientRequest, KvError, KvOp, KvResult, ShardLimits, ShardState, key_shard};
+use crate::shard::{
+    ClientRequest, KvError, KvOp, KvResult, ShardChunk, ShardCursor, ShardHeader, ShardLimits,
+    ShardState, ShardStore, key_shard,
+};
 
 /// Where one shard held by this group stands
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -38,13 +41,49 @@ pub enum ShardStatus {
     },
 }
 
-/// A shard this group holds (or awaits), with its data
+/// How far the pull of a shard has come (for a [`ShardStatus::Pulling`] shard)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullProgress {
+    /// Where the next chunk starts
+    pub next: ShardCursor,
+    /// Keys received so far
+    pub keys: u64,
+    /// Bytes of keys and values received so far
+    pub bytes: u64,
+    /// What the previous owner holds in all, once its first chunk arrived
+    pub total: Option<ShardHeader>,
+}
+
+impl Default for PullProgress {
+    fn default() -> Self {
+        PullProgress {
+            next: ShardCursor::START,
+            keys: 0,
+            bytes: 0,
+            total: None,
+        }
+    }
+}
+
+/// A shard this group holds (or awaits), with its data
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardSlot {
     /// Where it stands
     pub status: ShardStatus,
-    /// Its data and sessions (empty while pulling)
+    /// Its data and sessions (while pulling: what arrived so far, not served)
     pub state: ShardState,
+    /// How far the pull has come (meaningful while pulling)
+    pub pull: PullProgress,
+}
+
+impl ShardSlot {
+    fn new(status: ShardStatus) -> Self {
+        ShardSlot {
+            status,
+            state: ShardState::default(),
+            pull: PullProgress::default(),
+        }
+    }
 }
 
 /// A command in a replica group's log
@@ -54,14 +93,15 @@ pub enum GroupCommand {
     Client(ClientRequest),
     /// Move to the next configuration
     Reconfigure(Configuration),
-    /// The data of `shard` as of configuration `num`, pulled from its previous owner
-    InstallShard {
+    /// A chunk of `shard` as of configuration `num`, pulled from its previous owner; the
+    /// last one completes the pull
+    InstallChunk {
         /// The shard
         shard: ShardId,
         /// The configuration in which this group gained it
         num: u64,
-        /// Its data and sessions
-        state: ShardState,
+        /// The piece of its data and sessions
+        chunk: ShardChunk,
     },
     /// The new owner of `shard` (gained in configuration `num`) has it: drop our copy
     DeleteShard {
@@ -103,8 +143,49 @@ pub enum GroupError {
 /// The result of applying a [`GroupCommand::Client`]
 pub type ClientOutcome = Result<KvResult, GroupError>;
 
+/// Keys and bytes this group received by hand-over, over its whole life
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoverTotals {
+    /// Keys received
+    pub keys: u64,
+    /// Bytes of keys and values received
+    pub bytes: u64,
+    /// Chunks received
+    pub chunks: u64,
+}
+
+/// Which way a shard is moving
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandoverDirection {
+    /// Pulled in from this group
+    In {
+        /// The previous owner
+        from: GroupId,
+    },
+    /// Offered to this group, kept until it has the shard
+    Out {
+        /// The new owner
+        to: GroupId,
+    },
+}
+
+/// A shard moving into or out of this group, and how far it has come
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handover {
+    /// The shard
+    pub shard: ShardId,
+    /// Which way
+    pub direction: HandoverDirection,
+    /// Keys moved so far (for a shard moving out: the keys it holds)
+    pub keys: u64,
+    /// Bytes moved so far (for a shard moving out: the bytes it holds)
+    pub bytes: u64,
+    /// The keys and bytes to move in all, once known
+    pub total: Option<(u64, u64)>,
+}
+
 /// One replica group's replicated state
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupState {
     /// This group's id
     pub gid: GroupId,
@@ -116,6 +197,11 @@ pub struct GroupState {
     pub shards: BTreeMap<ShardId, ShardSlot>,
     /// Limits on keys, values and sessions
     pub limits: ShardLimits,
+    /// What hand-overs brought in so far
+    pub received: HandoverTotals,
+    /// Shards let go of (deleted after a hand-over, or with nowhere to go), for the runtime
+    /// to drop off its loop; not part of the replicated state
+    pub(crate) released: Vec<ShardState>,
 }
 
 impl GroupState {
@@ -132,6 +218,8 @@ impl GroupState {
             previous: initial,
             shards: BTreeMap::new(),
             limits,
+            received: HandoverTotals::default(),
+            released: Vec::new(),
         }
     }
 
@@ -187,14 +275,8 @@ impl GroupState {
                 self.reconfigure(next);
                 None
             }
-            GroupCommand::InstallShard { shard, num, state } => {
-                if *num == self.config.num
-                    && let Some(slot) = self.shards.get_mut(shard)
-                    && let ShardStatus::Pulling { from } = slot.status
-                {
-                    slot.state = state.clone();
-                    slot.status = ShardStatus::ServingUntilDeleted { from };
-                }
+            GroupCommand::InstallChunk { shard, num, chunk } => {
+                self.install_chunk(*shard, *num, chunk.clone());
                 None
             }
             GroupCommand::DeleteShard { shard, num } => {
@@ -204,8 +286,9 @@ impl GroupState {
                         .shards
                         .get(shard)
                         .is_some_and(|s| matches!(s.status, ShardStatus::Offering { .. }))
+                    && let Some(slot) = self.shards.remove(shard)
                 {
-                    self.shards.remove(shard);
+                    self.released.push(slot.state);
                 }
                 None
             }
@@ -217,6 +300,34 @@ impl GroupState {
                     slot.status = ShardStatus::Serving;
                 }
                 None
+            }
+        }
+    }
+
+    /// Adds a pulled chunk to `shard` if it is the one the pull waits for
+    fn install_chunk(&mut self, shard: ShardId, num: u64, chunk: ShardChunk) {
+        if num == self.config.num
+            && let Some(slot) = self.shards.get_mut(&shard)
+            && let ShardStatus::Pulling { from } = slot.status
+            && slot.pull.next == chunk.from
+        {
+            let (keys, bytes) = (chunk.entries.len() as u64, chunk.data_bytes());
+            slot.pull.keys += keys;
+            slot.pull.bytes += bytes;
+            self.received.keys += keys;
+            self.received.bytes += bytes;
+            self.received.chunks += 1;
+            if chunk.header.is_some() {
+                slot.pull.total = chunk.header;
+            }
+            let next = chunk.next.clone();
+            slot.state.apply_chunk(chunk);
+            match next {
+                Some(next) => slot.pull.next = next,
+                None => {
+                    slot.status = ShardStatus::ServingUntilDeleted { from };
+                    slot.pull = PullProgress::default();
+                }
             }
         }
     }
@@ -252,16 +363,12 @@ impl GroupState {
                 } else {
                     ShardStatus::Pulling { from: was }
                 };
-                self.shards.insert(
-                    shard,
-                    ShardSlot {
-                        status,
-                        state: ShardState::default(),
-                    },
-                );
+                self.shards.insert(shard, ShardSlot::new(status));
             } else if was == self.gid && now == UNASSIGNED {
                 // Every group left: the data has nowhere to go.
-                self.shards.remove(&shard);
+                if let Some(slot) = self.shards.remove(&shard) {
+                    self.released.push(slot.state);
+                }
             } else if was == self.gid
                 && let Some(slot) = self.shards.get_mut(&shard)
             {
@@ -315,12 +422,12 @@ impl GroupState {
     }
 
     /// Bytes of keys and values held, over every shard (including shards offered away)
-    pub fn data_bytes(&self) -> usize {
+    pub fn data_bytes(&self) -> u64 {
         self.shards.values().map(|s| s.state.data_bytes()).sum()
     }
 
     /// Keys in the shards this group serves (not those it offers away or still pulls)
-    pub fn served_keys(&self) -> usize {
+    pub fn served_keys(&self) -> u64 {
         self.shards
             .values()
             .filter(|s| {
@@ -332,6 +439,43 @@ impl GroupState {
             .map(|s| s.state.kv.len())
             .sum()
     }
+
+    /// Every shard moving into or out of this group, and how far it has come
+    pub fn handovers(&self) -> Vec<Handover> {
+        self.shards
+            .iter()
+            .filter_map(|(&shard, slot)| match slot.status {
+                ShardStatus::Pulling { from } => Some(Handover {
+                    shard,
+                    direction: HandoverDirection::In { from },
+                    keys: slot.pull.keys,
+                    bytes: slot.pull.bytes,
+                    total: slot.pull.total.map(|t| (t.keys, t.bytes)),
+                }),
+                ShardStatus::Offering { to } => Some(Handover {
+                    shard,
+                    direction: HandoverDirection::Out { to },
+                    keys: slot.state.kv.len(),
+                    bytes: slot.state.kv.data_bytes(),
+                    total: Some((slot.state.kv.len(), slot.state.kv.data_bytes())),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A copy that shares every shard's data with this state (O(shards)): a frozen view
+    pub(crate) fn view(&self) -> GroupState {
+        GroupState {
+            gid: self.gid,
+            config: self.config.clone(),
+            previous: self.previous.clone(),
+            shards: self.shards.clone(),
+            limits: self.limits,
+            received: self.received,
+            released: Vec::new(),
+        }
+    }
 }
 
 impl crate::rsm::StateMachine for GroupState {
@@ -339,14 +483,25 @@ impl crate::rsm::StateMachine for GroupState {
     type Output = Option<ClientOutcome>;
 
     fn apply(&mut self, _index: crate::raft::Index, command: GroupCommand) -> Self::Output {
-        GroupState::apply(self, &command)
+        match command {
+            // A chunk is moved in, not copied.
+            GroupCommand::InstallChunk { shard, num, chunk } => {
+                self.install_chunk(shard, num, chunk);
+                None
+            }
+            command => GroupState::apply(self, &command),
+        }
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        crate::rsm::encode_state(self)
+    fn snapshot(&self) -> alloc::boxed::Box<dyn crate::rsm::SnapshotEncoder> {
+        alloc::boxed::Box::new(super::snapshot::GroupSnapshotEncoder::new(self.view()))
     }
 
-    fn restore(&mut self, bytes: &[u8]) -> bool {
-        crate::rsm::decode_state(self, bytes)
+    fn restorer(&self) -> alloc::boxed::Box<dyn crate::rsm::SnapshotDecoder> {
+        alloc::boxed::Box::new(super::snapshot::GroupSnapshotDecoder::default())
+    }
+
+    fn poll_release(&mut self) -> Option<crate::rsm::Release> {
+        self.released.pop().map(crate::rsm::Release::new)
     }
 }

@@ -5,7 +5,9 @@ use alloc::vec::Vec;
 
 use super::*;
 use crate::controller::{Configuration, ControllerCommand, ShardController};
-use crate::shard::{ClientRequest, KvError, KvOp, KvResult, ShardLimits, key_shard};
+use crate::shard::{
+    ClientRequest, KvError, KvOp, KvResult, ShardCursor, ShardLimits, ShardState, key_shard,
+};
 
 /// A key that lands in `shard` of 4
 fn key_in(shard: u32) -> Vec<u8> {
@@ -79,11 +81,18 @@ fn shards_move_with_their_sessions_and_are_served_only_where_they_belong() {
     // Not ready before the owner reached configuration 2.
     assert!(g1.offer(3, 3).is_none());
 
-    let state = g1.offer(3, 2).expect("offered").clone();
-    g2.apply(&GroupCommand::InstallShard {
+    let chunk = g1
+        .offer(3, 2)
+        .expect("offered")
+        .chunk(&ShardCursor::START, usize::MAX);
+    assert!(
+        chunk.next.is_none(),
+        "one chunk holds the whole small shard"
+    );
+    g2.apply(&GroupCommand::InstallChunk {
         shard: 3,
         num: 2,
-        state: state.clone(),
+        chunk: chunk.clone(),
     });
     // The retry is answered from the session that travelled with the shard: not applied twice.
     assert_eq!(
@@ -95,10 +104,10 @@ fn shards_move_with_their_sessions_and_are_served_only_where_they_belong() {
         Some(Ok(KvResult::Length(2)))
     );
     // A duplicate install is ignored (it would roll the shard back).
-    g2.apply(&GroupCommand::InstallShard {
+    g2.apply(&GroupCommand::InstallChunk {
         shard: 3,
         num: 2,
-        state,
+        chunk,
     });
     assert_eq!(
         g2.apply(&append(9, 3, &moving, "c")),
@@ -107,11 +116,14 @@ fn shards_move_with_their_sessions_and_are_served_only_where_they_belong() {
 
     // Shard 2 moves too.
     assert_eq!(g2.pulls(), vec![(2, 1)]);
-    let other = g1.offer(2, 2).expect("offered").clone();
-    g2.apply(&GroupCommand::InstallShard {
+    let other = g1
+        .offer(2, 2)
+        .expect("offered")
+        .chunk(&ShardCursor::START, usize::MAX);
+    g2.apply(&GroupCommand::InstallChunk {
         shard: 2,
         num: 2,
-        state: other,
+        chunk: other,
     });
     g1.apply(&GroupCommand::DeleteShard { shard: 2, num: 2 });
     g2.apply(&GroupCommand::DeleteConfirmed { shard: 2, num: 2 });
@@ -140,10 +152,10 @@ fn configurations_are_taken_one_at_a_time_and_only_when_settled() {
     g2.apply(&GroupCommand::Reconfigure(c3));
     assert_eq!(g2.config.num, 2, "shards still pulling: not settled");
     // A stale install for another configuration number is ignored.
-    g2.apply(&GroupCommand::InstallShard {
+    g2.apply(&GroupCommand::InstallChunk {
         shard: 3,
         num: 1,
-        state: Default::default(),
+        chunk: ShardState::default().chunk(&ShardCursor::START, usize::MAX),
     });
     assert_eq!(g2.pulls().len(), 2);
 }
@@ -194,4 +206,73 @@ fn a_multi_key_operation_must_stay_in_one_shard() {
     assert_eq!(g.apply(&within), Some(Ok(KvResult::Done)));
     let get = KvOp::MultiGet { keys: vec![a2, a] };
     assert_eq!(g.check_op(&get), Ok(0));
+}
+
+#[test]
+fn a_shard_moves_in_chunks_only_in_order_and_is_served_only_once_complete() {
+    let (c1, c2) = configs();
+    let limits = ShardLimits::default();
+    let (mut g1, mut g2) = (GroupState::new(1, 4, limits), GroupState::new(2, 4, limits));
+    g1.apply(&GroupCommand::Reconfigure(c1.clone()));
+    g2.apply(&GroupCommand::Reconfigure(c1.clone()));
+    let keys: Vec<Vec<u8>> = (0..)
+        .map(|i| alloc::format!("m{i}").into_bytes())
+        .filter(|k| key_shard(k, 4) == 3)
+        .take(200)
+        .collect();
+    for (i, key) in keys.iter().enumerate() {
+        let client = 10 + (i as u64 % 3);
+        g1.apply(&append(client, 1 + i as u64 / 3, key, "0123456789"));
+    }
+    g1.apply(&GroupCommand::Reconfigure(c2.clone()));
+    g2.apply(&GroupCommand::Reconfigure(c2.clone()));
+    let offered = g1.offer(3, 2).expect("offered").clone();
+    let mut cursor = Some(ShardCursor::START);
+    let mut chunks = Vec::new();
+    while let Some(from) = cursor {
+        let chunk = offered.chunk(&from, 300);
+        cursor = chunk.next.clone();
+        chunks.push(chunk);
+    }
+    assert!(chunks.len() > 5);
+    // A chunk out of order is ignored; so is a repeat of one already applied.
+    g2.apply(&GroupCommand::InstallChunk {
+        shard: 3,
+        num: 2,
+        chunk: chunks[1].clone(),
+    });
+    assert_eq!(g2.shards[&3].pull.keys, 0);
+    for (i, chunk) in chunks.iter().enumerate() {
+        g2.apply(&GroupCommand::InstallChunk {
+            shard: 3,
+            num: 2,
+            chunk: chunk.clone(),
+        });
+        if i == 0 {
+            g2.apply(&GroupCommand::InstallChunk {
+                shard: 3,
+                num: 2,
+                chunk: chunk.clone(),
+            });
+        }
+        let last = i + 1 == chunks.len();
+        assert_eq!(g2.serves(3), last, "served only once every chunk is in");
+        if !last {
+            let h = g2.handovers();
+            assert_eq!(h.len(), 2, "shards 2 and 3 are coming in");
+            let h3 = h.iter().find(|h| h.shard == 3).unwrap();
+            assert_eq!(h3.total.map(|t| t.0), Some(200));
+        }
+    }
+    assert_eq!(
+        g2.shards[&3].state, offered,
+        "data and sessions arrived whole"
+    );
+    assert_eq!(g2.received.keys, 200);
+    // Client 10's last request was its append to key 198 (sequence 67).
+    assert_eq!(
+        g2.apply(&append(10, 67, &keys[198], "again")),
+        Some(Ok(KvResult::Length(10))),
+        "a retry is answered from the session that moved with the shard"
+    );
 }

@@ -8,7 +8,10 @@ use alloc::vec::Vec;
 
 use crate::controller::{Configuration, ControllerCommand, GroupId};
 use crate::group::AppMessage;
+use alloc::boxed::Box;
+
 use crate::raft::{NodeId, Outgoing, Raft, Role, SnapshotMeta, SnapshotTask, Write};
+use crate::rsm::{Release, RestoredState, SnapshotDecoder, SnapshotEncoder, SnapshotError};
 
 use crate::shard::{KvError, KvResult};
 use crate::time::{Duration, Instant};
@@ -20,17 +23,23 @@ use super::sessions::{AdminError, Sessions};
 /// The controller's group id on every node
 pub const CONTROLLER_GROUP: GroupId = 0;
 
-/// A storage operation for the WAL thread, in order per group
-#[derive(Clone, Debug)]
+/// A storage operation of one group, in order per group
+///
+/// `Write` and `ReadChunk` belong on the group's WAL (in order with its writes). The two
+/// snapshot operations do work in proportion to the state's size and belong on a worker, off
+/// the node's loop; a runtime that stores snapshots beside the log must still make the
+/// finished snapshot current in order with the group's writes (see `SaveSnapshot`).
+#[derive(Debug)]
 pub enum WalOp {
     /// Persist a write; answer [`WalDone::Persisted`]
     Write(Write),
-    /// Store a snapshot the state machine took (its meta as the core reports it)
+    /// Encode the frozen state with `encoder`, store it durably as the group's snapshot
+    /// unless the stored one is newer, then answer [`WalDone::SnapshotSaved`]
     SaveSnapshot {
-        /// What it covers
+        /// What it covers; `size_bytes` is 0 here: the runtime sets it to the encoded length
         meta: SnapshotMeta,
-        /// The state machine's bytes
-        bytes: Vec<u8>,
+        /// The frozen state
+        encoder: Box<dyn SnapshotEncoder>,
     },
     /// Read a chunk of the stored snapshot for a follower; answer [`WalDone::Chunk`]
     ReadChunk {
@@ -43,16 +52,18 @@ pub enum WalOp {
         /// Most bytes to read
         max_bytes: usize,
     },
-    /// Read the whole stored snapshot to restore the state machine; answer
-    /// [`WalDone::Snapshot`]
-    ReadSnapshot {
+    /// Decode the stored snapshot ending at `index` with `decoder`; answer
+    /// [`WalDone::SnapshotLoaded`]
+    LoadSnapshot {
         /// The snapshot's last index
         index: u64,
+        /// Builds the state machine from the snapshot's bytes
+        decoder: Box<dyn SnapshotDecoder>,
     },
 }
 
-/// What the WAL thread reports back
-#[derive(Clone, Debug)]
+/// What the runtime reports back about a [`WalOp`]
+#[derive(Debug)]
 pub enum WalDone {
     /// Every write of `gid` up to and including `id` is durable
     Persisted {
@@ -74,14 +85,25 @@ pub enum WalDone {
         /// The bytes
         data: Option<Vec<u8>>,
     },
-    /// The stored snapshot's bytes (`None`: it is not the one asked for)
-    Snapshot {
+    /// A [`WalOp::SaveSnapshot`] finished
+    SnapshotSaved {
         /// The group
         gid: GroupId,
         /// The snapshot's last index
         index: u64,
-        /// Its bytes
-        bytes: Option<Vec<u8>>,
+        /// Its size in bytes, now durable and current; `None` when a newer snapshot was stored
+        /// meanwhile and this one was dropped
+        size_bytes: Option<u64>,
+    },
+    /// A [`WalOp::LoadSnapshot`] finished
+    SnapshotLoaded {
+        /// The group
+        gid: GroupId,
+        /// The snapshot's last index
+        index: u64,
+        /// The built state; `None` when the stored snapshot is not the one asked for (a newer
+        /// one replaced it); an error when its bytes did not decode
+        state: Option<Result<RestoredState, SnapshotError>>,
     },
 }
 
@@ -89,7 +111,7 @@ pub enum WalDone {
 pub type OpId = u64;
 
 /// Something for the runtime to do
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum HostOutput {
     /// Hand to the WAL thread (in order, per group)
     Wal {
@@ -132,6 +154,9 @@ pub enum HostOutput {
         /// The new configuration, or why it did not take effect
         result: Result<Configuration, AdminError>,
     },
+    /// Drop this off the node's loop (a deleted shard, a replaced state: freeing it takes
+    /// time in proportion to the data it held)
+    Release(Release),
     /// A state machine could not restore its stored snapshot: the node must stop
     Fatal(String),
 }
@@ -324,7 +349,25 @@ impl<M: HostMachines> Host<M> {
                 }
             }
             WalDone::Chunk { data: None, .. } => {} // the core asks again
-            WalDone::Snapshot { gid, index, bytes } => {
+            WalDone::SnapshotSaved {
+                gid,
+                index,
+                size_bytes,
+            } => {
+                if let Some(r) = self.replicas.get_mut(&gid) {
+                    match size_bytes {
+                        // Refused as stale (a newer one was installed meanwhile): Raft asks
+                        // again later either way.
+                        Some(size) => {
+                            r.raft_mut().handle_snapshot_taken(now, index, size);
+                        }
+                        // A newer snapshot is stored: this one is stale, and Raft may ask for
+                        // another once its log grows again.
+                        None => r.raft_mut().handle_snapshot_dropped(now),
+                    }
+                }
+            }
+            WalDone::SnapshotLoaded { gid, index, state } => {
                 if self.restoring.get(&gid) == Some(&index) {
                     self.restoring.remove(&gid);
                 }
@@ -336,11 +379,21 @@ impl<M: HostMachines> Host<M> {
                 }
                 // Storage moved on to a newer installed snapshot: flush asks for that one.
                 let newer = r.raft().snapshot().is_some_and(|m| m.last.index > index);
-                if bytes.is_none() && newer {
+                if state.is_none() && newer {
                     return;
                 }
-                let restored = bytes.is_some_and(|b| r.restore(&b));
-                if !restored {
+                let installed = match state {
+                    Some(Ok(state)) => r.install(state),
+                    Some(Err(e)) => {
+                        self.outputs.push_back(HostOutput::Fatal(format!(
+                            "group {gid}: the installed snapshot at index {index} does not \
+                             restore: {e}"
+                        )));
+                        return;
+                    }
+                    None => false,
+                };
+                if !installed {
                     self.outputs.push_back(HostOutput::Fatal(format!(
                         "group {gid}: cannot restore the installed snapshot at index {index}"
                     )));
@@ -443,31 +496,34 @@ impl<M: HostMachines> Host<M> {
         let mut progressed = drain_raft(&mut self.outputs, gid, r.raft_mut());
         // Applies what committed, or takes note of a snapshot installed (the newest wins).
         r.process();
+        while let Some(release) = r.poll_release() {
+            self.outputs.push_back(HostOutput::Release(release));
+        }
         if let Some(meta) = r.restore_wanted() {
             let index = meta.last.index;
             if self.restoring.get(&gid) != Some(&index) {
                 self.restoring.insert(gid, index);
+                let decoder = r.restorer();
                 self.outputs.push_back(HostOutput::Wal {
                     gid,
-                    op: WalOp::ReadSnapshot { index },
+                    op: WalOp::LoadSnapshot { index, decoder },
                 });
             }
             return progressed; // nothing applies before the snapshot is restored
         }
         while let Some(s) = r.poll_snapshot_to_store() {
             progressed = true;
-            let len = s.bytes.len() as u64;
-            if !r.raft_mut().handle_snapshot_taken(now, s.index, len) {
-                continue; // stale: the core already has a newer one
-            }
-            if let Some(meta) = r.raft().snapshot().cloned() {
-                self.outputs.push_back(HostOutput::Wal {
+            match r.raft().snapshot_meta(s.index, 0) {
+                Some(meta) => self.outputs.push_back(HostOutput::Wal {
                     gid,
                     op: WalOp::SaveSnapshot {
                         meta,
-                        bytes: s.bytes,
+                        encoder: s.encoder,
                     },
-                });
+                }),
+                // Compacted past it meanwhile (a newer snapshot was installed): let Raft ask
+                // again.
+                None => r.raft_mut().handle_snapshot_dropped(now),
             }
         }
         while let Some(task) = r.poll_chunk_read() {

@@ -8,7 +8,7 @@ use super::machines::{HostMachines, StandardMachines};
 use crate::controller::ShardController;
 use crate::group::GroupDriver;
 use crate::raft::{Raft, SnapshotMeta, SnapshotTask};
-use crate::rsm::{Replica, SnapshotToStore};
+use crate::rsm::{Release, Replica, RestoredState, SnapshotDecoder, SnapshotToStore};
 use crate::time::Instant;
 
 /// One hosted replica, running the state machines of `M`
@@ -93,11 +93,37 @@ impl<M: HostMachines> HostedReplica<M> {
         }
     }
 
-    /// Restores the state machine from stored snapshot bytes; `false` if they do not decode
+    /// Restores the state machine from stored snapshot bytes here and now (at start-up);
+    /// `false` if they do not decode
     pub fn restore(&mut self, bytes: &[u8]) -> bool {
         match self {
             HostedReplica::Controller(r) => r.restore(bytes),
             HostedReplica::Group(d) => d.replica_mut().restore(bytes),
+        }
+    }
+
+    /// A decoder for stored snapshot bytes of this replica's state machine
+    pub fn restorer(&self) -> Box<dyn SnapshotDecoder> {
+        match self {
+            HostedReplica::Controller(r) => r.restorer(),
+            HostedReplica::Group(d) => d.replica().restorer(),
+        }
+    }
+
+    /// Swaps in a state a [`restorer`](Self::restorer) built; `false` if it is not of this
+    /// replica's kind
+    pub fn install(&mut self, state: RestoredState) -> bool {
+        match self {
+            HostedReplica::Controller(r) => r.install(state),
+            HostedReplica::Group(d) => d.replica_mut().install(state),
+        }
+    }
+
+    /// The next thing to drop off the loop
+    pub fn poll_release(&mut self) -> Option<Release> {
+        match self {
+            HostedReplica::Controller(r) => r.poll_release(),
+            HostedReplica::Group(d) => d.replica_mut().poll_release(),
         }
     }
 

@@ -122,6 +122,29 @@ impl Raft {
         Some(meta)
     }
 
+    /// What a snapshot of the state at `index` covers, with `size_bytes` of data: its last
+    /// entry and the membership as of it (`None` when `index` is not applied, or no longer in
+    /// the log). A runtime stores this meta with a snapshot it encodes elsewhere, before
+    /// reporting it with [`handle_snapshot_taken`](Self::handle_snapshot_taken).
+    pub fn snapshot_meta(&self, index: Index, size_bytes: u64) -> Option<SnapshotMeta> {
+        if index > self.applied {
+            return None;
+        }
+        let term = self.log.term(index)?;
+        Some(SnapshotMeta {
+            last: LogId::new(term, index),
+            membership: self.membership_at(index),
+            size_bytes,
+        })
+    }
+
+    /// The snapshot asked for with [`SnapshotTask::Take`] will not come (it was overtaken by a
+    /// newer one, installed from the leader): Raft asks again once its log has grown enough
+    pub fn handle_snapshot_dropped(&mut self, now: Instant) {
+        self.observe_time(now);
+        self.snapshots.take_asked = false;
+    }
+
     /// The application stored a snapshot of its state at `index` (at most the applied index),
     /// `size_bytes` long; the log up to it may be dropped
     ///
@@ -135,16 +158,11 @@ impl Raft {
             .current
             .as_ref()
             .is_none_or(|s| index > s.last.index);
-        let Some(term) = self.log.term(index) else {
-            return false;
-        };
-        if index > self.applied || !newer {
+        if !newer {
             return false;
         }
-        let meta = SnapshotMeta {
-            last: LogId::new(term, index),
-            membership: self.membership_at(index),
-            size_bytes,
+        let Some(meta) = self.snapshot_meta(index, size_bytes) else {
+            return false;
         };
         self.snapshots.current = Some(meta);
         self.snapshots.applied_bytes = self.log.range_bytes(index + 1, self.applied);

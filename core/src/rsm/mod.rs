@@ -3,17 +3,26 @@
 //! [`Replica`] pairs a [`Raft`] node with an application [`StateMachine`]. The application
 //! proposes typed commands with a token of its choosing; when the command's entry is applied,
 //! the result comes out of [`Replica::poll_result`] with that token (on the replica that
-//! proposed it). Snapshots are the state machine's own bytes: the replica answers the Raft
-//! node's snapshot tasks and restores installed snapshots by itself, handing the runtime the
-//! bytes to store ([`Replica::poll_snapshot_to_store`]) and asking it for stored bytes when a
-//! snapshot was installed ([`Replica::restore`]).
+//! proposed it).
+//!
+//! Snapshots never stall the replica's loop, whatever the state's size (see [`snapshot`]):
+//! when Raft asks for one, the replica freezes a view of its state and hands the runtime an
+//! encoder ([`Replica::poll_snapshot_to_store`]); the runtime encodes and stores it where it
+//! likes, then reports it to the Raft node (`raft_mut().handle_snapshot_taken`). When a
+//! snapshot was installed from the leader, the replica applies nothing until the runtime has
+//! decoded the stored snapshot with [`Replica::restorer`] (again where it likes) and handed the
+//! built state to [`Replica::install`], which swaps it in at once. What the state machine lets
+//! go of, and the state an install replaces, come out of [`Replica::poll_release`] for the
+//! runtime to drop off its loop.
 //!
 //! The runtime still moves the Raft node's bytes: it drains [`Replica::raft_mut`]'s writes
 //! and messages and feeds it messages and timeouts exactly as for a bare Raft node, then calls
 //! [`Replica::process`] to apply what became committed.
 
+pub mod snapshot;
+
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
-use alloc::vec::Vec;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -21,34 +30,28 @@ use serde::de::DeserializeOwned;
 use crate::raft::{EntryKind, Index, LogId, ProposeError, Raft, SnapshotMeta, SnapshotTask};
 use crate::time::Instant;
 
+pub use snapshot::{
+    Release, RestoredState, SnapshotDecoder, SnapshotEncoder, SnapshotError, WholeDecoder,
+    WholeEncoder, decode_all, encode_to_vec,
+};
+
 /// The application a [`Replica`] replicates
-pub trait StateMachine {
+pub trait StateMachine: Sized + Send + 'static {
     /// A command, as proposed and stored in the log
     type Command: Serialize + DeserializeOwned;
     /// What applying a command returns
     type Output;
     /// Applies the command at log `index`; must be deterministic
     fn apply(&mut self, index: Index, command: Self::Command) -> Self::Output;
-    /// The whole state, to store as a snapshot
-    fn snapshot(&self) -> Vec<u8>;
-    /// Replaces the state by a stored snapshot; `false` if the bytes do not decode
-    fn restore(&mut self, bytes: &[u8]) -> bool;
-}
-
-/// The whole of `state` as snapshot bytes (postcard), for [`StateMachine::snapshot`]
-pub fn encode_state<T: Serialize>(state: &T) -> Vec<u8> {
-    postcard::to_allocvec(state).unwrap_or_default()
-}
-
-/// Replaces `state` by the snapshot `bytes` made by [`encode_state`], for
-/// [`StateMachine::restore`]; `false` (and `state` unchanged) if they do not decode
-pub fn decode_state<T: DeserializeOwned>(state: &mut T, bytes: &[u8]) -> bool {
-    match postcard::from_bytes(bytes) {
-        Ok(decoded) => {
-            *state = decoded;
-            true
-        }
-        Err(_) => false,
+    /// A frozen view of the whole state as an encoder, taken in O(1) or O(log n): later
+    /// applies do not change what it encodes, and the encoding itself runs later, elsewhere
+    fn snapshot(&self) -> Box<dyn SnapshotEncoder>;
+    /// A decoder that builds a state of this machine (of type `Self`) from snapshot bytes;
+    /// settings that are not in the snapshot come from `self`
+    fn restorer(&self) -> Box<dyn SnapshotDecoder>;
+    /// The next thing the machine let go of, for the runtime to drop off its loop
+    fn poll_release(&mut self) -> Option<Release> {
+        None
     }
 }
 
@@ -61,14 +64,14 @@ pub struct Applied<O> {
     pub output: Option<O>,
 }
 
-/// A snapshot for the runtime to store durably before calling
-/// `raft_mut().handle_snapshot_taken(now, index, bytes.len())`
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A snapshot for the runtime to encode and store durably before calling
+/// `raft_mut().handle_snapshot_taken(now, index, size_bytes)`
+#[derive(Debug)]
 pub struct SnapshotToStore {
     /// The last index it covers
     pub index: Index,
-    /// The state machine's bytes
-    pub bytes: Vec<u8>,
+    /// The frozen state, to encode
+    pub encoder: Box<dyn SnapshotEncoder>,
 }
 
 /// One replica of a replicated state machine (see the module docs for the loop)
@@ -82,8 +85,9 @@ pub struct Replica<S: StateMachine> {
     to_store: VecDeque<SnapshotToStore>,
     /// Chunk reads for the runtime, which holds the stored snapshot
     chunk_reads: VecDeque<SnapshotTask>,
-    /// A snapshot was installed and the runtime must hand its bytes to `restore`
+    /// A snapshot was installed and the runtime must decode it and [`Replica::install`] it
     restore_wanted: Option<SnapshotMeta>,
+    releases: VecDeque<Release>,
 }
 
 impl<S: StateMachine> Replica<S> {
@@ -97,6 +101,7 @@ impl<S: StateMachine> Replica<S> {
             to_store: VecDeque::new(),
             chunk_reads: VecDeque::new(),
             restore_wanted: None,
+            releases: VecDeque::new(),
         }
     }
 
@@ -110,7 +115,8 @@ impl<S: StateMachine> Replica<S> {
         &mut self.raft
     }
 
-    /// The state machine as applied so far
+    /// The state machine as applied so far (stale while [`restore_wanted`](Self::restore_wanted)
+    /// names a snapshot: nothing may be served from it then)
     pub fn state(&self) -> &S {
         &self.state
     }
@@ -148,13 +154,16 @@ impl<S: StateMachine> Replica<S> {
             };
             self.answer(entry.log_id(), output);
         }
+        while let Some(release) = self.state.poll_release() {
+            self.releases.push_back(release);
+        }
         while let Some(task) = self.raft.poll_snapshot_task() {
             match task {
                 SnapshotTask::Take { .. } => {
                     let index = self.raft.applied_index();
                     self.to_store.push_back(SnapshotToStore {
                         index,
-                        bytes: self.state.snapshot(),
+                        encoder: self.state.snapshot(),
                     });
                 }
                 read @ SnapshotTask::ReadChunk { .. } => self.chunk_reads.push_back(read),
@@ -184,7 +193,7 @@ impl<S: StateMachine> Replica<S> {
         self.results.pop_front()
     }
 
-    /// The next snapshot to store, if any
+    /// The next snapshot to encode and store, if any
     #[must_use]
     pub fn poll_snapshot_to_store(&mut self) -> Option<SnapshotToStore> {
         self.to_store.pop_front()
@@ -197,17 +206,32 @@ impl<S: StateMachine> Replica<S> {
         self.chunk_reads.pop_front()
     }
 
-    /// The snapshot the runtime must load with [`restore`](Self::restore), if one was installed
+    /// The next thing to drop off the loop (a deleted shard, a replaced state), if any
+    #[must_use]
+    pub fn poll_release(&mut self) -> Option<Release> {
+        self.releases.pop_front()
+    }
+
+    /// The snapshot the runtime must decode and [`install`](Self::install), if one was
+    /// installed
     pub fn restore_wanted(&self) -> Option<&SnapshotMeta> {
         self.restore_wanted.as_ref()
     }
 
-    /// Loads the stored snapshot `bytes` (after an install, or at start-up); `false` if they do
-    /// not decode, in which case the state is unchanged
-    pub fn restore(&mut self, bytes: &[u8]) -> bool {
-        if !self.state.restore(bytes) {
+    /// A decoder for stored snapshot bytes of this machine, to run wherever the runtime likes
+    pub fn restorer(&self) -> Box<dyn SnapshotDecoder> {
+        self.state.restorer()
+    }
+
+    /// Swaps in a state decoded by [`restorer`](Self::restorer) (after an install, or at
+    /// start-up) in O(1); the replaced state comes out of [`poll_release`](Self::poll_release).
+    /// `false` (and nothing changes) if `restored` is not a state of this machine.
+    pub fn install(&mut self, restored: RestoredState) -> bool {
+        let Ok(state) = restored.downcast::<S>() else {
             return false;
-        }
+        };
+        let old = core::mem::replace(&mut self.state, state);
+        self.releases.push_back(Release::new(old));
         self.restore_wanted = None;
         // Proposals covered by the snapshot have lost their answers.
         let index = self.raft.applied_index();
@@ -224,5 +248,14 @@ impl<S: StateMachine> Replica<S> {
             }
         }
         true
+    }
+
+    /// Decodes the stored snapshot `bytes` here and now and installs the state (at start-up,
+    /// or in tests); `false` if they do not decode, in which case nothing changes
+    pub fn restore(&mut self, bytes: &[u8]) -> bool {
+        match decode_all(self.restorer(), bytes) {
+            Ok(restored) => self.install(restored),
+            Err(_) => false,
+        }
     }
 }

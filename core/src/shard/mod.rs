@@ -21,14 +21,16 @@
 mod hash;
 mod ops;
 mod session;
-
-use alloc::collections::BTreeMap;
+mod store;
+mod transfer;
 
 use serde::{Deserialize, Serialize};
 
 pub use hash::{fnv1a, hash_tag, key_shard};
 pub use ops::{Bytes, KvError, KvLimits, KvOp, KvResult, SetCondition, apply_op};
 pub use session::{Admission, ClientId, Session, SessionLimits, SessionTable};
+pub use store::{MemStore, ShardStore};
+pub use transfer::{ShardChunk, ShardCursor, ShardHeader};
 
 /// The shard count a cluster gets unless it chooses another at creation
 pub const DEFAULT_SHARD_COUNT: u32 = 64;
@@ -53,11 +55,14 @@ pub struct ShardLimits {
     pub sessions: SessionLimits,
 }
 
-/// One shard: its data and its clients' sessions
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The shard store this build keeps shards in (see [`ShardStore`])
+pub type Store = MemStore;
+
+/// One shard: its data and its clients' sessions; a clone is an O(1) point-in-time view
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ShardState {
     /// The data
-    pub kv: BTreeMap<Bytes, Bytes>,
+    pub kv: Store,
     /// The sessions of clients that wrote to this shard
     pub sessions: SessionTable,
 }
@@ -87,7 +92,7 @@ impl ShardState {
     }
 
     /// Bytes of keys and values held
-    pub fn data_bytes(&self) -> usize {
-        self.kv.iter().map(|(k, v)| k.len() + v.len()).sum()
+    pub fn data_bytes(&self) -> u64 {
+        self.kv.data_bytes()
     }
 }

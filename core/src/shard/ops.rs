@@ -1,10 +1,11 @@
 //! Key-value operations, their results, and the limits they are checked against
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use super::store::ShardStore;
 
 /// Bytes, as keys and values are stored
 pub type Bytes = Vec<u8>;
@@ -234,8 +235,8 @@ impl Default for KvLimits {
 }
 
 /// Applies `op` to `store` within `limits`
-pub fn apply_op(
-    store: &mut BTreeMap<Bytes, Bytes>,
+pub fn apply_op<S: ShardStore>(
+    store: &mut S,
     op: &KvOp,
     limits: &KvLimits,
 ) -> Result<KvResult, KvError> {
@@ -257,8 +258,9 @@ pub fn apply_op(
             Ok(())
         }
     };
+    let read = |store: &S, key: &[u8]| store.get(key).map(<[u8]>::to_vec);
     match op {
-        KvOp::Get { key } => Ok(KvResult::Value(store.get(key).cloned())),
+        KvOp::Get { key } => Ok(KvResult::Value(read(store, key))),
         KvOp::Put { key, value } => {
             check_value(value.len())?;
             store.insert(key.clone(), value.clone());
@@ -266,11 +268,9 @@ pub fn apply_op(
         }
         KvOp::Delete { key } => Ok(KvResult::Deleted(store.remove(key).is_some())),
         KvOp::Append { key, value } => {
-            let current = store.get(key).map_or(0, Vec::len);
+            let current = store.get(key).map_or(0, <[u8]>::len);
             check_value(current + value.len())?;
-            let entry = store.entry(key.clone()).or_default();
-            entry.extend_from_slice(value);
-            Ok(KvResult::Length(entry.len() as u64))
+            Ok(KvResult::Length(store.append(key, value) as u64))
         }
         KvOp::Incr { key, by } => {
             let current = match store.get(key) {
@@ -283,7 +283,7 @@ pub fn apply_op(
         }
         KvOp::Cas { key, expected, new } => {
             check_value(new.len())?;
-            let previous = store.get(key).cloned();
+            let previous = read(store, key);
             let swapped = previous == *expected;
             if swapped {
                 store.insert(key.clone(), new.clone());
@@ -308,7 +308,7 @@ pub fn apply_op(
                 return Err(KvError::CrossShard);
             }
             Ok(KvResult::Values(
-                keys.iter().map(|k| store.get(k).cloned()).collect(),
+                keys.iter().map(|k| read(store, k)).collect(),
             ))
         }
         KvOp::Set {
@@ -317,7 +317,7 @@ pub fn apply_op(
             condition,
         } => {
             check_value(value.len())?;
-            let previous = store.get(key).cloned();
+            let previous = read(store, key);
             let written = match condition {
                 SetCondition::Always => true,
                 SetCondition::IfAbsent => previous.is_none(),
@@ -349,6 +349,7 @@ fn parse_i64(bytes: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard::MemStore;
     use alloc::vec;
 
     fn k(s: &str) -> Bytes {
@@ -357,7 +358,7 @@ mod tests {
 
     #[test]
     fn multi_set_is_all_or_none_and_multi_get_answers_in_key_order() {
-        let mut store = BTreeMap::new();
+        let mut store = MemStore::default();
         let l = KvLimits {
             max_key_bytes: 8,
             max_value_bytes: 4,
@@ -396,7 +397,7 @@ mod tests {
 
     #[test]
     fn set_writes_only_when_its_condition_holds_and_answers_the_previous_value() {
-        let mut store = BTreeMap::new();
+        let mut store = MemStore::default();
         let l = KvLimits::default();
         let mut set = |value: &str, condition| {
             let op = KvOp::Set {
@@ -427,14 +428,14 @@ mod tests {
             condition: SetCondition::Always,
         };
         assert!(matches!(
-            apply_op(&mut BTreeMap::new(), &op, &big),
+            apply_op(&mut MemStore::default(), &op, &big),
             Err(KvError::ValueTooLarge { .. })
         ));
     }
 
     #[test]
     fn every_operation_and_its_result() {
-        let mut store = BTreeMap::new();
+        let mut store = MemStore::default();
         let l = KvLimits::default();
         let mut run = |op: KvOp| apply_op(&mut store, &op, &l);
         assert_eq!(run(KvOp::Get { key: k("a") }), Ok(KvResult::Value(None)));
@@ -523,7 +524,7 @@ mod tests {
 
     #[test]
     fn limits_are_enforced_and_leave_the_store_unchanged() {
-        let mut store = BTreeMap::new();
+        let mut store = MemStore::default();
         let l = KvLimits {
             max_key_bytes: 4,
             max_value_bytes: 5,
@@ -579,7 +580,7 @@ mod tests {
                 max_bytes: 5
             })
         );
-        assert_eq!(store.get(&k("k")), Some(&k("abc")));
+        assert_eq!(store.get(b"k"), Some(&b"abc"[..]));
     }
 
     #[test]

@@ -14,11 +14,12 @@
 //!
 //! Reference: thesis §6.3 (implementing linearizable semantics).
 
-use alloc::collections::BTreeMap;
+use core::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
 use super::ops::{KvError, KvResult};
+use crate::store::PersistentMap;
 
 /// A client's identity; handed out in increasing order
 pub type ClientId = u64;
@@ -65,10 +66,10 @@ pub enum Admission {
     Expired,
 }
 
-/// One shard's sessions
+/// One shard's sessions (a clone is an O(1) view, see [`PersistentMap`])
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionTable {
-    sessions: BTreeMap<ClientId, Session>,
+    sessions: PersistentMap<ClientId, Session>,
     /// Every session of a client below this id has expired
     expired_below: ClientId,
     /// Operations applied in the shard (its logical clock)
@@ -133,6 +134,35 @@ impl SessionTable {
     /// The lowest client id that may still open a session here
     pub fn expired_below(&self) -> ClientId {
         self.expired_below
+    }
+
+    /// Operations applied in the shard (the table's logical clock)
+    pub fn clock(&self) -> u64 {
+        self.clock
+    }
+
+    /// The sessions of clients above `after` (from the lowest with `None`), in id order
+    pub fn iter_from(
+        &self,
+        after: Option<ClientId>,
+    ) -> impl Iterator<Item = (&ClientId, &Session)> {
+        let start = match after {
+            Some(ref id) => Bound::Excluded(id),
+            None => Bound::Unbounded,
+        };
+        self.sessions.range_from(start)
+    }
+
+    /// Takes over the expiry watermark and the clock of another copy of this table (a shard
+    /// being moved or restored)
+    pub(crate) fn set_clocks(&mut self, expired_below: ClientId, clock: u64) {
+        self.expired_below = expired_below;
+        self.clock = clock;
+    }
+
+    /// Takes over one session of another copy of this table
+    pub(crate) fn insert(&mut self, client: ClientId, session: Session) {
+        self.sessions.insert(client, session);
     }
 }
 

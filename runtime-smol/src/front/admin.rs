@@ -1,7 +1,9 @@
 //! `SHALE <subcommand>`: the administrative commands behind `shale ctl`
 //!
 //! - `SHALE STATUS`: this node's groups (role, term, leader, commit and applied indexes,
-//!   lag, keys) and the shard map of the latest configuration it applied, as text;
+//!   lag, keys), the shards moving into or out of them with their progress, and the shard map
+//!   of the latest configuration it applied, as text;
+//! - `SHALE GROUPS`: the same for programs, as nested arrays (see [`groups_reply`]);
 //! - `SHALE JOIN <gid> <node,node,...>`, `SHALE LEAVE <gid>`, `SHALE MOVE <shard> <gid>`:
 //!   controller commands, run through the controller's leader; they answer the new
 //!   configuration's number;
@@ -14,7 +16,7 @@
 use std::fmt::Write as _;
 
 use shale_core::controller::{ControllerCommand, UNASSIGNED};
-use shale_runtime_std::node::{AdminError, GroupAdmin, NodeStatus};
+use shale_runtime_std::node::{AdminError, GroupAdmin, HandoverStatus, NodeStatus};
 
 use crate::node::NodeClient;
 use crate::resp::Reply;
@@ -33,6 +35,12 @@ pub(crate) async fn execute(node: &NodeClient, args: &[Vec<u8>]) -> Reply {
         (b"STATUS", 2) => {
             return match node.status().await {
                 Ok(status) => Reply::bulk(render_status(&status)),
+                Err(e) => Reply::error(format!("TRYAGAIN {e}")),
+            };
+        }
+        (b"GROUPS", 2) => {
+            return match node.status().await {
+                Ok(status) => groups_reply(&status),
                 Err(e) => Reply::error(format!("TRYAGAIN {e}")),
             };
         }
@@ -85,7 +93,7 @@ pub(crate) async fn execute(node: &NodeClient, args: &[Vec<u8>]) -> Reply {
         },
         _ => {
             return Reply::error(
-                "ERR unknown SHALE subcommand or wrong arguments (STATUS, JOIN, LEAVE, MOVE, TRANSFER, ADD-REPLICA, REMOVE-REPLICA, SNAPSHOT)",
+                "ERR unknown SHALE subcommand or wrong arguments (STATUS, GROUPS, JOIN, LEAVE, MOVE, TRANSFER, ADD-REPLICA, REMOVE-REPLICA, SNAPSHOT)",
             );
         }
     };
@@ -97,6 +105,37 @@ pub(crate) async fn execute(node: &NodeClient, args: &[Vec<u8>]) -> Reply {
         }
         Err(e) => Reply::error(format!("TRYAGAIN {e}")),
     }
+}
+
+/// The reply to `SHALE GROUPS`: `[node id, latest configuration number (-1: unknown),
+/// [[gid, term, role, configuration applied, shards moving in or out, keys], ...],
+/// [owner of shard 0, owner of shard 1, ...]]`
+pub fn groups_reply(status: &NodeStatus) -> Reply {
+    let int = |v: u64| Reply::Integer(i64::try_from(v).unwrap_or(i64::MAX));
+    let groups = status
+        .groups
+        .iter()
+        .map(|g| {
+            Reply::Array(Some(vec![
+                int(g.gid),
+                int(g.term),
+                Reply::bulk(g.role.clone()),
+                int(g.config_num),
+                int(g.handovers.len() as u64),
+                int(g.keys),
+            ]))
+        })
+        .collect();
+    let (num, owners) = match &status.config {
+        Some(c) => (int(c.num), c.shards.iter().map(|&g| int(g)).collect()),
+        None => (Reply::Integer(-1), Vec::new()),
+    };
+    Reply::Array(Some(vec![
+        int(status.id),
+        num,
+        Reply::Array(Some(groups)),
+        Reply::Array(Some(owners)),
+    ]))
 }
 
 /// The text of `SHALE STATUS`
@@ -128,6 +167,7 @@ pub fn render_status(status: &NodeStatus) -> String {
             g.keys
         );
     }
+    render_handovers(&mut out, status);
     match &status.config {
         None => {
             let _ = writeln!(out, "configuration: unknown (no controller replica here)");
@@ -155,4 +195,125 @@ pub fn render_status(status: &NodeStatus) -> String {
         }
     }
     out
+}
+
+/// The shards moving into or out of this node's groups, with their progress
+fn render_handovers(out: &mut String, status: &NodeStatus) {
+    let moving: Vec<(u64, &HandoverStatus)> = status
+        .groups
+        .iter()
+        .flat_map(|g| g.handovers.iter().map(move |h| (g.gid, h)))
+        .collect();
+    if moving.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  moving shards");
+    for (gid, h) in moving {
+        let line = if h.incoming {
+            let total = h.total.map_or_else(
+                || "size not known yet".to_owned(),
+                |(keys, bytes)| format!("of {keys} keys, {}", human_bytes(bytes)),
+            );
+            format!(
+                "g{gid} shard {} <- g{}: {} keys, {} {total}",
+                h.shard,
+                h.peer,
+                h.keys,
+                human_bytes(h.bytes)
+            )
+        } else {
+            format!(
+                "g{gid} shard {} -> g{}: offered, {} keys, {}",
+                h.shard,
+                h.peer,
+                h.keys,
+                human_bytes(h.bytes)
+            )
+        };
+        let _ = writeln!(out, "    {line}");
+    }
+}
+
+/// `bytes` with a binary unit
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shale_runtime_std::node::GroupStatus;
+
+    fn group(gid: u64, handovers: Vec<HandoverStatus>) -> GroupStatus {
+        GroupStatus {
+            gid,
+            role: "leader".into(),
+            term: 2,
+            leader: Some(1),
+            commit: 10,
+            applied: 10,
+            last_index: 10,
+            keys: 5,
+            snapshot_index: 0,
+            snapshot_bytes: 0,
+            handovers,
+            received_keys: 0,
+            received_bytes: 0,
+            propose_failures: 0,
+            restoring: false,
+            config_num: 1,
+        }
+    }
+
+    #[test]
+    fn status_shows_each_moving_shard_its_direction_and_progress() {
+        let incoming = HandoverStatus {
+            shard: 5,
+            incoming: true,
+            peer: 1,
+            keys: 1200,
+            bytes: 3 << 20,
+            total: Some((4000, 10 << 20)),
+        };
+        let outgoing = HandoverStatus {
+            shard: 7,
+            incoming: false,
+            peer: 2,
+            keys: 300,
+            bytes: 2048,
+            total: Some((300, 2048)),
+        };
+        let status = NodeStatus {
+            id: 1,
+            groups: vec![group(1, vec![outgoing]), group(2, vec![incoming])],
+            config: None,
+        };
+        let text = render_status(&status);
+        assert!(
+            text.contains("g2 shard 5 <- g1: 1200 keys, 3.0 MiB of 4000 keys, 10.0 MiB"),
+            "{text}"
+        );
+        assert!(
+            text.contains("g1 shard 7 -> g2: offered, 300 keys, 2.0 KiB"),
+            "{text}"
+        );
+        let quiet = NodeStatus {
+            id: 1,
+            groups: vec![group(1, vec![])],
+            config: None,
+        };
+        assert!(!render_status(&quiet).contains("moving"));
+        assert_eq!(human_bytes(999), "999 B");
+    }
 }

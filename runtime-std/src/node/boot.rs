@@ -149,6 +149,48 @@ impl fmt::Display for BootError {
 
 impl std::error::Error for BootError {}
 
+/// The file in a node's data directory naming the format of what is stored under it
+pub const DATA_FORMAT_FILE: &str = "FORMAT";
+
+/// The data format this build writes and reads: group commands, snapshots and hand-over
+/// messages as of shards moving in chunks (format 2); a directory of another format is
+/// refused rather than misread
+pub const DATA_FORMAT: &str = "shale-data-format 2\n";
+
+/// Checks that `config.data_dir` holds data of this build's format (or none yet, and then
+/// marks it)
+fn check_format(config: &NodeConfig) -> Result<(), BootError> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir).map_err(|e| BootError::Io(dir.clone(), e))?;
+    let path = dir.join(DATA_FORMAT_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(found) if found == DATA_FORMAT => Ok(()),
+        Ok(found) => Err(BootError::Invalid(format!(
+            "{} holds data of format {:?}, this build reads {:?}; use a data directory of this \
+             version, or an empty one",
+            dir.display(),
+            found.trim(),
+            DATA_FORMAT.trim()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let earlier = config
+                .groups
+                .iter()
+                .any(|g| config.group_dir(g.gid).exists());
+            if earlier {
+                return Err(BootError::Invalid(format!(
+                    "{} holds data written by an earlier version of Shale (no {DATA_FORMAT_FILE} \
+                     file): its snapshots and log entries are of an older format; start this \
+                     version on an empty data directory",
+                    dir.display()
+                )));
+            }
+            std::fs::write(&path, DATA_FORMAT).map_err(|e| BootError::Io(path.clone(), e))
+        }
+        Err(e) => Err(BootError::Io(path, e)),
+    }
+}
+
 /// A seed for Raft's election timer: time and the ids, different on every boot
 fn seed(id: NodeId, gid: GroupId) -> u64 {
     let nanos = std::time::SystemTime::now()
@@ -166,6 +208,7 @@ pub fn boot(config: &NodeConfig, now: Instant) -> Result<Booted, BootError> {
     if config.id == 0 {
         return Err(BootError::Invalid("node id 0 is reserved".into()));
     }
+    check_format(config)?;
     let mut replicas = BTreeMap::new();
     let mut storages = BTreeMap::new();
     for spec in &config.groups {
@@ -189,6 +232,10 @@ pub fn boot(config: &NodeConfig, now: Instant) -> Result<Booted, BootError> {
         raft_config.election_timeout_max = config.raft.election_timeout_max;
         raft_config.snapshot_threshold_bytes = config.raft.snapshot_threshold_bytes;
         raft_config.lease_reads = config.raft.lease_reads;
+        // The largest values must fit in one entry, as a command and as a hand-over chunk.
+        raft_config.max_entry_bytes = raft_config
+            .max_entry_bytes
+            .max(DriverConfig::default().max_entry_bytes(&config.limits));
         let raft = Raft::new(raft_config, &spec.voters, recovered, now)
             .map_err(|e| BootError::Invalid(format!("group {}: {e}", spec.gid)))?;
         let mut replica = if spec.gid == CONTROLLER_GROUP {
@@ -205,17 +252,72 @@ pub fn boot(config: &NodeConfig, now: Instant) -> Result<Booted, BootError> {
                 now,
             )))
         };
-        if let Some((meta, bytes)) = storage.read_snapshot().map_err(BootError::Storage)?
-            && !replica.restore(&bytes)
-        {
-            return Err(BootError::Invalid(format!(
-                "{}: the snapshot at index {} does not restore",
-                dir.display(),
-                meta.last.index
-            )));
+        // Streamed from the file into the state machine's decoder: one piece in memory.
+        let loaded = crate::storage::load_snapshot(&dir, None, replica.restorer())
+            .map_err(BootError::Storage)?;
+        if let Some((meta, state)) = loaded {
+            let restored = state.map_err(|e| {
+                BootError::Invalid(format!(
+                    "{}: the snapshot at index {} does not restore: {e}",
+                    dir.display(),
+                    meta.last.index
+                ))
+            })?;
+            if !replica.install(restored) {
+                return Err(BootError::Invalid(format!(
+                    "{}: the snapshot at index {} is of another kind of state machine",
+                    dir.display(),
+                    meta.last.index
+                )));
+            }
+            // What the install replaced is an empty state: nothing to free off the loop.
+            while replica.poll_release().is_some() {}
         }
         replicas.insert(spec.gid, replica);
         storages.insert(spec.gid, storage);
     }
     Ok((replicas, storages))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path) -> NodeConfig {
+        let mut c = NodeConfig::new(1, dir.to_path_buf(), "127.0.0.1:0".parse().unwrap());
+        c.groups = vec![GroupSpec {
+            gid: 1,
+            voters: vec![1],
+        }];
+        c
+    }
+
+    #[test]
+    fn data_of_an_earlier_or_other_format_is_refused_and_a_new_directory_is_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        std::fs::create_dir_all(c.group_dir(1)).unwrap();
+        let refused = boot(&c, Instant::ZERO).err().map(|e| e.to_string());
+        assert!(
+            refused
+                .as_deref()
+                .is_some_and(|e| e.contains("earlier version")),
+            "{refused:?}"
+        );
+        let fresh = tempfile::tempdir().unwrap();
+        let c = config(fresh.path());
+        assert!(boot(&c, Instant::ZERO).is_ok());
+        let marked = std::fs::read_to_string(fresh.path().join(DATA_FORMAT_FILE)).unwrap();
+        assert_eq!(marked, DATA_FORMAT);
+        assert!(
+            boot(&c, Instant::ZERO).is_ok(),
+            "its own format boots again"
+        );
+        std::fs::write(fresh.path().join(DATA_FORMAT_FILE), "shale-data-format 9\n").unwrap();
+        let refused = boot(&c, Instant::ZERO).err().map(|e| e.to_string());
+        assert!(
+            refused.as_deref().is_some_and(|e| e.contains("format")),
+            "{refused:?}"
+        );
+    }
 }

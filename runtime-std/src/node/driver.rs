@@ -48,6 +48,36 @@ pub struct GroupStatus {
     pub snapshot_index: u64,
     /// Bytes of that snapshot's data
     pub snapshot_bytes: u64,
+    /// Shards moving into or out of the group, as applied here
+    pub handovers: Vec<HandoverStatus>,
+    /// Keys the group received by hand-over, over its life
+    pub received_keys: u64,
+    /// Bytes of keys and values the group received by hand-over, over its life
+    pub received_bytes: u64,
+    /// The group's own proposals (configuration changes, hand-over chunks, deletions) that
+    /// Raft refused on this replica; each was retried
+    pub propose_failures: u64,
+    /// An installed snapshot is being restored here (nothing is served meanwhile)
+    pub restoring: bool,
+    /// The shard configuration the group has applied here (0 for the controller)
+    pub config_num: u64,
+}
+
+/// A shard moving into or out of a group
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoverStatus {
+    /// The shard
+    pub shard: u32,
+    /// `true`: moving in from `peer`; `false`: moving out to `peer`
+    pub incoming: bool,
+    /// The other group
+    pub peer: GroupId,
+    /// Keys moved so far (moving out: the keys the shard holds)
+    pub keys: u64,
+    /// Bytes moved so far (moving out: the bytes the shard holds)
+    pub bytes: u64,
+    /// Keys and bytes to move in all, once known
+    pub total: Option<(u64, u64)>,
 }
 
 /// A node's state, as [`NodeHandle::status`] reports it

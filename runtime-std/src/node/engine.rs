@@ -11,9 +11,11 @@ use shale_core::shard::{KvError, KvOp, KvResult};
 use shale_core::time::Instant;
 
 use super::boot::{NodeConfig, boot};
-use super::driver::{GroupStatus, NodeError, NodeStatus};
+use super::driver::{GroupStatus, HandoverStatus, NodeError, NodeStatus};
+use super::release::Releaser;
 use super::wal::{Wal, WalEvent};
 use crate::transport::{Delivery, PeerLinks, Sink, Transport};
+use shale_core::group::HandoverDirection;
 use shale_core::node::{
     AdminError, GroupAdmin, Host, HostConfig, HostOutput, OpId, SessionError, SessionId,
 };
@@ -74,6 +76,7 @@ pub struct NodeEngine {
     host: Host,
     transport: Option<Box<dyn PeerLinks>>,
     wal: Wal,
+    releaser: Releaser,
     clock: std::time::Instant,
     ops: HashMap<OpId, Reply<OpResult>>,
     admin: HashMap<OpId, Reply<Result<Configuration, AdminError>>>,
@@ -119,6 +122,8 @@ impl NodeEngine {
         let (replicas, storages) = boot(config, now).map_err(NodeError::Boot)?;
         let transport = links()?;
         let wal = Wal::start(storages, move |e| deliver(Input::Wal(e))).map_err(NodeError::Io)?;
+        let releaser =
+            Releaser::start(&format!("shale-release-n{}", config.id)).map_err(NodeError::Io)?;
         let mut host_config = HostConfig::new(
             config.id,
             config.controller_voters.clone(),
@@ -134,6 +139,7 @@ impl NodeEngine {
             host: Host::new(host_config, replicas, now),
             transport: Some(transport),
             wal,
+            releaser,
             clock,
             ops: HashMap::new(),
             admin: HashMap::new(),
@@ -180,7 +186,12 @@ impl NodeEngine {
             }
             Input::Wal(WalEvent::Done(done)) => self.host.handle_wal(now, done),
             Input::Wal(WalEvent::Failed(reason)) => return Err(NodeError::Fatal(reason)),
-            Input::Wal(WalEvent::Synced { .. }) => {} // for a runtime's metrics
+            // For a runtime's metrics.
+            Input::Wal(
+                WalEvent::Synced { .. }
+                | WalEvent::SnapshotBuilt { .. }
+                | WalEvent::SnapshotRestored { .. },
+            ) => {}
             Input::Call(call) => self.handle_call(now, call),
         }
         Ok(true)
@@ -254,6 +265,7 @@ impl NodeEngine {
                         reply(result);
                     }
                 }
+                HostOutput::Release(release) => self.releaser.release(release),
                 HostOutput::Fatal(reason) => return Err(NodeError::Fatal(reason)),
             }
         }
@@ -268,6 +280,27 @@ impl NodeEngine {
             .iter()
             .map(|(&gid, r)| {
                 let raft = r.raft();
+                let driver = r.driver();
+                let state = driver.map(|d| d.state());
+                let handovers = state
+                    .map(|s| s.handovers())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|h| {
+                        let (incoming, peer) = match h.direction {
+                            HandoverDirection::In { from } => (true, from),
+                            HandoverDirection::Out { to } => (false, to),
+                        };
+                        HandoverStatus {
+                            shard: h.shard,
+                            incoming,
+                            peer,
+                            keys: h.keys,
+                            bytes: h.bytes,
+                            total: h.total,
+                        }
+                    })
+                    .collect();
                 GroupStatus {
                     gid,
                     role: role_name(raft.role()).to_owned(),
@@ -276,9 +309,15 @@ impl NodeEngine {
                     commit: raft.commit_index(),
                     applied: raft.applied_index(),
                     last_index: raft.last_index(),
-                    keys: r.driver().map_or(0, |d| d.state().served_keys() as u64),
+                    keys: state.map_or(0, |s| s.served_keys()),
                     snapshot_index: raft.snapshot().map_or(0, |m| m.last.index),
                     snapshot_bytes: raft.snapshot().map_or(0, |m| m.size_bytes),
+                    handovers,
+                    received_keys: state.map_or(0, |s| s.received.keys),
+                    received_bytes: state.map_or(0, |s| s.received.bytes),
+                    propose_failures: driver.map_or(0, |d| d.propose_failures()),
+                    restoring: r.restore_wanted().is_some(),
+                    config_num: state.map_or(0, |s| s.config.num),
                 }
             })
             .collect();
@@ -294,6 +333,7 @@ impl NodeEngine {
     /// reads would never finish.
     pub fn shutdown(mut self) {
         self.wal.stop();
+        self.releaser.stop();
         if let Some(t) = self.transport.take() {
             t.shutdown();
         }

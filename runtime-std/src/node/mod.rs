@@ -42,12 +42,14 @@ mod boot;
 mod client;
 mod driver;
 mod engine;
+mod release;
 mod wal;
 
 pub use boot::{BootError, Booted, GroupSpec, NodeConfig, RaftTuning, boot};
 pub use client::{FrontClient, FrontRequest, FrontResponse, serve_clients};
-pub use driver::{GroupStatus, Node, NodeError, NodeHandle, NodeStatus};
+pub use driver::{GroupStatus, HandoverStatus, Node, NodeError, NodeHandle, NodeStatus};
 pub use engine::{Call, Deliver, Input, NodeEngine, OpResult, Reply};
+pub use release::Releaser;
 pub use shale_core::node::{
     AdminError, CONTROLLER_GROUP, GroupAdmin, Host, HostConfig, HostOutput, HostedReplica, OpId,
     SessionError, SessionId, WalDone, WalOp,

@@ -8,6 +8,7 @@
 //! | `hardstate` | term and vote, replaced atomically |
 //! | `snapshot` | the current snapshot: data, meta, checksums |
 //! | `snapshot.partial` | a snapshot being received in chunks; discarded on open |
+//! | `snapshot.building` | a snapshot taken here, being encoded; discarded on open |
 //! | `wal-<first index>.log` | log segments of `[len][crc32][postcard Entry]` records |
 
 mod error;
@@ -29,6 +30,9 @@ pub use group_commit::{GroupCommit, GroupCommitConfig, GroupCommitError, GroupCo
 
 use lock::DirLock;
 use segment::Segment;
+pub use snapshot::{
+    BuiltSnapshot, Loaded, SNAPSHOT_PIECE_BYTES, build as build_snapshot, load as load_snapshot,
+};
 use snapshot::{Partial, SnapInfo};
 
 /// Default for [`StorageConfig::max_segment_bytes`]: 64 MiB
@@ -228,7 +232,12 @@ impl Storage {
             sync_dir(&dir)?;
         }
         let mut removed = false;
-        for name in ["hardstate.tmp", "snapshot.tmp", snapshot::PARTIAL] {
+        for name in [
+            "hardstate.tmp",
+            "snapshot.tmp",
+            snapshot::PARTIAL,
+            snapshot::BUILDING,
+        ] {
             removed |= remove_if_present(&dir.join(name))?;
         }
         if removed {
@@ -297,6 +306,22 @@ impl Storage {
     pub fn save_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
         self.snapshot = Some(snapshot::save(&self.dir, meta, data)?);
         Ok(())
+    }
+
+    /// Makes a snapshot encoded by [`build_snapshot`] current (rename, directory fsync), in
+    /// order with this group's writes, unless the current snapshot is as new or newer: then
+    /// the built file is removed and `false` returned
+    pub fn adopt_snapshot(&mut self, built: BuiltSnapshot) -> Result<bool, StorageError> {
+        let current = self.snapshot.as_ref().map_or(0, |s| s.meta.last.index);
+        if built.info.meta.last.index <= current {
+            remove_if_present(&built.path)?;
+            return Ok(false);
+        }
+        let target = self.dir.join(snapshot::FILE);
+        fs::rename(&built.path, &target).map_err(StorageError::io(&target, "rename"))?;
+        sync_dir(&self.dir)?;
+        self.snapshot = Some(built.info);
+        Ok(true)
     }
 
     /// Reads up to `max_bytes` of the current snapshot's data from `offset`; it must end at

@@ -1,4 +1,11 @@
-//! The `snapshot` file and the `snapshot.partial` file a received snapshot is assembled in
+//! The `snapshot` file, the `snapshot.partial` file a received snapshot is assembled in, and
+//! the `snapshot.building` file a snapshot taken here is encoded into
+//!
+//! A snapshot taken here is encoded a piece at a time straight into `snapshot.building` by a
+//! worker thread ([`build`]), and becomes current only when the group's WAL thread renames it
+//! into place ([`super::Storage::adopt_snapshot`]), in order with the group's writes and only
+//! if it is newer than the stored one. Loading ([`load`]) likewise streams the file into a
+//! decoder and checks the data's checksum as it goes, holding one piece in memory.
 //!
 //! Format: `[data][postcard SnapshotMeta][trailer]`, the trailer being
 //! `[data_len: u64 LE][meta_len: u32 LE][data_crc32: u32 LE][meta_crc32: u32 LE][magic: 8]`.
@@ -9,7 +16,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 
-use shale_core::raft::{SnapshotChunk, SnapshotMeta};
+use shale_core::raft::{Index, SnapshotChunk, SnapshotMeta};
+use shale_core::rsm::{RestoredState, SnapshotDecoder, SnapshotEncoder, SnapshotError};
 
 use super::error::StorageError;
 use super::{sync_dir, write_atomic};
@@ -18,6 +26,10 @@ use super::{sync_dir, write_atomic};
 pub(crate) const FILE: &str = "snapshot";
 /// The file a snapshot being received is assembled in
 pub(crate) const PARTIAL: &str = "snapshot.partial";
+/// The file a snapshot taken here is encoded into
+pub(crate) const BUILDING: &str = "snapshot.building";
+/// Bytes a snapshot is encoded and read in per piece
+pub const SNAPSHOT_PIECE_BYTES: usize = 1 << 20;
 
 const MAGIC: &[u8; 8] = b"SHALESN1";
 const TRAILER_BYTES: u64 = 8 + 4 + 4 + 4 + 8;
@@ -75,52 +87,7 @@ pub(crate) fn read_info(dir: &Path) -> Result<Option<SnapInfo>, StorageError> {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StorageError::io(&path, "open")(e)),
     };
-    let len = file
-        .metadata()
-        .map_err(StorageError::io(&path, "stat"))?
-        .len();
-    if len < TRAILER_BYTES {
-        return Err(StorageError::corrupt(
-            &path,
-            0,
-            "file shorter than its trailer",
-        ));
-    }
-    let at = len - TRAILER_BYTES;
-    let mut t = [0u8; TRAILER_BYTES as usize];
-    file.seek(SeekFrom::Start(at))
-        .and_then(|_| file.read_exact(&mut t))
-        .map_err(StorageError::io(&path, "read"))?;
-    let u32_at = |i: usize| u32::from_le_bytes([t[i], t[i + 1], t[i + 2], t[i + 3]]);
-    if &t[20..28] != MAGIC {
-        return Err(StorageError::corrupt(&path, at + 20, "bad trailer magic"));
-    }
-    let mut data_len_bytes = [0u8; 8];
-    data_len_bytes.copy_from_slice(&t[0..8]);
-    let data_len = u64::from_le_bytes(data_len_bytes);
-    let meta_len = u64::from(u32_at(8));
-    let (data_crc, meta_crc) = (u32_at(12), u32_at(16));
-    if data_len.checked_add(meta_len) != Some(at) {
-        return Err(StorageError::corrupt(
-            &path,
-            at,
-            format!("trailer announces {data_len} data and {meta_len} meta bytes, {at} present"),
-        ));
-    }
-    let mut meta_bytes = vec![0u8; meta_len as usize];
-    file.seek(SeekFrom::Start(data_len))
-        .and_then(|_| file.read_exact(&mut meta_bytes))
-        .map_err(StorageError::io(&path, "read"))?;
-    if crc32fast::hash(&meta_bytes) != meta_crc {
-        return Err(StorageError::corrupt(
-            &path,
-            data_len,
-            "meta checksum mismatch",
-        ));
-    }
-    let meta: SnapshotMeta = postcard::from_bytes(&meta_bytes).map_err(|e| {
-        StorageError::corrupt(&path, data_len, format!("meta does not decode: {e}"))
-    })?;
+    let (meta, data_len, data_crc) = read_trailer(&mut file, &path)?;
     if crc_of_prefix(&mut file, &path, data_len)? != data_crc {
         return Err(StorageError::corrupt(&path, 0, "data checksum mismatch"));
     }
@@ -212,4 +179,147 @@ fn install(dir: &Path, path: &PathBuf, p: &mut Partial) -> Result<SnapInfo, Stor
         meta: p.meta.clone(),
         data_len,
     })
+}
+
+/// A snapshot encoded into [`BUILDING`] and synced, not yet current
+#[derive(Debug)]
+pub struct BuiltSnapshot {
+    pub(crate) path: PathBuf,
+    pub(crate) info: SnapInfo,
+}
+
+impl BuiltSnapshot {
+    /// What it covers (its `size_bytes` is the data's length)
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.info.meta
+    }
+}
+
+/// Encodes `encoder` into `dir/snapshot.building` a piece at a time, with `meta` (its size set
+/// to the data's length) and checksums, and syncs it; it becomes current only through
+/// [`super::Storage::adopt_snapshot`]. Runs on any thread: it touches no other file.
+pub fn build(
+    dir: &Path,
+    mut meta: SnapshotMeta,
+    mut encoder: Box<dyn SnapshotEncoder>,
+) -> Result<BuiltSnapshot, StorageError> {
+    let path = dir.join(BUILDING);
+    let mut file = File::create(&path).map_err(StorageError::io(&path, "create"))?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut piece = Vec::with_capacity(SNAPSHOT_PIECE_BYTES + 4096);
+    let mut data_len = 0u64;
+    loop {
+        piece.clear();
+        let more = encoder.encode(&mut piece, SNAPSHOT_PIECE_BYTES);
+        hasher.update(&piece);
+        file.write_all(&piece)
+            .map_err(StorageError::io(&path, "write"))?;
+        data_len += piece.len() as u64;
+        if !more {
+            break;
+        }
+    }
+    meta.size_bytes = data_len;
+    file.write_all(&tail(&meta, data_len, hasher.finalize()))
+        .and_then(|()| file.sync_all())
+        .map_err(StorageError::io(&path, "write"))?;
+    Ok(BuiltSnapshot {
+        path,
+        info: SnapInfo { meta, data_len },
+    })
+}
+
+/// What [`load`] found
+pub type Loaded = Option<(SnapshotMeta, Result<RestoredState, SnapshotError>)>;
+
+/// Streams the current snapshot of `dir` into `decoder`, if it ends at `index` (any snapshot
+/// for `None`), checking its checksums; `Ok(None)` when there is no such snapshot. The file
+/// is opened once, so a newer snapshot renamed over it meanwhile does not disturb the read.
+pub fn load(
+    dir: &Path,
+    index: Option<Index>,
+    mut decoder: Box<dyn SnapshotDecoder>,
+) -> Result<Loaded, StorageError> {
+    let path = dir.join(FILE);
+    let mut file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StorageError::io(&path, "open")(e)),
+    };
+    let (meta, data_len, data_crc) = read_trailer(&mut file, &path)?;
+    if index.is_some_and(|i| i != meta.last.index) {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::Start(0))
+        .map_err(StorageError::io(&path, "seek"))?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0; SNAPSHOT_PIECE_BYTES];
+    let mut left = data_len;
+    let mut decoded = Ok(());
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        file.read_exact(&mut buf[..n])
+            .map_err(StorageError::io(&path, "read"))?;
+        hasher.update(&buf[..n]);
+        if decoded.is_ok() {
+            decoded = decoder.decode(&buf[..n]);
+        }
+        left -= n as u64;
+    }
+    if hasher.finalize() != data_crc {
+        return Err(StorageError::corrupt(&path, 0, "data checksum mismatch"));
+    }
+    let state = decoded.and_then(|()| decoder.finish());
+    Ok(Some((meta, state)))
+}
+
+/// The meta, data length and data checksum in `file`'s trailer (the meta's own checksum
+/// checked)
+fn read_trailer(file: &mut File, path: &Path) -> Result<(SnapshotMeta, u64, u32), StorageError> {
+    let len = file
+        .metadata()
+        .map_err(StorageError::io(path, "stat"))?
+        .len();
+    if len < TRAILER_BYTES {
+        return Err(StorageError::corrupt(
+            path,
+            0,
+            "file shorter than its trailer",
+        ));
+    }
+    let at = len - TRAILER_BYTES;
+    let mut t = [0u8; TRAILER_BYTES as usize];
+    file.seek(SeekFrom::Start(at))
+        .and_then(|_| file.read_exact(&mut t))
+        .map_err(StorageError::io(path, "read"))?;
+    let u32_at = |i: usize| u32::from_le_bytes([t[i], t[i + 1], t[i + 2], t[i + 3]]);
+    if &t[20..28] != MAGIC {
+        return Err(StorageError::corrupt(path, at + 20, "bad trailer magic"));
+    }
+    let mut data_len_bytes = [0u8; 8];
+    data_len_bytes.copy_from_slice(&t[0..8]);
+    let data_len = u64::from_le_bytes(data_len_bytes);
+    let meta_len = u64::from(u32_at(8));
+    let (data_crc, meta_crc) = (u32_at(12), u32_at(16));
+    if data_len.checked_add(meta_len) != Some(at) {
+        return Err(StorageError::corrupt(
+            path,
+            at,
+            format!("trailer announces {data_len} data and {meta_len} meta bytes, {at} present"),
+        ));
+    }
+    let mut meta_bytes = vec![0u8; meta_len as usize];
+    file.seek(SeekFrom::Start(data_len))
+        .and_then(|_| file.read_exact(&mut meta_bytes))
+        .map_err(StorageError::io(path, "read"))?;
+    if crc32fast::hash(&meta_bytes) != meta_crc {
+        return Err(StorageError::corrupt(
+            path,
+            data_len,
+            "meta checksum mismatch",
+        ));
+    }
+    let meta: SnapshotMeta = postcard::from_bytes(&meta_bytes)
+        .map_err(|e| StorageError::corrupt(path, data_len, format!("meta does not decode: {e}")))?;
+    Ok((meta, data_len, data_crc))
 }

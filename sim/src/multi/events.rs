@@ -12,6 +12,11 @@ use shale_core::wire;
 
 use super::MultiSim;
 use super::machine::digest;
+use super::node::Work;
+use shale_core::rsm::{decode_all, encode_to_vec};
+
+/// Bytes a simulated snapshot worker encodes per piece
+const SNAPSHOT_PIECE_BYTES: usize = 1 << 20;
 use super::route::{CLIENT_BASE, decode_app};
 use crate::SimError;
 use crate::events::{skew, unskew};
@@ -91,26 +96,52 @@ impl MultiSim {
     }
 
     /// The first disk completion due on a running node whose CPU is free: a persisted write,
-    /// else a read answer
+    /// else finished storage or worker work
     fn disk_due(&mut self) -> Option<(NodeId, WalDone)> {
         let now = self.now;
-        let node = self
-            .nodes
-            .iter_mut()
-            .filter(|n| n.up && !n.paused && n.cpu_free_at <= now)
-            .find(|n| {
-                n.disks
+        let i = self.nodes.iter().position(|n| {
+            n.up && !n.paused
+                && n.cpu_free_at <= now
+                && (n
+                    .disks
                     .values()
                     .any(|g| g.disk.next_completion().is_some_and(|t| t <= now))
-                    || n.reads.front().is_some_and(|(t, _)| *t <= now)
-            })?;
+                    || n.next_work().is_some_and(|t| t <= now))
+        })?;
+        let node = &mut self.nodes[i];
+        let id = node.id;
         for (&gid, g) in &mut node.disks {
-            if let Some(id) = g.disk.complete_due(now) {
-                return Some((node.id, WalDone::Persisted { gid, id }));
+            if let Some(w) = g.disk.complete_due(now) {
+                return Some((id, WalDone::Persisted { gid, id: w }));
             }
         }
-        let (_, done) = node.reads.pop_front()?;
-        Some((node.id, done))
+        let (_, work) = node.work.pop_first()?;
+        match work {
+            Work::Done(done) => Some((id, done)),
+            Work::SnapshotBuilt { gid, meta, bytes } => {
+                let g = node.disks.get_mut(&gid)?;
+                let index = meta.last.index;
+                let size = bytes.len() as u64;
+                // The disk may have installed a newer snapshot from the leader meanwhile.
+                let stored = index > g.disk.snapshot_index();
+                if stored {
+                    g.disk.store_snapshot(meta, bytes);
+                    g.snapshots_taken += 1;
+                }
+                self.trace.record(format!(
+                    "{now} g{gid} n{id} stored snapshot {index}: {stored}"
+                ));
+                let size_bytes = stored.then_some(size);
+                Some((
+                    id,
+                    WalDone::SnapshotSaved {
+                        gid,
+                        index,
+                        size_bytes,
+                    },
+                ))
+            }
+        }
     }
 
     /// Delivers an envelope from `from` to `to`
@@ -201,8 +232,11 @@ impl MultiSim {
                         WalDone::Chunk { gid, offset, .. } => {
                             format!("g{gid} n{id} chunk read at {offset}")
                         }
-                        WalDone::Snapshot { gid, index, .. } => {
-                            format!("g{gid} n{id} snapshot {index} read")
+                        WalDone::SnapshotSaved { gid, index, .. } => {
+                            format!("g{gid} n{id} snapshot {index} saved")
+                        }
+                        WalDone::SnapshotLoaded { gid, index, .. } => {
+                            format!("g{gid} n{id} snapshot {index} loaded")
                         }
                     };
                     host.handle_wal(local, done);
@@ -282,6 +316,11 @@ impl MultiSim {
                 self.buf.len()
             }
             HostOutput::Fatal(reason) => self.fail(format!("node {id} stopped: {reason}")),
+            // Freed off the loop in a real runtime; here it costs nothing.
+            HostOutput::Release(release) => {
+                drop(release);
+                0
+            }
             // The simulator's clients talk to the nodes over the network, not through sessions
             // of the host.
             HostOutput::Done { .. }
@@ -325,13 +364,22 @@ impl MultiSim {
                     .submit(now, write, &self.config.disk, &mut self.disk_rng);
                 bytes
             }
-            WalOp::SaveSnapshot { meta, bytes } => {
-                let len = bytes.len();
-                self.trace
-                    .record(format!("{now} g{gid} n{id} took snapshot {}", meta.last));
-                disk.disk.store_snapshot(meta, bytes);
-                disk.snapshots_taken += 1;
-                len
+            WalOp::SaveSnapshot { mut meta, encoder } => {
+                // The worker's time is its own: the node's loop goes on meanwhile.
+                let bytes = encode_to_vec(encoder, SNAPSHOT_PIECE_BYTES);
+                meta.size_bytes = bytes.len() as u64;
+                let at = now
+                    + worker_time(
+                        self.config.worker_per_mib.or(self.config.cpu_per_mib),
+                        bytes.len(),
+                    );
+                self.trace.record(format!(
+                    "{now} g{gid} n{id} snapshot {} of {} bytes until {at}",
+                    meta.last,
+                    bytes.len()
+                ));
+                self.nodes[i].schedule(at, Work::SnapshotBuilt { gid, meta, bytes });
+                0
             }
             WalOp::ReadChunk {
                 to,
@@ -357,23 +405,22 @@ impl MultiSim {
                     offset,
                     data,
                 };
-                node.reads.push_back((now, done));
+                node.schedule(now, Work::Done(done));
                 moved
             }
-            WalOp::ReadSnapshot { index } => {
+            WalOp::LoadSnapshot { index, decoder } => {
                 let stored = &disk.disk.snapshot;
-                let bytes = stored
-                    .meta
-                    .as_ref()
-                    .is_some_and(|m| m.last.index == index)
-                    .then(|| stored.data.clone());
-                if bytes.is_some() {
+                let held = stored.meta.as_ref().is_some_and(|m| m.last.index == index);
+                let size = if held { stored.data.len() } else { 0 };
+                let state = held.then(|| decode_all(decoder, &stored.data));
+                if held {
                     disk.installs += 1;
                 }
-                let moved = bytes.as_ref().map_or(0, Vec::len);
-                node.reads
-                    .push_back((now, WalDone::Snapshot { gid, index, bytes }));
-                moved
+                let at =
+                    now + worker_time(self.config.worker_per_mib.or(self.config.cpu_per_mib), size);
+                let done = WalDone::SnapshotLoaded { gid, index, state };
+                self.nodes[i].schedule(at, Work::Done(done));
+                0
             }
         }
     }
@@ -427,8 +474,8 @@ impl MultiSim {
                     consider(t.max(n.cpu_free_at));
                 }
             }
-            if let Some((t, _)) = n.reads.front() {
-                consider((*t).max(n.cpu_free_at));
+            if let Some(t) = n.next_work() {
+                consider(t.max(n.cpu_free_at));
             }
             if let Some(t) = n.host.as_ref().and_then(|h| h.poll_timeout()) {
                 consider(unskew(self.now, n.drift_ppm, t).max(n.cpu_free_at));
@@ -482,6 +529,13 @@ impl MultiSim {
         self.leader_of(gid)
             .ok_or_else(|| self.error(format!("g{gid} has no leader")))
     }
+}
+
+/// How long a node's snapshot worker takes over `bytes` (as long as its loop would: the
+/// per-MiB CPU model, spent on a core of its own)
+fn worker_time(per_mib: Option<Duration>, bytes: usize) -> Duration {
+    let per_mib = per_mib.unwrap_or(Duration::ZERO);
+    Duration::from_micros(((bytes as u128 * u128::from(per_mib.as_micros())) >> 20) as u64)
 }
 
 /// A short name of an application message, for the trace

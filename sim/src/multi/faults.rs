@@ -18,7 +18,7 @@ impl MultiSim {
         node.up = false;
         node.paused = false;
         node.host = None;
-        node.reads.clear();
+        node.work.clear();
         for g in node.disks.values_mut() {
             g.disk.crash(&self.config.disk, &mut self.disk_rng);
         }

@@ -9,12 +9,13 @@
 use std::any::Any;
 use std::borrow::Borrow;
 
-use serde::{Deserialize, Serialize};
 use shale_core::controller::{GroupId, ShardController};
 use shale_core::group::{DriverConfig, GroupDriver, GroupState};
 use shale_core::node::{HostMachines, HostedReplica};
 use shale_core::raft::{Index, Raft};
-use shale_core::rsm::{Replica, StateMachine};
+use shale_core::rsm::{
+    Release, Replica, RestoredState, SnapshotDecoder, SnapshotEncoder, SnapshotError, StateMachine,
+};
 use shale_core::shard::ShardLimits;
 use shale_core::time::Instant;
 
@@ -51,14 +52,6 @@ pub struct Tracked<S> {
     digest: u64,
     /// Index of the last command applied (0: none)
     last_command: Index,
-}
-
-/// What a [`Tracked`] snapshot holds
-#[derive(Serialize, Deserialize)]
-struct TrackedSnapshot {
-    digest: u64,
-    last_command: Index,
-    inner: Vec<u8>,
 }
 
 impl<S> Tracked<S> {
@@ -111,25 +104,84 @@ impl<S: StateMachine> StateMachine for Tracked<S> {
         self.inner.apply(index, command)
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        let snap = TrackedSnapshot {
-            digest: self.digest,
-            last_command: self.last_command,
+    fn snapshot(&self) -> Box<dyn SnapshotEncoder> {
+        Box::new(TrackedEncoder {
+            header: Some(header_bytes(self.digest, self.last_command)),
             inner: self.inner.snapshot(),
-        };
-        postcard::to_allocvec(&snap).unwrap_or_default()
+        })
     }
 
-    fn restore(&mut self, bytes: &[u8]) -> bool {
-        let Ok(snap) = postcard::from_bytes::<TrackedSnapshot>(bytes) else {
-            return false;
-        };
-        if !self.inner.restore(&snap.inner) {
-            return false;
+    fn restorer(&self) -> Box<dyn SnapshotDecoder> {
+        Box::new(TrackedDecoder::<S> {
+            header: Vec::new(),
+            inner: self.inner.restorer(),
+            _machine: std::marker::PhantomData,
+        })
+    }
+
+    fn poll_release(&mut self) -> Option<Release> {
+        self.inner.poll_release()
+    }
+}
+
+/// A tracked snapshot: the digest and the last command's index (16 bytes), then the inner
+/// machine's snapshot
+fn header_bytes(digest: u64, last_command: Index) -> Vec<u8> {
+    let mut out = digest.to_le_bytes().to_vec();
+    out.extend_from_slice(&last_command.to_le_bytes());
+    out
+}
+
+struct TrackedEncoder {
+    header: Option<Vec<u8>>,
+    inner: Box<dyn SnapshotEncoder>,
+}
+
+impl SnapshotEncoder for TrackedEncoder {
+    fn encode(&mut self, out: &mut Vec<u8>, max_bytes: usize) -> bool {
+        if let Some(header) = self.header.take() {
+            out.extend_from_slice(&header);
         }
-        self.digest = snap.digest;
-        self.last_command = snap.last_command;
-        true
+        self.inner.encode(out, max_bytes)
+    }
+}
+
+struct TrackedDecoder<S> {
+    header: Vec<u8>,
+    inner: Box<dyn SnapshotDecoder>,
+    _machine: std::marker::PhantomData<fn() -> S>,
+}
+
+impl<S: StateMachine> SnapshotDecoder for TrackedDecoder<S> {
+    fn decode(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let n = (16 - self.header.len()).min(bytes.len());
+        self.header.extend_from_slice(&bytes[..n]);
+        self.inner.decode(&bytes[n..])
+    }
+
+    fn finish(self: Box<Self>) -> Result<RestoredState, SnapshotError> {
+        if self.header.len() < 16 {
+            return Err(SnapshotError::Truncated);
+        }
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&self.header[i..i + 8]);
+            u64::from_le_bytes(w)
+        };
+        let (digest, last_command) = (word(0), word(8));
+        let inner = self
+            .inner
+            .finish()?
+            .downcast::<S>()
+            .map_err(|_| SnapshotError::Malformed {
+                offset: 16,
+                reason: "the inner state is of another machine",
+            })?;
+        Ok(RestoredState::new(Tracked {
+            inner,
+            digest,
+            last_command,
+        }))
     }
 }
 
@@ -239,9 +291,9 @@ mod tests {
         StateMachine::apply(&mut a, 3, join).unwrap();
         assert_eq!(a.last_command(), 3);
         assert_ne!(a.digest(), EMPTY_COMMAND_DIGEST);
-        let mut b = Tracked::new(ShardController::new(4));
-        assert!(StateMachine::restore(&mut b, &StateMachine::snapshot(&a)));
-        assert_eq!(a, b);
-        assert!(!StateMachine::restore(&mut b, &[0xff]));
+        let bytes = shale_core::rsm::encode_to_vec(a.snapshot(), 7);
+        let b = shale_core::rsm::decode_all(a.restorer(), &bytes).unwrap();
+        assert_eq!(b.downcast::<Tracked<ShardController>>().unwrap(), a);
+        assert!(shale_core::rsm::decode_all(a.restorer(), &[0xff; 20]).is_err());
     }
 }

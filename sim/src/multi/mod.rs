@@ -137,6 +137,9 @@ pub struct MultiConfig {
     /// CPU time a node's loop spends per MiB it handles in an event; `None` (the default)
     /// makes bytes free
     pub cpu_per_mib: Option<Duration>,
+    /// Time a node's snapshot worker (a core of its own, not the loop's) spends per MiB it
+    /// encodes or decodes; `None` (the default) takes `cpu_per_mib`
+    pub worker_per_mib: Option<Duration>,
 }
 
 impl MultiConfig {
@@ -151,6 +154,7 @@ impl MultiConfig {
             clock_drift_ppm_max: 0,
             cpu_per_event: None,
             cpu_per_mib: None,
+            worker_per_mib: None,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Simulated nodes: each runs the core's [`Host`] over the replicas it hosts, each group's
 //! replica with its own disk on that node, and boots them from those disks
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use shale_core::controller::GroupId;
 use shale_core::node::{Host, HostConfig, WalDone};
@@ -54,8 +54,36 @@ pub(crate) struct MultiNode {
     pub(crate) host: Option<Host<SimMachines>>,
     /// Each hosted group's disk, in group order
     pub(crate) disks: BTreeMap<GroupId, GroupDisk>,
-    /// Storage answers (chunk and snapshot reads) due at a time, in order
-    pub(crate) reads: VecDeque<(Instant, WalDone)>,
+    /// Storage and worker answers due at a time (chunk reads, snapshots built or decoded),
+    /// in order of time, then of submission
+    pub(crate) work: BTreeMap<(Instant, u64), Work>,
+    /// Submissions so far (orders work due at the same time)
+    pub(crate) submitted: u64,
+}
+
+/// Work a node's storage or snapshot worker finishes at a time
+pub(crate) enum Work {
+    /// Report this
+    Done(WalDone),
+    /// A snapshot was encoded: store it unless the disk holds a newer one, then report
+    SnapshotBuilt {
+        gid: GroupId,
+        meta: shale_core::raft::SnapshotMeta,
+        bytes: Vec<u8>,
+    },
+}
+
+impl MultiNode {
+    /// Schedules `work` to finish at `at`
+    pub(crate) fn schedule(&mut self, at: Instant, work: Work) {
+        self.submitted += 1;
+        self.work.insert((at, self.submitted), work);
+    }
+
+    /// When the next work finishes
+    pub(crate) fn next_work(&self) -> Option<Instant> {
+        self.work.keys().next().map(|(at, _)| *at)
+    }
 }
 
 impl MultiNode {
@@ -70,7 +98,8 @@ impl MultiNode {
             cpu_free_at: Instant::ZERO,
             host: None,
             disks: BTreeMap::new(),
-            reads: VecDeque::new(),
+            work: BTreeMap::new(),
+            submitted: 0,
         }
     }
 }

@@ -17,9 +17,9 @@
 use std::collections::BTreeMap;
 
 use shale_core::controller::{Configuration, ControllerCommand, GroupId, ShardController};
-use shale_core::group::GroupState;
+use shale_core::group::{DriverConfig, GroupState};
 use shale_core::raft::{Config, NodeId};
-use shale_core::shard::{KvError, KvOp, KvResult, ShardLimits, key_shard};
+use shale_core::shard::{KvError, KvOp, KvResult, ShardLimits, ShardStore, key_shard};
 use shale_core::time::Duration;
 
 use super::{CLERK_POLL, CONTROLLER, KvClient, MachineSpec, MultiConfig, MultiSim};
@@ -45,6 +45,9 @@ pub struct ShardedConfig {
     /// CPU time each node spends per event; `None` (the default) makes CPU free (see
     /// [`MultiConfig::cpu_per_event`])
     pub cpu_per_event: Option<Duration>,
+    /// CPU time each node's loop spends per MiB it handles; `None` (the default) makes bytes
+    /// free (see [`MultiConfig::cpu_per_mib`])
+    pub cpu_per_mib: Option<Duration>,
 }
 
 impl ShardedConfig {
@@ -64,6 +67,7 @@ impl ShardedConfig {
             limits: ShardLimits::default(),
             call_budget: Duration::from_secs(20),
             cpu_per_event: None,
+            cpu_per_mib: None,
         }
     }
 }
@@ -88,8 +92,14 @@ impl ShardedCluster {
         let nodes = 3 + 3 * config.gids.len();
         let mut mc = MultiConfig::new(config.seed, nodes);
         mc.raft = config.raft.clone();
+        // As the nodes of the program do: the largest values fit in one entry.
+        mc.raft.max_entry_bytes = mc
+            .raft
+            .max_entry_bytes
+            .max(DriverConfig::default().max_entry_bytes(&config.limits));
         mc.network = config.network.clone();
         mc.cpu_per_event = config.cpu_per_event;
+        mc.cpu_per_mib = config.cpu_per_mib;
         let mut sim = MultiSim::with_controller(mc, &[1, 2, 3], config.shards);
         let mut groups = BTreeMap::new();
         for (i, &gid) in config.gids.iter().enumerate() {
@@ -128,6 +138,11 @@ impl ShardedCluster {
     /// Has `gids` leave in one configuration change
     pub fn leave(&mut self, gids: &[GroupId]) -> Result<Configuration, SimError> {
         self.control(ControllerCommand::Leave(gids.to_vec()))
+    }
+
+    /// Gives `shard` to group `gid`
+    pub fn move_shard(&mut self, shard: u32, gid: GroupId) -> Result<Configuration, SimError> {
+        self.control(ControllerCommand::Move { shard, gid })
     }
 
     /// The controller's latest configuration (through the log)
@@ -276,7 +291,7 @@ impl ShardedCluster {
 
     /// Bytes of keys and values held in the applied state of every running replica group
     /// replica (shards offered away included)
-    pub fn held_bytes(&self) -> usize {
+    pub fn held_bytes(&self) -> u64 {
         self.groups
             .iter()
             .flat_map(|(gid, ids)| ids.iter().map(move |&id| (*gid, id)))
@@ -305,6 +320,145 @@ impl ShardedCluster {
             }
         }
         out
+    }
+
+    /// The highest term any running replica of each group (the controller's included) has
+    /// seen; with pre-vote, a term only grows through a real election
+    pub fn terms(&self) -> BTreeMap<GroupId, u64> {
+        self.sim
+            .group_ids()
+            .into_iter()
+            .map(|gid| {
+                let term = self
+                    .sim
+                    .ids()
+                    .into_iter()
+                    .filter_map(|id| self.sim.raft(gid, id))
+                    .map(|r| r.term())
+                    .max()
+                    .unwrap_or(0);
+                (gid, term)
+            })
+            .collect()
+    }
+
+    /// Writes `keys_per_shard` keys of `value_bytes` each into every shard, in all-or-none
+    /// batches of up to `batch_bytes` of values per shard sent by `clients` concurrent
+    /// clients; returns every key with its value
+    pub fn load(
+        &mut self,
+        keys_per_shard: usize,
+        value_bytes: usize,
+        batch_bytes: usize,
+        clients: usize,
+    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, SimError> {
+        let shards = self.config.shards;
+        let mut per_shard: Vec<Vec<Vec<u8>>> = vec![Vec::new(); shards as usize];
+        let mut i = 0u64;
+        while per_shard.iter().any(|k| k.len() < keys_per_shard) {
+            let key = format!("bulk-{i:010}").into_bytes();
+            let keys = &mut per_shard[self.shard_of(&key) as usize];
+            if keys.len() < keys_per_shard {
+                keys.push(key);
+            }
+            i += 1;
+        }
+        let per_batch = (batch_bytes / value_bytes.max(1)).max(1);
+        let mut batches: Vec<Vec<(Vec<u8>, Vec<u8>)>> = Vec::new();
+        let mut expected = BTreeMap::new();
+        for keys in per_shard {
+            for chunk in keys.chunks(per_batch) {
+                let pairs: Vec<(Vec<u8>, Vec<u8>)> = chunk
+                    .iter()
+                    .map(|k| {
+                        let mut value = k.clone();
+                        value.resize(value_bytes, b'.');
+                        (k.clone(), value)
+                    })
+                    .collect();
+                expected.extend(pairs.iter().cloned());
+                batches.push(pairs);
+            }
+        }
+        let mut workers: Vec<KvClient> = (0..clients.max(1)).map(|_| self.client()).collect();
+        let mut busy: Vec<bool> = vec![false; workers.len()];
+        let budget = self.config.call_budget;
+        let mut deadline = self.sim.now() + budget;
+        loop {
+            for (w, client) in workers.iter_mut().enumerate() {
+                if busy[w] {
+                    match client.poll(&mut self.sim) {
+                        Some(Ok(KvResult::Done)) => {
+                            busy[w] = false;
+                            deadline = self.sim.now() + budget;
+                        }
+                        Some(other) => {
+                            return Err(self.sim.error(format!("a bulk write answered {other:?}")));
+                        }
+                        None => {}
+                    }
+                }
+                if !busy[w]
+                    && let Some(pairs) = batches.pop()
+                {
+                    client.start(&mut self.sim, KvOp::MultiSet { pairs });
+                    busy[w] = true;
+                }
+            }
+            if batches.is_empty() && busy.iter().all(|b| !b) {
+                return Ok(expected);
+            }
+            if self.sim.now() >= deadline {
+                return Err(self
+                    .sim
+                    .error(format!("bulk writes made no progress within {budget}")));
+            }
+            self.sim.run_for(CLERK_POLL);
+        }
+    }
+
+    /// Checks that every running replica of the group owning each shard in the latest
+    /// configuration holds every key of `expected` in that shard with its value (read from
+    /// the replicas' state machines, not through clients; other keys may be there too)
+    pub fn check_data(&self, expected: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<(), SimError> {
+        let Some(latest) = self.controller_latest().cloned() else {
+            return Err(self.sim.error("no controller replica runs".into()));
+        };
+        let mut want: BTreeMap<u32, Vec<(&Vec<u8>, &Vec<u8>)>> = BTreeMap::new();
+        for (k, v) in expected {
+            want.entry(self.shard_of(k)).or_default().push((k, v));
+        }
+        for shard in 0..self.config.shards {
+            let owner = latest.owner(shard);
+            let Some(ids) = self.groups.get(&owner) else {
+                continue;
+            };
+            let wanted = want.remove(&shard).unwrap_or_default();
+            for &id in ids {
+                let Some(state) = self.state(owner, id) else {
+                    continue;
+                };
+                let Some(slot) = state.shards.get(&shard) else {
+                    return Err(self.sim.error(format!(
+                        "g{owner} n{id} does not hold shard {shard} it owns"
+                    )));
+                };
+                for (key, value) in &wanted {
+                    let held = slot.state.kv.get(key);
+                    if held != Some(value.as_slice()) {
+                        return Err(self.sim.error(format!(
+                            "g{owner} n{id} shard {shard}: key {} holds {}",
+                            String::from_utf8_lossy(key),
+                            match held {
+                                None => "nothing".to_owned(),
+                                Some(v) => format!("{} other bytes", v.len()),
+                            }
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Runs until every running replica of every group is in the controller's latest

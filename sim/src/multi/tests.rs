@@ -160,3 +160,106 @@ fn a_sharded_seed_replays_identically() {
     assert_eq!(a, b);
     assert!(a.client_ops > 0);
 }
+
+/// A follower that installed a snapshot from its leader serves nothing from its old state
+/// while the snapshot is being restored: a linearizable read through it waits for the restore
+/// (it raised its applied index to the snapshot's at once, so a read index at or below it
+/// would otherwise be answered from the state before the snapshot)
+#[test]
+fn a_follower_restoring_a_snapshot_serves_no_read_from_its_old_state() {
+    let mut config = MultiConfig::new(4, 4);
+    config.raft.snapshot_threshold_bytes = 400;
+    config.raft.snapshot_trailing_bytes = 0;
+    config.raft.snapshot_chunk_bytes = 128;
+    // Restoring takes seconds: a long window for a stale read.
+    config.worker_per_mib = Some(Duration::from_secs(1_000));
+    let mut sim = MultiSim::with_controller(config, &[1, 2, 3], SHARDS);
+    let spec = MachineSpec::Group {
+        gid: 100,
+        shards: SHARDS,
+        limits: ShardLimits::default(),
+    };
+    sim.add_group(100, &[2, 3, 4], spec);
+    sim.controller_call(ControllerCommand::Join(vec![(100, vec![2, 3, 4])]), BUDGET)
+        .unwrap()
+        .unwrap();
+    let mut client = KvClient::new(&mut sim, SHARDS);
+    let put = |value: &str| KvOp::Put {
+        key: b"k".to_vec(),
+        value: value.as_bytes().to_vec(),
+    };
+    assert_eq!(kv(&mut sim, &mut client, put("old")), KvResult::Done);
+    sim.run_for(Duration::from_secs(1));
+    let leader = sim.leader_of(100).unwrap();
+    let lagging = [2, 3, 4].into_iter().find(|&n| n != leader).unwrap();
+    sim.disconnect(lagging);
+    for i in 0..40 {
+        let filler = KvOp::Put {
+            key: format!("filler-{i}").into_bytes(),
+            value: vec![b'f'; 64],
+        };
+        assert_eq!(kv(&mut sim, &mut client, filler), KvResult::Done);
+    }
+    assert_eq!(kv(&mut sim, &mut client, put("new")), KvResult::Done);
+    // The leader snapshots everything it applied (nothing comes after the snapshot, so a
+    // read index can equal its index), and once it has compacted what the lagging replica
+    // misses, only that snapshot helps.
+    sim.run_for(Duration::from_secs(1));
+    let now = sim.local_time(leader);
+    let host = sim.nodes[(leader - 1) as usize].host.as_mut().unwrap();
+    let asked = host.group_admin(now, &shale_core::node::GroupAdmin::Snapshot { gid: 100 });
+    assert!(asked.is_ok(), "{asked:?}");
+    sim.after_event(leader);
+    let commit = sim.raft(100, leader).unwrap().commit_index();
+    sim.run_until(
+        BUDGET.saturating_mul(3),
+        "the leader to compact its log",
+        |s| {
+            s.raft(100, leader)
+                .is_some_and(|r| r.snapshot().is_some_and(|m| m.last.index == commit))
+        },
+    )
+    .unwrap();
+    sim.connect(lagging);
+    sim.run_until(
+        BUDGET.saturating_mul(3),
+        "the lagging replica to install a snapshot",
+        |s| {
+            s.replica(100, lagging)
+                .is_some_and(|r| r.restore_wanted().is_some())
+        },
+    )
+    .unwrap();
+    // A read sent straight to the restoring follower.
+    let addr = CLIENT_BASE + 999;
+    let token = 424_242;
+    let get = AppMessage::Client {
+        gid: 100,
+        token,
+        request: shale_core::shard::ClientRequest {
+            client: 999,
+            seq: 1,
+            op: KvOp::Get { key: b"k".to_vec() },
+        },
+    };
+    sim.send_app(addr, lagging, &get);
+    let end = sim.now() + Duration::from_secs(60);
+    let answer = loop {
+        let inbox = sim.take_inbox(addr);
+        if let Some(outcome) = inbox.into_iter().find_map(|m| match m {
+            AppMessage::Reply { token: t, outcome } if t == token => Some(outcome),
+            _ => None,
+        }) {
+            break outcome;
+        }
+        assert!(sim.now() < end, "no answer");
+        sim.run_for(CLERK_POLL);
+    };
+    match answer {
+        Ok(KvResult::Value(v)) => assert_eq!(v.as_deref(), Some(&b"new"[..]), "a stale read"),
+        other => assert!(
+            matches!(other, Err(shale_core::group::GroupError::Retry)),
+            "{other:?}"
+        ),
+    }
+}
