@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) ops: AtomicU64,
     /// Set by a client that failed, so the others stop early
     pub(crate) abort: AtomicBool,
+    /// Set by the caller to stop sending and drain now, as if the stop time had come
+    pub(crate) stop: AtomicBool,
 }
 
 /// When a run's phases start and end
@@ -177,16 +179,21 @@ pub(crate) fn drive(
     let mut tally = Tally::new();
     let mut in_flight: VecDeque<(Instant, Kind)> = VecDeque::with_capacity(pipeline);
     let mut out = Vec::new();
+    let (mut stop_at, mut give_up_at) = (schedule.stop_at, schedule.give_up_at);
     loop {
         if shared.abort.load(Ordering::Relaxed) {
             break;
         }
         let now = Instant::now();
-        if now >= schedule.stop_at {
+        if now < stop_at && shared.stop.load(Ordering::Relaxed) {
+            stop_at = now;
+            give_up_at = now + DRAIN_TIMEOUT;
+        }
+        if now >= stop_at {
             if in_flight.is_empty() {
                 break;
             }
-            if now >= schedule.give_up_at {
+            if now >= give_up_at {
                 tally.unanswered += in_flight.len() as u64;
                 break;
             }

@@ -47,10 +47,12 @@
 //! `n` uniform in `[0, keyspace)`. Requests are RESP arrays of bulk strings; replies are read
 //! by the small incremental parser in [`reply`].
 
+pub mod call;
 mod client;
 mod config;
 mod error;
 mod progress;
+mod rebalance;
 pub mod reply;
 mod report;
 mod workload;
@@ -66,6 +68,7 @@ pub use error::BenchError;
 pub use report::{BenchReport, LATENCY_US_MAX, LatencySummary};
 
 use client::{Connection, Schedule, Shared};
+pub use rebalance::{RebalanceConfig, RebalanceReport, run_rebalance};
 use report::Tally;
 use workload::Workload;
 
@@ -74,6 +77,15 @@ use workload::Workload;
 /// Blocks for about `warmup + duration` (plus connection setup, and at most
 /// [`DRAIN_TIMEOUT`] more if replies are slow to arrive).
 pub fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
+    run_with(config, Arc::new(Shared::default()))
+}
+
+/// [`run`], sharing its stop and progress state with the caller (who may stop it early by
+/// setting `shared.stop`: the report then covers the time until then)
+pub(crate) fn run_with(
+    config: &BenchConfig,
+    shared: Arc<Shared>,
+) -> Result<BenchReport, BenchError> {
     config.validate().map_err(BenchError::Config)?;
     let connections = (0..config.clients)
         .map(|index| Connection::open(config.target_of(index), config.password.as_deref()))
@@ -87,7 +99,6 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
         stop_at,
         give_up_at: stop_at + DRAIN_TIMEOUT,
     };
-    let shared = Arc::new(Shared::default());
     let mut handles = Vec::with_capacity(config.clients);
     for (index, conn) in connections.into_iter().enumerate() {
         let workload = Workload::new(
@@ -136,6 +147,10 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     if let Some(err) = first_error {
         return Err(err);
     }
-    let elapsed = total.last_reply.max(config.duration);
+    let elapsed = if shared.stop.load(Ordering::Relaxed) {
+        total.last_reply
+    } else {
+        total.last_reply.max(config.duration)
+    };
     Ok(total.report(elapsed, config.clients, config.pipeline))
 }

@@ -1,14 +1,10 @@
 //! `shale ctl`: administration over any node's Redis port
 
 use super::{say, say_raw};
-use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::SocketAddr;
 
-use crate::bench::reply::{Reply, ReplyReader};
-
-/// How long `shale ctl` waits for a node
-const CTL_TIMEOUT: Duration = Duration::from_secs(15);
+use crate::bench::call::call;
+use crate::bench::reply::Reply;
 
 /// `shale ctl`
 #[derive(Debug, clap::Args)]
@@ -75,51 +71,6 @@ pub enum CtlCommand {
         /// The group
         gid: u64,
     },
-}
-
-fn encode(args: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-    }
-    out
-}
-
-/// Sends the commands to `addr` in order and returns the last reply
-fn call(addr: SocketAddr, password: Option<&str>, args: &[&str]) -> Result<Reply, String> {
-    let mut stream = TcpStream::connect_timeout(&addr, CTL_TIMEOUT)
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let _ = stream.set_read_timeout(Some(CTL_TIMEOUT));
-    let mut request = Vec::new();
-    if let Some(p) = password {
-        request.extend(encode(&["AUTH", p]));
-    }
-    request.extend(encode(args));
-    stream
-        .write_all(&request)
-        .map_err(|e| format!("cannot write to {addr}: {e}"))?;
-    let mut reader = ReplyReader::new();
-    let mut replies = Vec::new();
-    let wanted = if password.is_some() { 2 } else { 1 };
-    while replies.len() < wanted {
-        match reader.next_reply() {
-            Ok(Some(reply)) => replies.push(reply),
-            Ok(None) => {
-                let n = reader
-                    .fill_from(&mut stream)
-                    .map_err(|e| format!("no answer from {addr}: {e}"))?;
-                if n == 0 {
-                    return Err(format!("{addr} closed the connection"));
-                }
-            }
-            Err(e) => return Err(format!("bad reply from {addr}: {e:?}")),
-        }
-    }
-    let last = replies.pop().ok_or("no reply")?;
-    if let Some(Reply::Error(e)) = replies.first() {
-        return Err(format!("{addr}: {}", String::from_utf8_lossy(e)));
-    }
-    Ok(last)
 }
 
 /// Runs `shale ctl`

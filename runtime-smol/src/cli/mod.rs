@@ -95,6 +95,28 @@ pub struct BenchArgs {
     /// No progress bar
     #[arg(long)]
     pub quiet: bool,
+    /// Rebalance under load: load --keys keys, measure the mixed load alone, then again while
+    /// group --group leaves, joins again and --moves random shards move (see the README)
+    #[arg(long)]
+    pub rebalance: bool,
+    /// With --rebalance: keys to load (`key:0` ...), of --value-bytes each (default 100)
+    #[arg(long, default_value_t = 2_000_000)]
+    pub keys: u64,
+    /// With --rebalance: the keys are loaded already
+    #[arg(long)]
+    pub skip_load: bool,
+    /// With --rebalance: the group that leaves and joins again
+    #[arg(long, default_value_t = 2)]
+    pub group: u64,
+    /// With --rebalance: random shard moves after the rejoin
+    #[arg(long, default_value_t = 10)]
+    pub moves: usize,
+    /// With --rebalance: the server's process id, to report its resident memory
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// With --rebalance: longest wait for one change to settle, in seconds
+    #[arg(long, default_value_t = 600.0)]
+    pub settle_timeout: f64,
 }
 
 fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
@@ -115,6 +137,21 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     config.password = args.password.clone();
     config.progress = !args.quiet;
     config.validate()?;
+    if args.rebalance {
+        let mut rebalance = crate::bench::RebalanceConfig::new(config);
+        if args.value_bytes != 64 {
+            rebalance.bench.value_bytes = args.value_bytes;
+        }
+        rebalance.keys = args.keys;
+        rebalance.skip_load = args.skip_load;
+        rebalance.group = args.group;
+        rebalance.moves = args.moves;
+        rebalance.pid = args.pid;
+        rebalance.settle_timeout = seconds("settle-timeout", args.settle_timeout)?;
+        let report = crate::bench::run_rebalance(&rebalance)?;
+        say!("{report}");
+        return Ok(());
+    }
     let report = crate::bench::run(&config).map_err(|e| e.to_string())?;
     say!("{report}");
     Ok(())
