@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::state::{GroupState, HandoverTotals, PullProgress, ShardSlot, ShardStatus};
 use crate::controller::{Configuration, GroupId, ShardId};
 use crate::rsm::{RestoredState, SnapshotDecoder, SnapshotEncoder, SnapshotError};
-use crate::shard::{ShardChunk, ShardCursor, ShardLimits, ShardState};
+use crate::shard::{ShardBuilder, ShardChunk, ShardCursor, ShardLimits};
 
 /// The format of the records below; a snapshot of another format is refused
 const FORMAT: u32 = 1;
@@ -164,8 +164,8 @@ pub(crate) struct GroupSnapshotDecoder {
     /// Offset in the snapshot of `pending`'s first byte
     offset: u64,
     state: Option<GroupState>,
-    /// The slot whose contents come now
-    slot: Option<(ShardId, ShardSlot)>,
+    /// The slot whose contents come now: its shard, status and pull, and its contents so far
+    slot: Option<(ShardId, ShardStatus, PullProgress, ShardBuilder)>,
     shards: BTreeMap<ShardId, ShardSlot>,
     ended: bool,
 }
@@ -179,7 +179,12 @@ impl GroupSnapshotDecoder {
     }
 
     fn close_slot(&mut self) {
-        if let Some((shard, slot)) = self.slot.take() {
+        if let Some((shard, status, pull, builder)) = self.slot.take() {
+            let slot = ShardSlot {
+                status,
+                state: builder.finish(),
+                pull,
+            };
             self.shards.insert(shard, slot);
         }
     }
@@ -219,18 +224,16 @@ impl GroupSnapshotDecoder {
                 if self.shards.contains_key(&shard) {
                     return Err(self.malformed("a shard twice"));
                 }
-                let slot = ShardSlot {
-                    status,
-                    state: ShardState::default(),
-                    pull,
-                };
-                self.slot = Some((shard, slot));
+                self.slot = Some((shard, status, pull, ShardBuilder::default()));
             }
             Record::Chunk(chunk) => {
-                let Some((_, slot)) = self.slot.as_mut() else {
+                let offset = self.offset;
+                let Some((_, _, _, builder)) = self.slot.as_mut() else {
                     return Err(self.malformed("shard contents outside a shard"));
                 };
-                slot.state.apply_chunk(chunk);
+                builder
+                    .push(chunk)
+                    .map_err(|reason| SnapshotError::Malformed { offset, reason })?;
             }
             Record::End => {
                 self.close_slot();

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 pub use hash::{fnv1a, hash_tag, key_shard};
 pub use ops::{Bytes, KvError, KvLimits, KvOp, KvResult, SetCondition, apply_op};
 pub use session::{Admission, ClientId, Session, SessionLimits, SessionTable};
-pub use store::{MemStore, ShardStore};
-pub use transfer::{ShardChunk, ShardCursor, ShardHeader};
+pub use store::{MemStore, MemStoreBuilder, ShardStore, StoreBuilder};
+pub use transfer::{ShardBuilder, ShardChunk, ShardCursor, ShardHeader};
 
 /// The shard count a cluster gets unless it chooses another at creation
 pub const DEFAULT_SHARD_COUNT: u32 = 64;

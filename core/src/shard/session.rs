@@ -164,6 +164,19 @@ impl SessionTable {
     pub(crate) fn insert(&mut self, client: ClientId, session: Session) {
         self.sessions.insert(client, session);
     }
+
+    /// A table of `sessions` with the given watermark and clock (a restore)
+    pub(crate) fn from_parts(
+        sessions: PersistentMap<ClientId, Session>,
+        expired_below: ClientId,
+        clock: u64,
+    ) -> Self {
+        SessionTable {
+            sessions,
+            expired_below,
+            clock,
+        }
+    }
 }
 
 #[cfg(test)]

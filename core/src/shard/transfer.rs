@@ -35,10 +35,11 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-use super::ShardState;
 use super::ops::{Bytes, KvResult};
-use super::session::{ClientId, Session};
-use super::store::ShardStore;
+use super::session::{ClientId, Session, SessionTable};
+use super::store::{ShardStore, StoreBuilder};
+use super::{ShardState, Store};
+use crate::store::SortedBuilder;
 
 /// Where a read of a shard's contents stands: the sessions come first, then the data
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -171,6 +172,47 @@ impl ShardState {
     }
 }
 
+/// Builds a shard from its chunks read in order from the start, with dense maps (restoring a
+/// snapshot); a hand-over applies chunks to a live copy instead ([`ShardState::apply_chunk`])
+#[derive(Default)]
+pub struct ShardBuilder {
+    header: ShardHeader,
+    sessions: SortedBuilder<ClientId, Session>,
+    kv: <Store as ShardStore>::Builder,
+}
+
+impl ShardBuilder {
+    /// Adds the next chunk; an error when it goes back on what came before
+    pub fn push(&mut self, chunk: ShardChunk) -> Result<(), &'static str> {
+        if let Some(h) = chunk.header {
+            self.header = h;
+        }
+        for (client, session) in chunk.sessions {
+            self.sessions
+                .push(client, session)
+                .map_err(|_| "sessions out of order")?;
+        }
+        for (key, value) in chunk.entries {
+            if !self.kv.push(key, value) {
+                return Err("keys out of order");
+            }
+        }
+        Ok(())
+    }
+
+    /// The shard of every chunk pushed
+    pub fn finish(self) -> ShardState {
+        ShardState {
+            kv: self.kv.finish(),
+            sessions: SessionTable::from_parts(
+                self.sessions.finish(),
+                self.header.expired_below,
+                self.header.clock,
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,7 +268,21 @@ mod tests {
             let (c, _) = copy(&shard, max);
             assert_eq!(c, shard, "budget {max}");
             assert_eq!(c.sessions.expired_below(), shard.sessions.expired_below());
+            let mut built = ShardBuilder::default();
+            let mut cursor = Some(ShardCursor::START);
+            while let Some(from) = cursor {
+                let chunk = shard.chunk(&from, max);
+                cursor = chunk.next.clone();
+                built.push(chunk).unwrap();
+            }
+            let built = built.finish();
+            assert_eq!(built, shard, "built, budget {max}");
+            assert_eq!(built.sessions.clock(), shard.sessions.clock());
         }
+        let mut twice = ShardBuilder::default();
+        let chunk = shard.chunk(&ShardCursor::Data(None), 100);
+        twice.push(chunk.clone()).unwrap();
+        assert!(twice.push(chunk).is_err(), "a chunk again is out of order");
         let (c, chunks) = copy(&ShardState::default(), 100);
         assert_eq!((c, chunks), (ShardState::default(), 1));
     }

@@ -25,6 +25,9 @@ use shale_core::time::Duration;
 use super::{CLERK_POLL, CONTROLLER, KvClient, MachineSpec, MultiConfig, MultiSim};
 use crate::{NetworkConfig, SimError};
 
+/// A key and its value, borrowed
+type Entry<'a> = (&'a Vec<u8>, &'a Vec<u8>);
+
 /// How a [`ShardedCluster`] is built
 #[derive(Clone, Debug)]
 pub struct ShardedConfig {
@@ -424,7 +427,7 @@ impl ShardedCluster {
         let Some(latest) = self.controller_latest().cloned() else {
             return Err(self.sim.error("no controller replica runs".into()));
         };
-        let mut want: BTreeMap<u32, Vec<(&Vec<u8>, &Vec<u8>)>> = BTreeMap::new();
+        let mut want: BTreeMap<u32, Vec<Entry<'_>>> = BTreeMap::new();
         for (k, v) in expected {
             want.entry(self.shard_of(k)).or_default().push((k, v));
         }
