@@ -25,14 +25,15 @@
 //! Every answer becomes a command in the group's log, so each step is replicated, survives
 //! crashes, and is fenced by configuration numbers; lost or duplicated answers are harmless.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::borrow::Borrow;
 
 use super::app::AppMessage;
-use super::state::{ClientOutcome, GroupCommand, GroupError, GroupState, ShardStatus};
+use super::pull::Pulls;
+use super::state::{ClientOutcome, GroupCommand, GroupError, GroupState};
 use crate::controller::{Configuration, GroupId, ShardId};
-use crate::raft::{Index, NodeId, ProposeError, ReadConsistency, ReadError, Role, Term};
+use crate::raft::{Index, NodeId, ProposeError, ReadConsistency, ReadError, Role};
 use crate::rsm::{Replica, StateMachine};
 use crate::shard::{
     ClientRequest, KvOp, KvResult, ShardChunk, ShardCursor, ShardLimits, ShardStore,
@@ -48,6 +49,9 @@ pub struct DriverConfig {
     /// least one key and value, so one larger than this makes a larger chunk); keep it well
     /// under the Raft `max_entry_bytes`, since each chunk is one log entry
     pub handover_chunk_bytes: usize,
+    /// Chunks of one shard logged and not yet applied at once, at most (the pull asks for the
+    /// next chunk while earlier ones commit)
+    pub handover_window: usize,
 }
 
 impl Default for DriverConfig {
@@ -55,6 +59,7 @@ impl Default for DriverConfig {
         DriverConfig {
             poll_interval: Duration::from_millis(100),
             handover_chunk_bytes: 256 * 1024,
+            handover_window: 4,
         }
     }
 }
@@ -148,10 +153,8 @@ pub struct GroupDriver<M: GroupMachine = GroupState> {
     requests: VecDeque<GroupRequest>,
     replies: VecDeque<ClientReply>,
     reads: Vec<PendingRead>,
-    /// Per shard being pulled, the cursor whose chunk was asked for last
-    asked: BTreeMap<ShardId, ShardCursor>,
-    /// Per shard being pulled, the chunk proposed last: its cursor, term and when
-    proposed: BTreeMap<ShardId, (ShardCursor, Term, Instant)>,
+    /// The leader's pipelines of chunks to pull
+    pulls: Pulls,
     /// Proposals of the group's own commands that Raft refused (each is retried at the next
     /// poll)
     propose_failures: u64,
@@ -167,8 +170,7 @@ impl<M: GroupMachine> GroupDriver<M> {
             requests: VecDeque::new(),
             replies: VecDeque::new(),
             reads: Vec::new(),
-            asked: BTreeMap::new(),
-            proposed: BTreeMap::new(),
+            pulls: Pulls::default(),
             propose_failures: 0,
         }
     }
@@ -275,19 +277,15 @@ impl<M: GroupMachine> GroupDriver<M> {
         }
         self.next_poll = now + self.config.poll_interval;
         if !self.is_leader() || self.restoring() {
+            self.pulls.clear();
             return;
         }
-        // A chunk proposed two polls ago and still not applied was lost (or its answer was):
-        // it may be proposed again.
-        let stale = self.config.poll_interval.saturating_mul(2);
-        self.proposed
-            .retain(|_, (_, _, at)| now.saturating_since(*at) < stale);
         let state: &GroupState = self.replica.state().borrow();
         if state.settled() {
             let num = state.config.num + 1;
             self.requests.push_back(GroupRequest::QueryConfig { num });
         }
-        self.asked.clear();
+        self.pulls.poll(state);
         self.ask_for_chunks();
         let state: &GroupState = self.replica.state().borrow();
         let num = state.config.num;
@@ -303,42 +301,29 @@ impl<M: GroupMachine> GroupDriver<M> {
         self.requests.extend(requests);
     }
 
-    /// Asks for the next chunk of every shard being pulled whose cursor has moved since it
-    /// was last asked for
+    /// Asks for the chunks the pull pipelines want (see [`pull`](super::pull))
     fn ask_for_chunks(&mut self) {
         let state: &GroupState = self.replica.state().borrow();
+        let term = self.replica.raft().term();
         let num = state.config.num;
         let max_bytes = u32::try_from(self.config.handover_chunk_bytes).unwrap_or(u32::MAX);
-        let mut requests = Vec::new();
-        for (&shard, slot) in &state.shards {
-            let ShardStatus::Pulling { from } = slot.status else {
-                continue;
-            };
-            if self.asked.get(&shard) == Some(&slot.pull.next) {
-                continue;
-            }
-            self.asked.insert(shard, slot.pull.next.clone());
-            requests.push(GroupRequest::FetchShard {
+        let wanted = self.pulls.wanted(state, term, self.config.handover_window);
+        for (shard, from, cursor) in wanted {
+            let replicas = state
+                .previous
+                .groups
+                .get(&from)
+                .cloned()
+                .unwrap_or_default();
+            self.requests.push_back(GroupRequest::FetchShard {
                 from,
-                replicas: state
-                    .previous
-                    .groups
-                    .get(&from)
-                    .cloned()
-                    .unwrap_or_default(),
+                replicas,
                 shard,
                 num,
-                cursor: slot.pull.next.clone(),
+                cursor,
                 max_bytes,
             });
         }
-        self.asked.retain(|shard, _| {
-            state
-                .shards
-                .get(shard)
-                .is_some_and(|s| matches!(s.status, ShardStatus::Pulling { .. }))
-        });
-        self.requests.extend(requests);
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) wants to run next
@@ -383,27 +368,24 @@ impl<M: GroupMachine> GroupDriver<M> {
     }
 
     /// The previous owner answered with a chunk of `shard` (gained in configuration `num`):
-    /// logged if it is the one the pull waits for
+    /// logged if it is the one the pull pipeline waits for, and the next one asked for at once
     pub fn handle_fetched(&mut self, now: Instant, shard: ShardId, num: u64, chunk: ShardChunk) {
-        if !self.is_leader() || self.restoring() {
+        if !self.is_leader() || self.restoring() || self.state().config.num != num {
             return;
         }
-        let state = self.state();
-        let wanted = state.config.num == num
-            && state.shards.get(&shard).is_some_and(|slot| {
-                matches!(slot.status, ShardStatus::Pulling { .. }) && slot.pull.next == chunk.from
-            });
         let term = self.replica.raft().term();
-        let already = self
-            .proposed
-            .get(&shard)
-            .is_some_and(|(cursor, t, _)| *cursor == chunk.from && *t == term);
-        if !wanted || already {
+        if !self
+            .pulls
+            .accepts(shard, &chunk.from, term, self.config.handover_window)
+        {
             return;
         }
-        let from = chunk.from.clone();
+        let (from, next) = (chunk.from.clone(), chunk.next.clone());
         if self.propose_own(now, &GroupCommand::InstallChunk { shard, num, chunk }) {
-            self.proposed.insert(shard, (from, term, now));
+            self.pulls.logged(shard, from, next);
+            self.ask_for_chunks();
+        } else {
+            self.pulls.refused(shard);
         }
     }
 

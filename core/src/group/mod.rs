@@ -47,6 +47,7 @@
 
 mod app;
 mod driver;
+mod pull;
 mod snapshot;
 mod state;
 

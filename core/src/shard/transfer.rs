@@ -41,8 +41,9 @@ use super::store::{ShardStore, StoreBuilder};
 use super::{ShardState, Store};
 use crate::store::SortedBuilder;
 
-/// Where a read of a shard's contents stands: the sessions come first, then the data
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Where a read of a shard's contents stands: the sessions come first, then the data (cursors
+/// order as the contents they point at)
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ShardCursor {
     /// Sessions of clients above this id (from the first with `None`), then all the data
     Sessions(Option<ClientId>),
