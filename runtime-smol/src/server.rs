@@ -8,10 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shale_core::controller::GroupId;
-use shale_runtime_std::node::{CONTROLLER_GROUP, GroupSpec, NodeConfig, NodeError};
+use shale_core::raft::NodeId;
+use shale_runtime_std::node::{CONTROLLER_GROUP, GroupSpec, NodeConfig, NodeError, NodeStatus};
+use shale_runtime_std::transport::{PeerCounterSet, PeerStats};
 
 use crate::front::{self, FrontConfig};
-use crate::metrics::{Metrics, MetricsServer, MetricsServerConfig, spawn_metrics_server};
+use crate::metrics::{
+    Metrics, MetricsServer, MetricsServerConfig, PeerMetrics, spawn_metrics_server,
+};
 use crate::node::{NodeClient, SmolNode};
 use crate::runtime::Runtime;
 
@@ -98,7 +102,12 @@ impl Server {
             front_config,
         ))
         .detach();
-        ex.spawn(refresh_metrics(node.client(), metrics)).detach();
+        ex.spawn(refresh_metrics(
+            node.client(),
+            node.peer_counters(),
+            metrics,
+        ))
+        .detach();
         Ok(Server {
             node,
             client_addr,
@@ -136,28 +145,61 @@ impl Server {
     }
 }
 
-async fn refresh_metrics(node: NodeClient, metrics: Arc<Metrics>) {
+/// Copies the node's status and its transport's per-peer counters into `metrics`, every
+/// [`METRICS_REFRESH`], until the node stops
+async fn refresh_metrics(node: NodeClient, peers: Arc<PeerCounterSet>, metrics: Arc<Metrics>) {
     let mut snapshots_seen: BTreeMap<GroupId, u64> = BTreeMap::new();
+    let mut peer_metrics: BTreeMap<NodeId, Arc<PeerMetrics>> = BTreeMap::new();
     loop {
+        for (id, stats) in peers.snapshot() {
+            let peer = peer_metrics.entry(id).or_insert_with(|| metrics.peer(id));
+            mirror_peer(peer, &stats);
+        }
         let Ok(status) = node.status().await else {
             return;
         };
-        for g in &status.groups {
-            let group = metrics.group(g.gid);
-            group.set_raft_status(g.term, g.commit, g.applied, g.role == "leader");
-            let seen = snapshots_seen.entry(g.gid).or_insert(g.snapshot_index);
-            if g.snapshot_index > *seen {
-                *seen = g.snapshot_index;
-                group.snapshot_taken(g.snapshot_bytes);
-            } else {
-                group.snapshot_bytes.set_u64(g.snapshot_bytes);
-            }
-        }
-        if let Some(c) = &status.config {
-            metrics.config_num.set_u64(c.num);
-        }
+        record_status(&metrics, &status, &mut snapshots_seen);
         async_io::Timer::after(METRICS_REFRESH).await;
     }
+}
+
+/// Copies one status report into `metrics`; `snapshots_seen` holds each group's snapshot
+/// index as of the previous report, so a newer one counts as a snapshot taken
+fn record_status(
+    metrics: &Metrics,
+    status: &NodeStatus,
+    snapshots_seen: &mut BTreeMap<GroupId, u64>,
+) {
+    for g in &status.groups {
+        let group = metrics.group(g.gid);
+        group.set_raft_status(g.term, g.commit, g.applied, g.role == "leader");
+        let seen = snapshots_seen.entry(g.gid).or_insert(g.snapshot_index);
+        if g.snapshot_index > *seen {
+            *seen = g.snapshot_index;
+            group.snapshot_taken(g.snapshot_bytes);
+        } else {
+            group.snapshot_bytes.set_u64(g.snapshot_bytes);
+        }
+        let in_flight = u64::try_from(g.handovers.len()).unwrap_or(u64::MAX);
+        group.set_handovers(g.received_keys, g.received_bytes, in_flight);
+        group.propose_failures.set_u64(g.propose_failures);
+        group.restoring.set(i64::from(g.restoring));
+    }
+    if let Some(c) = &status.config {
+        metrics.config_num.set_u64(c.num);
+    }
+}
+
+/// Raises a peer's counters to what its transport counted (they only go up)
+fn mirror_peer(peer: &PeerMetrics, stats: &PeerStats) {
+    peer.sent.raise_to(stats.sent);
+    peer.received.raise_to(stats.received);
+    peer.dropped_queue_full.raise_to(stats.dropped_full);
+    peer.dropped_oversize.raise_to(stats.dropped_oversize);
+    peer.dropped_unknown_peer
+        .raise_to(stats.dropped_unknown_peer);
+    peer.refused.raise_to(stats.refused_by_peer);
+    peer.connect_failures.raise_to(stats.connect_failures);
 }
 
 /// The shape of a local cluster (`shale up`)
@@ -252,4 +294,107 @@ pub fn local_cluster(config: &LocalClusterConfig) -> Result<Vec<ServerConfig>, S
         });
     }
     Ok(servers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shale_runtime_std::node::{GroupStatus, HandoverStatus};
+
+    fn group(gid: GroupId, snapshot_index: u64, handovers: usize) -> GroupStatus {
+        let handover = HandoverStatus {
+            shard: 3,
+            incoming: true,
+            peer: 2,
+            keys: 10,
+            bytes: 100,
+            total: None,
+        };
+        GroupStatus {
+            gid,
+            role: "follower".into(),
+            term: 4,
+            leader: Some(2),
+            commit: 12,
+            applied: 10,
+            last_index: 12,
+            keys: 7,
+            snapshot_index,
+            snapshot_bytes: 640,
+            handovers: vec![handover; handovers],
+            received_keys: 300,
+            received_bytes: 45_000,
+            propose_failures: 6,
+            restoring: true,
+            config_num: 3,
+        }
+    }
+
+    #[test]
+    fn a_status_report_sets_every_group_metric() {
+        let metrics = Metrics::new();
+        let mut seen = BTreeMap::new();
+        let mut status = NodeStatus {
+            id: 1,
+            groups: vec![group(1, 5, 2)],
+            config: None,
+        };
+        record_status(&metrics, &status, &mut seen);
+        let g = metrics.group(1);
+        assert_eq!(g.term.get(), 4);
+        assert_eq!(g.commit_lag.get(), 2);
+        assert_eq!(g.is_leader.get(), 0);
+        assert_eq!(g.snapshot_bytes.get(), 640);
+        assert_eq!(
+            g.snapshots_total.get(),
+            0,
+            "the first report only sets the baseline"
+        );
+        assert_eq!(g.handover_keys_received.get(), 300);
+        assert_eq!(g.handover_bytes_received.get(), 45_000);
+        assert_eq!(g.handovers_in_flight.get(), 2);
+        assert_eq!(g.propose_failures.get(), 6);
+        assert_eq!(g.restoring.get(), 1);
+
+        // A newer snapshot counts; a restore set the received counts back; done restoring.
+        status.groups[0].snapshot_index = 9;
+        status.groups[0].received_keys = 20;
+        status.groups[0].handovers.clear();
+        status.groups[0].restoring = false;
+        record_status(&metrics, &status, &mut seen);
+        assert_eq!(g.snapshots_total.get(), 1);
+        assert_eq!(g.handover_keys_received.get(), 20);
+        assert_eq!(g.handovers_in_flight.get(), 0);
+        assert_eq!(g.restoring.get(), 0);
+    }
+
+    #[test]
+    fn peer_counters_are_mirrored_field_by_field() {
+        let metrics = Metrics::new();
+        let peer = metrics.peer(2);
+        let stats = PeerStats {
+            sent: 1,
+            received: 2,
+            dropped_full: 3,
+            dropped_oversize: 4,
+            dropped_unknown_peer: 5,
+            connects: 6,
+            connect_failures: 7,
+            refused_by_peer: 8,
+        };
+        mirror_peer(&peer, &stats);
+        let got = [
+            peer.sent.get(),
+            peer.received.get(),
+            peer.dropped_queue_full.get(),
+            peer.dropped_oversize.get(),
+            peer.dropped_unknown_peer.get(),
+            peer.connect_failures.get(),
+            peer.refused.get(),
+        ];
+        assert_eq!(got, [1, 2, 3, 4, 5, 7, 8]);
+        // An older reading never takes a counter back.
+        mirror_peer(&peer, &PeerStats::default());
+        assert_eq!(peer.sent.get(), 1);
+    }
 }

@@ -17,12 +17,17 @@
 //! [`SmolTransport::send`] never blocks: each peer has a bounded queue, and a message that does
 //! not fit is dropped and counted (Raft tolerates loss). [`PeerLinks::shutdown`] stops every
 //! task: pending waits see the stop signal, and open connections close with their tasks.
+//!
+//! Counting is per transport ([`PeerLinks::stats`]) and per peer ([`PeerLinks::peer_stats`],
+//! or [`SmolTransport::peer_counters`] to keep reading them after the transport is handed to
+//! the node's engine). A peer's counters sit next to its queue, and each connection task looks
+//! its peer's counters up once, so counting is only relaxed atomic adds.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
@@ -34,8 +39,9 @@ use futures_lite::{FutureExt, future};
 use shale_core::raft::{NodeId, Outgoing};
 use shale_runtime_std::node::Input;
 use shale_runtime_std::transport::{
-    APP_GROUP, GroupId, Outbound, PeerLinks, TransportConfig, TransportCounters, TransportStats,
-    append_frame, bump, check_delivery, connect,
+    APP_GROUP, GroupId, Outbound, PeerCounterSet, PeerCounters, PeerLinks, PeerStats,
+    TransportConfig, TransportCounters, TransportStats, append_frame, bump, check_delivery,
+    connect, count_unknown_peer,
 };
 
 /// Read buffer per accepted connection
@@ -49,6 +55,7 @@ const WRITE_BATCH_BYTES: usize = 256 * 1024;
 struct Shared {
     config: TransportConfig,
     counters: TransportCounters,
+    peers: Arc<PeerCounterSet>,
     live_readers: AtomicUsize,
     /// Closed (by dropping its sender) when the transport stops
     stopped: Receiver<()>,
@@ -66,12 +73,18 @@ impl Shared {
     }
 }
 
+/// What the send path finds for a peer: its queue and its counters
+struct Peer {
+    queue: Sender<Outbound>,
+    counters: Arc<PeerCounters>,
+}
+
 /// The peer transport of one node, as tasks; see the [module documentation](self)
 pub struct SmolTransport {
     shared: Arc<Shared>,
     ex: Arc<Executor<'static>>,
     local_addr: SocketAddr,
-    peers: HashMap<NodeId, Sender<Outbound>>,
+    peers: HashMap<NodeId, Peer>,
     tasks: Vec<Task<()>>,
     stop: Option<Sender<()>>,
 }
@@ -99,6 +112,7 @@ impl SmolTransport {
         let shared = Arc::new(Shared {
             config,
             counters: TransportCounters::default(),
+            peers: Arc::default(),
             live_readers: AtomicUsize::new(0),
             stopped,
         });
@@ -120,20 +134,34 @@ impl SmolTransport {
             return false;
         }
         let (queue, rx) = async_channel::bounded(self.shared.config.outbound_queue_capacity.max(1));
-        let writer = self.ex.spawn(run_writer(self.shared.clone(), id, addr, rx));
+        let counters = self.shared.peers.peer(id);
+        let writer = self.ex.spawn(run_writer(
+            self.shared.clone(),
+            id,
+            addr,
+            counters.clone(),
+            rx,
+        ));
         self.tasks.push(writer);
-        self.peers.insert(id, queue);
+        self.peers.insert(id, Peer { queue, counters });
         true
     }
 
+    /// The live per-peer counters: keep the `Arc` to read them (with
+    /// [`PeerCounterSet::snapshot`]) once the transport is boxed into a node's engine
+    pub fn peer_counters(&self) -> Arc<PeerCounterSet> {
+        self.shared.peers.clone()
+    }
+
     fn enqueue(&self, to: NodeId, frame: Outbound) -> bool {
-        let Some(queue) = self.peers.get(&to) else {
-            bump(&self.shared.counters.dropped_unknown_peer);
+        let Some(peer) = self.peers.get(&to) else {
+            count_unknown_peer(&self.shared.counters, &self.shared.peers, to);
             return false;
         };
-        let sent = queue.try_send(frame).is_ok();
+        let sent = peer.queue.try_send(frame).is_ok();
         if !sent {
             bump(&self.shared.counters.dropped_full);
+            bump(&peer.counters.dropped_full);
         }
         sent
     }
@@ -154,6 +182,10 @@ impl PeerLinks for SmolTransport {
 
     fn stats(&self) -> TransportStats {
         self.shared.counters.snapshot()
+    }
+
+    fn peer_stats(&self) -> BTreeMap<NodeId, PeerStats> {
+        self.shared.peers.snapshot()
     }
 
     fn shutdown(mut self: Box<Self>) {
@@ -262,6 +294,7 @@ async fn read_connection(
         Err(e) => return Closed::Error(format!("accepted connection: {e}")),
     };
     let what = format!("connection from node {from} ({peer_addr})");
+    let peer = shared.peers.observed(from);
     let stream = match Async::new(stream) {
         Ok(stream) => stream,
         Err(e) => return Closed::Error(format!("{what}: {e}")),
@@ -296,6 +329,9 @@ async fn read_connection(
         match check_delivery(from, config.node_id, &buf) {
             Ok(delivery) => {
                 bump(&shared.counters.received);
+                if let Some(peer) = &peer {
+                    bump(&peer.received);
+                }
                 if inbox.send(Input::Peer(delivery)).await.is_err() {
                     return Closed::Stopping;
                 }
@@ -313,6 +349,7 @@ async fn run_writer(
     shared: Arc<Shared>,
     peer: NodeId,
     addr: SocketAddr,
+    counters: Arc<PeerCounters>,
     queue: Receiver<Outbound>,
 ) {
     let config = &shared.config;
@@ -321,8 +358,10 @@ async fn run_writer(
     let mut last_logged: Option<String> = None;
     loop {
         let connecting = {
-            let shared = shared.clone();
-            smol::unblock(move || connect::connect(&shared.config, &shared.counters, peer, addr))
+            let (shared, counters) = (shared.clone(), counters.clone());
+            smol::unblock(move || {
+                connect::connect(&shared.config, &shared.counters, &counters, peer, addr)
+            })
         };
         let Some(connected) = shared.unless_stopped(connecting).await else {
             return;
@@ -332,14 +371,17 @@ async fn run_writer(
         {
             Err(reason) => {
                 bump(&shared.counters.connect_failures);
+                bump(&counters.connect_failures);
                 Closed::Error(reason)
             }
             Ok(stream) => {
                 bump(&shared.counters.connects);
+                bump(&counters.connects);
                 last_logged = None;
                 backoff = config.backoff_min;
+                let writing = write_connection(&shared, &stream, &queue, peer, &counters);
                 shared
-                    .unless_stopped(write_connection(&shared, &stream, &queue, peer))
+                    .unless_stopped(writing)
                     .await
                     .unwrap_or(Closed::Stopping)
             }
@@ -364,6 +406,7 @@ async fn write_connection(
     stream: &Async<TcpStream>,
     queue: &Receiver<Outbound>,
     peer: NodeId,
+    counters: &PeerCounters,
 ) -> Closed {
     let mut buf = Vec::new();
     loop {
@@ -372,12 +415,13 @@ async fn write_connection(
         };
         // Gather everything queued (up to a batch), then write it with one call.
         buf.clear();
+        let (mut sent, mut oversize) = (0, 0);
         let mut next = Some(first);
         while let Some(message) = next {
             if append_frame(&message, shared.config.max_frame_bytes, &mut buf) {
-                bump(&shared.counters.sent);
+                sent += 1;
             } else {
-                bump(&shared.counters.dropped_oversize);
+                oversize += 1;
             }
             next = if buf.len() < WRITE_BATCH_BYTES {
                 queue.try_recv().ok()
@@ -385,10 +429,22 @@ async fn write_connection(
                 None
             };
         }
+        // Counted once per batch: four atomic adds however many frames it holds.
+        add(&shared.counters.sent, sent);
+        add(&counters.sent, sent);
+        add(&shared.counters.dropped_oversize, oversize);
+        add(&counters.dropped_oversize, oversize);
         let mut stream = stream;
         if let Err(e) = stream.write_all(&buf).await {
             bump(&shared.counters.io_errors);
             return Closed::Error(format!("write to node {peer}: {e}"));
         }
+    }
+}
+
+/// Adds `n` to `counter` (nothing to do for zero)
+fn add(counter: &AtomicU64, n: u64) {
+    if n > 0 {
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 }

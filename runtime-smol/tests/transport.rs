@@ -1,8 +1,9 @@
 //! The smol runtime's peer transport ([`SmolTransport`]) on loopback: delivery of Raft messages
 //! and application bytes both ways, many messages in order, the cluster secret, bad input from
 //! a peer that passed the handshake, reconnecting to a restarted peer on the same port, a peer
-//! that is down, the inbound connection limit, and the sends that are refused. Every wait is
-//! bounded, so a broken transport fails a test instead of hanging it.
+//! that is down, the inbound connection limit, the sends that are refused or dropped, and the
+//! counters kept per peer for each of them. Every wait is bounded, so a broken transport fails
+//! a test instead of hanging it.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -16,8 +17,8 @@ use shale_runtime_smol::runtime::Runtime;
 use shale_runtime_smol::transport::SmolTransport;
 use shale_runtime_std::node::Input;
 use shale_runtime_std::transport::{
-    APP_GROUP, Delivery, Envelope, PeerLinks, TransportConfig, TransportCounters, connect,
-    encode_app, encode_envelope,
+    APP_GROUP, Delivery, Envelope, PeerCounters, PeerLinks, PeerStats, TransportConfig,
+    TransportCounters, connect, encode_app, encode_envelope,
 };
 
 const CLUSTER: u64 = 42;
@@ -130,6 +131,11 @@ fn recv_n(rt: &Runtime, inbox: &Receiver<Input>, n: usize) -> Vec<Delivery> {
     got
 }
 
+/// What `node`'s transport counted for node `peer` (all zero if it never heard of it)
+fn peer_stats(node: &Node, peer: NodeId) -> PeerStats {
+    node.t.peer_stats().get(&peer).copied().unwrap_or_default()
+}
+
 /// Polls `cond` until it holds or [`WAIT`] passes; returns whether it held
 fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + WAIT;
@@ -145,8 +151,14 @@ fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
 /// Connects to node `to` at `addr` as node `from` with runtime-std's handshake: a blocking
 /// stream on which frames may follow
 fn raw_peer(config: &TransportConfig, to: NodeId, addr: SocketAddr) -> TcpStream {
-    let stream = connect::connect(config, &TransportCounters::default(), to, addr)
-        .unwrap_or_else(|e| panic!("handshake failed: {e}"));
+    let stream = connect::connect(
+        config,
+        &TransportCounters::default(),
+        &PeerCounters::default(),
+        to,
+        addr,
+    )
+    .unwrap_or_else(|e| panic!("handshake failed: {e}"));
     stream.set_read_timeout(Some(WAIT)).unwrap();
     stream
 }
@@ -221,6 +233,18 @@ fn two_transports_exchange_raft_messages_and_app_bytes_both_ways() {
             stats.bad_frames + stats.oversize_frames + stats.io_errors,
             0
         );
+    }
+    // Per peer: each node's only peer accounts for all of it.
+    for (node, peer) in [(&a, 2), (&b, 1)] {
+        assert_eq!(node.t.peer_stats().len(), 1);
+        let stats = peer_stats(node, peer);
+        let expected = PeerStats {
+            sent: 3,
+            received: 3,
+            connects: 1,
+            ..PeerStats::default()
+        };
+        assert_eq!(stats, expected);
     }
     a.shutdown();
     b.shutdown();
@@ -298,6 +322,9 @@ fn a_peer_with_another_cluster_secret_is_refused() {
     );
     let s = stranger.t.stats();
     assert_eq!((s.connects, s.sent), (0, 0), "{s:?}");
+    let s = peer_stats(&stranger, 2);
+    assert!(s.refused_by_peer >= 1 && s.connect_failures >= 1, "{s:?}");
+    assert_eq!((s.connects, s.sent), (0, 0), "{s:?}");
 
     // The friend, with the right secret, gets through; nothing of the stranger's does.
     assert!(friend.t.send(2, 1, msg(1, 2, 7)));
@@ -307,14 +334,17 @@ fn a_peer_with_another_cluster_secret_is_refused() {
     assert_eq!(friend.t.stats().connects, 1);
 
     // A raw client with the wrong secret is refused too.
+    let peer_counters = PeerCounters::default();
     let refused = connect::connect(
         &with_secret(4, b"wrong"),
         &TransportCounters::default(),
+        &peer_counters,
         2,
         b.addr(),
     );
     let err = refused.expect_err("a wrong secret passed the handshake");
     assert!(err.contains("wrong cluster secret"), "{err}");
+    assert_eq!(peer_counters.snapshot().refused_by_peer, 1);
     for node in [b, friend, stranger] {
         node.shutdown();
     }
@@ -482,11 +512,13 @@ fn a_down_peer_does_not_block_sends_and_queued_messages_arrive_when_it_listens()
     assert!(start.elapsed() < Duration::from_secs(1), "sends blocked");
     assert_eq!(queued, 8);
     assert_eq!(a.t.stats().dropped_full, 92);
+    assert_eq!(peer_stats(&a, 2).dropped_full, 92);
     assert!(
-        wait_until(|| a.t.stats().connect_failures >= 3),
+        wait_until(|| peer_stats(&a, 2).connect_failures >= 3),
         "{:?}",
-        a.t.stats()
+        a.t.peer_stats()
     );
+    assert!(a.t.stats().connect_failures >= 3);
 
     let b = listen_at(&rt, addr, config(2)).unwrap();
     let terms: Vec<u64> = recv_n(&rt, &b.inbox, 8).iter().map(term_of).collect();
@@ -520,10 +552,22 @@ fn connections_over_the_limit_are_refused_until_one_closes() {
     );
     assert_eq!(a.t.stats().connects, 0);
     assert!(recv_within(&rt, &b.inbox, QUIET).is_none());
+    // Node 2 refused node 1's handshakes (too many connections): counted for node 2.
+    assert!(
+        wait_until(|| peer_stats(&a, 2).refused_by_peer >= 1),
+        "{:?}",
+        a.t.peer_stats()
+    );
     // Closing the raw connection frees the slot; the queued message then arrives.
     drop(raw);
     assert_eq!(recv(&rt, &b.inbox), raft(1, msg(1, 2, 1)));
     assert_eq!(a.t.stats().connects, 1);
+    assert_eq!(peer_stats(&a, 2).connects, 1);
+    assert!(
+        wait_until(|| peer_stats(&b, 1).received == 1),
+        "{:?}",
+        b.t.peer_stats()
+    );
     a.shutdown();
     b.shutdown();
 }
@@ -549,6 +593,44 @@ fn sends_to_unknown_peers_and_to_the_app_group_are_refused() {
     assert_eq!(stats.dropped_unknown_peer, 2, "{stats:?}");
     assert_eq!(stats.dropped_full, 0, "{stats:?}");
     assert!(wait_until(|| a.t.stats().sent == 1), "{:?}", a.t.stats());
+    // Per peer: the drops are node 9's, the frame sent node 2's.
+    let nine = peer_stats(&a, 9);
+    let expected = PeerStats {
+        dropped_unknown_peer: 2,
+        ..PeerStats::default()
+    };
+    assert_eq!(nine, expected);
+    assert_eq!(peer_stats(&a, 2).sent, 1);
+    assert_eq!(peer_stats(&a, 2).dropped_unknown_peer, 0);
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn an_oversize_frame_is_dropped_by_the_writer_and_counted_for_its_peer() {
+    let rt = Runtime::start(2).unwrap();
+    let mut a = listen(
+        &rt,
+        TransportConfig {
+            max_frame_bytes: 1024,
+            ..config(1)
+        },
+    );
+    let b = listen(&rt, config(2));
+    a.t.add_peer(2, b.addr());
+    // Queued (the size is known only once encoded), then dropped by the writer.
+    assert!(a.t.send_app(2, vec![0u8; 4096]));
+    assert!(a.t.send_app(2, b"small".to_vec()));
+    assert_eq!(recv(&rt, &b.inbox), app(1, b"small"));
+    assert!(recv_within(&rt, &b.inbox, QUIET).is_none());
+    assert!(
+        wait_until(|| peer_stats(&a, 2).sent == 1),
+        "{:?}",
+        a.t.peer_stats()
+    );
+    assert_eq!(peer_stats(&a, 2).dropped_oversize, 1);
+    assert_eq!(a.t.stats().dropped_oversize, 1);
+    assert_eq!(peer_stats(&b, 1).received, 1);
     a.shutdown();
     b.shutdown();
 }

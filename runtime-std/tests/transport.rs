@@ -108,6 +108,18 @@ fn two_transports_exchange_messages_of_several_groups_both_ways() {
     assert_eq!(a.stats().received, 60);
     assert!(!a.send(9, 0, msg(1, 9, 0)));
     assert_eq!(a.stats().dropped_unknown_peer, 1);
+    // The same, per peer: node 2's frames, and node 9 (not a peer) for the dropped send.
+    let peers = a.peer_stats();
+    assert_eq!(peers.keys().copied().collect::<Vec<_>>(), [2, 9]);
+    let two = peers[&2];
+    assert_eq!(
+        (two.sent, two.received, two.connects),
+        (60, 60, 1),
+        "{two:?}"
+    );
+    assert_eq!(two.dropped_full + two.dropped_unknown_peer, 0, "{two:?}");
+    assert_eq!(peers[&9].dropped_unknown_peer, 1);
+    assert_eq!(peers[&9].sent, 0);
     a.shutdown();
     b.shutdown();
 }
@@ -167,6 +179,12 @@ fn wrong_cluster_or_node_is_refused_and_the_right_peer_works() {
     assert!(reason.contains("wrong cluster id"), "{reason}");
     let reason = wrong_node.last_close_reason().unwrap();
     assert!(reason.contains("wrong node id"), "{reason}");
+    // Counted for the peer that refused: node 1, and node 9 (as node 1's address was named).
+    let refused = other_cluster.peer_stats()[&1];
+    assert!(refused.refused_by_peer >= 1, "{refused:?}");
+    assert!(refused.connect_failures >= 1, "{refused:?}");
+    assert_eq!(refused.connects, 0, "{refused:?}");
+    assert!(wrong_node.peer_stats()[&9].refused_by_peer >= 1);
 
     let mut good = listen(CLUSTER, 4);
     good.add_peer(1, a.local_addr()).unwrap();
@@ -363,6 +381,13 @@ fn a_down_peer_does_not_block_sends_and_delivery_resumes_when_it_listens() {
     assert_eq!(queued, 8);
     assert_eq!(a.stats().dropped_full, 92);
     assert!(wait_until(|| a.stats().connect_failures >= 5));
+    let down = a.peer_stats()[&2];
+    assert_eq!(down.dropped_full, 92, "{down:?}");
+    assert!(down.connect_failures >= 5, "{down:?}");
+    assert_eq!(
+        down.refused_by_peer, 0,
+        "nobody listened to refuse: {down:?}"
+    );
 
     let b = Transport::listen(addr, config(CLUSTER, 2)).unwrap();
     // Backoff is capped at 40 ms, so the writer reconnects soon after.

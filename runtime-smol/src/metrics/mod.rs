@@ -33,22 +33,27 @@
 
 mod family;
 mod primitives;
+mod render;
+mod sections;
 mod server;
 mod text;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use family::{Family, OVERFLOW_LABEL_VALUE};
 pub use primitives::{Counter, Gauge, Histogram, HistogramSnapshot};
+pub use sections::{GroupMetrics, PeerMetrics, RequestMetrics, SnapshotMetrics, WalMetrics};
 pub use server::{MetricsServer, MetricsServerConfig, spawn_metrics_server};
-pub use text::{CONTENT_TYPE, TextEncoder};
+pub use text::{CONTENT_TYPE, PickCounter, TextEncoder};
 
 /// The most distinct command names tracked; further names share the `_other` series
 pub const COMMANDS_MAX: usize = 128;
 
 /// The most Raft groups tracked; further groups share the `_other` series
 pub const GROUPS_MAX: usize = 4096;
+
+/// The most peers (nodes) tracked; further peers share the `_other` series
+pub const PEERS_MAX: usize = 1024;
 
 /// Everything a Shale node exports
 ///
@@ -57,16 +62,31 @@ pub const GROUPS_MAX: usize = 4096;
 /// | `shale_config_num` | gauge | | number of the shard configuration in force |
 /// | `shale_connections` | gauge | | client connections open now |
 /// | `shale_connections_total` | counter | | client connections accepted |
+/// | `shale_group_propose_failures` | gauge | `group` | the group's own proposals Raft refused here, since the node started |
+/// | `shale_handover_bytes_received` | gauge | `group` | bytes received by hand-over over the group's life (a restore can set it back) |
+/// | `shale_handover_keys_received` | gauge | `group` | keys received by hand-over over the group's life (a restore can set it back) |
+/// | `shale_handovers_in_flight` | gauge | `group` | shards moving into or out of the group |
+/// | `shale_node_step_duration_seconds` | histogram | | time of one round of the node's loop (its inputs and a step) |
 /// | `shale_raft_applied_index` | gauge | `group` | last log index applied |
 /// | `shale_raft_commit_index` | gauge | `group` | last log index known committed |
 /// | `shale_raft_commit_lag` | gauge | `group` | commit index minus applied index |
 /// | `shale_raft_is_leader` | gauge | `group` | 1 if this node leads the group, else 0 |
+/// | `shale_raft_restoring` | gauge | `group` | 1 while an installed snapshot is being restored, else 0 |
 /// | `shale_raft_term` | gauge | `group` | current Raft term |
 /// | `shale_request_duration_seconds` | histogram | `command` | time to answer a request |
 /// | `shale_request_errors_total` | counter | `command` | requests answered with an error |
 /// | `shale_requests_total` | counter | `command` | requests answered |
+/// | `shale_snapshot_build_bytes_total` | counter | | bytes of the snapshots built |
+/// | `shale_snapshot_build_duration_seconds` | histogram | | time to encode and sync a snapshot |
 /// | `shale_snapshot_bytes` | gauge | `group` | size of the last snapshot |
+/// | `shale_snapshot_restore_bytes_total` | counter | | bytes of the snapshots restored |
+/// | `shale_snapshot_restore_duration_seconds` | histogram | | time to read and decode a snapshot |
 /// | `shale_snapshots_total` | counter | `group` | snapshots taken |
+/// | `shale_transport_connect_failures_total` | counter | `peer` | connection attempts to the peer that failed |
+/// | `shale_transport_frames_dropped_total` | counter | `peer`, `reason` | frames to the peer dropped: `queue_full`, `oversize`, `unknown_peer` (no address for that node) |
+/// | `shale_transport_frames_received_total` | counter | `peer` | frames received from the peer |
+/// | `shale_transport_frames_refused_total` | counter | `peer` | handshakes the peer refused |
+/// | `shale_transport_frames_sent_total` | counter | `peer` | frames written to a connection to the peer |
 /// | `shale_wal_bytes_total` | counter | | bytes appended to the WAL |
 /// | `shale_wal_fsync_duration_seconds` | histogram | | time taken by each WAL fsync |
 /// | `shale_wal_writes_total` | counter | | WAL appends |
@@ -80,10 +100,16 @@ pub struct Metrics {
     pub connections_total: Counter,
     /// `shale_config_num`: number of the shard configuration in force
     pub config_num: Gauge,
+    /// `shale_node_step_duration_seconds`: one round of the node's loop, from its first
+    /// input (or its timer) to the end of its step
+    pub step_duration: Histogram,
     /// The write-ahead log's metrics
     pub wal: WalMetrics,
+    /// Snapshot builds and restores, over every group
+    pub snapshots: SnapshotMetrics,
     requests: Family<RequestMetrics>,
     groups: Family<GroupMetrics>,
+    peers: Family<PeerMetrics>,
 }
 
 impl Default for Metrics {
@@ -99,9 +125,12 @@ impl Metrics {
             connections: Gauge::new(),
             connections_total: Counter::new(),
             config_num: Gauge::new(),
+            step_duration: Histogram::stall(),
             wal: WalMetrics::default(),
+            snapshots: SnapshotMetrics::default(),
             requests: Family::new(&["command"], COMMANDS_MAX, RequestMetrics::default),
             groups: Family::new(&["group"], GROUPS_MAX, GroupMetrics::default),
+            peers: Family::new(&["peer"], PEERS_MAX, PeerMetrics::default),
         }
     }
 
@@ -123,6 +152,11 @@ impl Metrics {
         self.groups.remove(&[&group.to_string()])
     }
 
+    /// What the peer transport counted for node `peer`; keep the `Arc` where it is updated
+    pub fn peer(&self, peer: u64) -> Arc<PeerMetrics> {
+        self.peers.with(&[&peer.to_string()])
+    }
+
     /// Counts a new client connection as open until the returned guard drops
     pub fn open_connection(self: &Arc<Self>) -> ConnectionGuard {
         self.connections_total.inc();
@@ -130,101 +164,6 @@ impl Metrics {
         ConnectionGuard {
             metrics: Arc::clone(self),
         }
-    }
-
-    /// The exposition text: every family in name order, series in label-value order
-    pub fn render(&self) -> String {
-        let mut text = TextEncoder::new();
-        let groups = &self.groups;
-        let requests = &self.requests;
-        text.gauge(
-            "shale_config_num",
-            "Number of the shard configuration in force.",
-            &self.config_num,
-        );
-        text.gauge(
-            "shale_connections",
-            "Client connections open now.",
-            &self.connections,
-        );
-        text.counter(
-            "shale_connections_total",
-            "Client connections accepted.",
-            &self.connections_total,
-        );
-        text.gauge_family(
-            "shale_raft_applied_index",
-            "Last Raft log index applied to the state machine.",
-            groups,
-            |group| &group.applied_index,
-        );
-        text.gauge_family(
-            "shale_raft_commit_index",
-            "Last Raft log index known to be committed.",
-            groups,
-            |group| &group.commit_index,
-        );
-        text.gauge_family(
-            "shale_raft_commit_lag",
-            "Committed Raft log entries not applied yet.",
-            groups,
-            |group| &group.commit_lag,
-        );
-        text.gauge_family(
-            "shale_raft_is_leader",
-            "1 if this node is the group's Raft leader, else 0.",
-            groups,
-            |group| &group.is_leader,
-        );
-        text.gauge_family("shale_raft_term", "Current Raft term.", groups, |group| {
-            &group.term
-        });
-        text.histogram_family(
-            "shale_request_duration_seconds",
-            "Time from reading a request to having its reply.",
-            requests,
-            |request| &request.duration,
-        );
-        text.counter_family(
-            "shale_request_errors_total",
-            "Requests answered with an error.",
-            requests,
-            |request| &request.errors,
-        );
-        text.counter_family(
-            "shale_requests_total",
-            "Requests answered.",
-            requests,
-            |request| &request.total,
-        );
-        text.gauge_family(
-            "shale_snapshot_bytes",
-            "Size of the group's last snapshot in bytes.",
-            groups,
-            |group| &group.snapshot_bytes,
-        );
-        text.counter_family(
-            "shale_snapshots_total",
-            "Snapshots taken of the group.",
-            groups,
-            |group| &group.snapshots_total,
-        );
-        text.counter(
-            "shale_wal_bytes_total",
-            "Bytes appended to the write-ahead log.",
-            &self.wal.bytes_total,
-        );
-        text.histogram(
-            "shale_wal_fsync_duration_seconds",
-            "Time taken by each write-ahead log fsync.",
-            &self.wal.fsync_duration,
-        );
-        text.counter(
-            "shale_wal_writes_total",
-            "Appends to the write-ahead log.",
-            &self.wal.writes_total,
-        );
-        text.finish()
     }
 }
 
@@ -237,103 +176,5 @@ pub struct ConnectionGuard {
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.metrics.connections.dec();
-    }
-}
-
-/// The metrics of one command name, from [`Metrics::request`]
-#[derive(Debug)]
-pub struct RequestMetrics {
-    /// `shale_requests_total`: requests answered
-    pub total: Counter,
-    /// `shale_request_errors_total`: requests answered with an error
-    pub errors: Counter,
-    /// `shale_request_duration_seconds`: time to answer
-    pub duration: Histogram,
-}
-
-impl Default for RequestMetrics {
-    fn default() -> Self {
-        Self {
-            total: Counter::new(),
-            errors: Counter::new(),
-            duration: Histogram::latency(),
-        }
-    }
-}
-
-impl RequestMetrics {
-    /// Records one answered request: how long it took and whether it succeeded
-    pub fn record(&self, elapsed: Duration, ok: bool) {
-        self.total.inc();
-        if !ok {
-            self.errors.inc();
-        }
-        self.duration.observe(elapsed);
-    }
-}
-
-/// The metrics of one Raft group, from [`Metrics::group`]
-#[derive(Debug, Default)]
-pub struct GroupMetrics {
-    /// `shale_raft_term`
-    pub term: Gauge,
-    /// `shale_raft_commit_index`
-    pub commit_index: Gauge,
-    /// `shale_raft_applied_index`
-    pub applied_index: Gauge,
-    /// `shale_raft_is_leader`: 0 or 1
-    pub is_leader: Gauge,
-    /// `shale_raft_commit_lag`: commit index minus applied index
-    pub commit_lag: Gauge,
-    /// `shale_snapshot_bytes`: size of the last snapshot
-    pub snapshot_bytes: Gauge,
-    /// `shale_snapshots_total`
-    pub snapshots_total: Counter,
-}
-
-impl GroupMetrics {
-    /// Sets the Raft gauges from the node's status, and the lag from the two indices
-    pub fn set_raft_status(&self, term: u64, commit_index: u64, applied_index: u64, leader: bool) {
-        self.term.set_u64(term);
-        self.commit_index.set_u64(commit_index);
-        self.applied_index.set_u64(applied_index);
-        self.is_leader.set(i64::from(leader));
-        self.commit_lag
-            .set_u64(commit_index.saturating_sub(applied_index));
-    }
-
-    /// Records a snapshot of `bytes` bytes
-    pub fn snapshot_taken(&self, bytes: u64) {
-        self.snapshots_total.inc();
-        self.snapshot_bytes.set_u64(bytes);
-    }
-}
-
-/// The write-ahead log's metrics, in [`Metrics::wal`]
-#[derive(Debug)]
-pub struct WalMetrics {
-    /// `shale_wal_fsync_duration_seconds`
-    pub fsync_duration: Histogram,
-    /// `shale_wal_writes_total`
-    pub writes_total: Counter,
-    /// `shale_wal_bytes_total`
-    pub bytes_total: Counter,
-}
-
-impl Default for WalMetrics {
-    fn default() -> Self {
-        Self {
-            fsync_duration: Histogram::latency(),
-            writes_total: Counter::new(),
-            bytes_total: Counter::new(),
-        }
-    }
-}
-
-impl WalMetrics {
-    /// Records one append of `bytes` bytes
-    pub fn write(&self, bytes: u64) {
-        self.writes_total.inc();
-        self.bytes_total.add(bytes);
     }
 }

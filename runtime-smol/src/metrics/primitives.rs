@@ -26,6 +26,15 @@ impl Counter {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Raises the value to `value` if it is lower, else leaves it
+    ///
+    /// For a counter that mirrors a cumulative count kept elsewhere (a transport's frames
+    /// sent, say), copied now and then: one relaxed atomic max, and the counter still never
+    /// goes down.
+    pub fn raise_to(&self, value: u64) {
+        self.0.fetch_max(value, Ordering::Relaxed);
+    }
+
     /// The current value
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -99,6 +108,34 @@ impl Histogram {
         1_000_000, 2_500_000,
     ];
 
+    /// Bounds from 10 µs up to 10 s, in microseconds: resolves a fast round of a node's loop
+    /// and still shows a stall of several seconds
+    pub const STALL_BOUNDS_MICROS: &'static [u64] = &[
+        10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
+        500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
+    ];
+
+    /// Bounds from 1 ms up to 100 s, in microseconds: bulk work such as building or restoring
+    /// a snapshot
+    pub const BULK_BOUNDS_MICROS: &'static [u64] = &[
+        1_000,
+        2_500,
+        5_000,
+        10_000,
+        25_000,
+        50_000,
+        100_000,
+        250_000,
+        500_000,
+        1_000_000,
+        2_500_000,
+        5_000_000,
+        10_000_000,
+        25_000_000,
+        50_000_000,
+        100_000_000,
+    ];
+
     /// A histogram with the given inclusive upper bounds in micro-units
     ///
     /// # Panics
@@ -123,6 +160,16 @@ impl Histogram {
     /// A histogram with [`LATENCY_BOUNDS_MICROS`](Self::LATENCY_BOUNDS_MICROS)
     pub fn latency() -> Self {
         Self::new(Self::LATENCY_BOUNDS_MICROS)
+    }
+
+    /// A histogram with [`STALL_BOUNDS_MICROS`](Self::STALL_BOUNDS_MICROS)
+    pub fn stall() -> Self {
+        Self::new(Self::STALL_BOUNDS_MICROS)
+    }
+
+    /// A histogram with [`BULK_BOUNDS_MICROS`](Self::BULK_BOUNDS_MICROS)
+    pub fn bulk() -> Self {
+        Self::new(Self::BULK_BOUNDS_MICROS)
     }
 
     /// Records one observation of `value_micros` micro-units

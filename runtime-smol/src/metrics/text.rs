@@ -7,11 +7,14 @@
 
 use std::fmt::Write as _;
 
-use super::family::Family;
+use super::family::{Family, is_label_name};
 use super::primitives::{Counter, Gauge, Histogram};
 
 /// The `Content-Type` of the text this encoder writes
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Picks one counter out of a series' metrics, for [`TextEncoder::counter_family_split`]
+pub type PickCounter<M> = fn(&M) -> &Counter;
 
 /// Writes metric families as exposition text
 ///
@@ -89,6 +92,45 @@ impl TextEncoder {
         for (values, metric) in &series {
             let labels = zip_labels(family.label_names(), values);
             self.sample(name, "", &labels, None, &pick(metric).get());
+        }
+    }
+
+    /// Writes one counter per series of `family` and per entry of `split`: the entry's
+    /// counter, picked from the series, with one more label, `label`, set to the entry's value
+    ///
+    /// One metric kept as several counters per series (frames dropped, by reason, say)
+    /// comes out as one family. List `split` in value order so the samples come out sorted.
+    pub fn counter_family_split<M>(
+        &mut self,
+        name: &str,
+        help: &str,
+        family: &Family<M>,
+        label: &str,
+        split: &[(&str, PickCounter<M>)],
+    ) {
+        debug_assert!(
+            is_label_name(label) && label != "le",
+            "invalid label {label:?}"
+        );
+        debug_assert!(
+            !family.label_names().contains(&label),
+            "label {label:?} repeats"
+        );
+        debug_assert!(split.windows(2).all(|pair| pair[0].0 < pair[1].0));
+        let series = family.series();
+        if series.is_empty() {
+            return;
+        }
+        self.header(name, help, "counter");
+        for (values, metric) in &series {
+            let mut labels = zip_labels(family.label_names(), values);
+            labels.push((label, ""));
+            for (value, pick) in split {
+                if let Some(last) = labels.last_mut() {
+                    last.1 = value;
+                }
+                self.sample(name, "", &labels, None, &pick(metric).get());
+            }
         }
     }
 
@@ -240,7 +282,6 @@ fn is_metric_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::family::is_label_name;
     use super::*;
 
     fn micros(value: u64) -> String {

@@ -18,13 +18,15 @@ use super::handshake::{
     CHALLENGE_LEN, HELLO_LEN, HandshakeError, Hello, REPLY_LEN, Refusal, Reply, check_hello,
     decode_challenge, decode_hello, decode_reply, encode_challenge, encode_hello, encode_reply,
 };
-use super::{TransportConfig, TransportCounters, bump};
+use super::{PeerCounters, TransportConfig, TransportCounters, bump};
 
 /// Connects to node `peer` at `addr` and performs the connecting side of the handshake; the
-/// error says what failed, for the log (a refusal is also counted in `refused_by_peer`)
+/// error says what failed, for the log (a refusal is also counted in `refused_by_peer`, of
+/// `counters` and of `peer_counters`, the peer's own)
 pub fn connect(
     config: &TransportConfig,
     counters: &TransportCounters,
+    peer_counters: &PeerCounters,
     peer: NodeId,
     addr: SocketAddr,
 ) -> Result<TcpStream, String> {
@@ -60,6 +62,7 @@ pub fn connect(
         Ok(Reply::Accept) => {}
         Ok(Reply::Refuse(r)) => {
             bump(&counters.refused_by_peer);
+            bump(&peer_counters.refused_by_peer);
             return Err(fail(&HandshakeError::Refused(r)));
         }
         Err(e) => return Err(fail(&e)),

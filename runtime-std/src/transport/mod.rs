@@ -17,16 +17,19 @@
 //!
 //! Bad input (a failed handshake, an oversize frame, a frame that does not decode, a message
 //! whose sender or receiver does not match the handshake) closes that connection, is counted
-//! in [`TransportStats`] and logged to stderr; the transport keeps running.
+//! in [`TransportStats`] and logged to stderr; the transport keeps running. What concerns
+//! one peer (frames sent, received, dropped; connects, failures, refusals) is also counted
+//! for that peer ([`Transport::peer_stats`]).
 //! [`Transport::shutdown`] (or dropping the transport) stops and joins every thread.
 
 pub mod auth;
 pub mod connect;
+mod counters;
 pub mod envelope;
 pub mod handshake;
 mod peer;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -37,6 +40,10 @@ use std::time::Duration;
 
 use shale_core::raft::{NodeId, Outgoing};
 
+pub use counters::{
+    PeerCounterSet, PeerCounters, PeerStats, TransportCounters, TransportStats, UNLISTED_PEERS_MAX,
+    bump,
+};
 pub use envelope::{
     APP_GROUP, Delivery, Envelope, EnvelopeError, GroupId, append_frame, check_delivery,
     decode_delivery, decode_envelope, encode_app, encode_envelope,
@@ -103,103 +110,22 @@ impl TransportConfig {
     }
 }
 
-/// Counters of a [`Transport`], as read by [`Transport::stats`]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TransportStats {
-    /// Messages written to a connection
-    pub sent: u64,
-    /// Messages received and queued for the driver
-    pub received: u64,
-    /// Messages dropped because the peer's queue was full
-    pub dropped_full: u64,
-    /// Messages dropped because the peer is unknown
-    pub dropped_unknown_peer: u64,
-    /// Messages dropped because their encoding exceeds the maximum frame size
-    pub dropped_oversize: u64,
-    /// Connections a writer established (after a successful handshake)
-    pub connects: u64,
-    /// Connection attempts that failed (connect error, handshake error or refusal)
-    pub connect_failures: u64,
-    /// Handshakes the peer refused
-    pub refused_by_peer: u64,
-    /// Connections accepted (before the handshake)
-    pub accepted: u64,
-    /// Incoming handshakes this node refused (malformed, version, cluster, node, too many)
-    pub refused_handshakes: u64,
-    /// Incoming frames over the maximum size (each closed its connection)
-    pub oversize_frames: u64,
-    /// Incoming frames that did not decode or did not match the handshake (each closed its
-    /// connection)
-    pub bad_frames: u64,
-    /// Connections closed by an IO error (read or write)
-    pub io_errors: u64,
-}
-
-/// The live counters behind [`TransportStats`], shared by a transport's threads or tasks
+/// Counts a message dropped because `to` is not a peer: transport-wide, and for `to` while
+/// fewer than [`UNLISTED_PEERS_MAX`] such nodes have been seen
 ///
-/// Public so that another runtime's transport (the smol runtime's, for one) counts the same
-/// events the same way; read them with [`TransportCounters::snapshot`].
-#[derive(Debug, Default)]
-pub struct TransportCounters {
-    /// See [`TransportStats::sent`]
-    pub sent: AtomicU64,
-    /// See [`TransportStats::received`]
-    pub received: AtomicU64,
-    /// See [`TransportStats::dropped_full`]
-    pub dropped_full: AtomicU64,
-    /// See [`TransportStats::dropped_unknown_peer`]
-    pub dropped_unknown_peer: AtomicU64,
-    /// See [`TransportStats::dropped_oversize`]
-    pub dropped_oversize: AtomicU64,
-    /// See [`TransportStats::connects`]
-    pub connects: AtomicU64,
-    /// See [`TransportStats::connect_failures`]
-    pub connect_failures: AtomicU64,
-    /// See [`TransportStats::refused_by_peer`]
-    pub refused_by_peer: AtomicU64,
-    /// See [`TransportStats::accepted`]
-    pub accepted: AtomicU64,
-    /// See [`TransportStats::refused_handshakes`]
-    pub refused_handshakes: AtomicU64,
-    /// See [`TransportStats::oversize_frames`]
-    pub oversize_frames: AtomicU64,
-    /// See [`TransportStats::bad_frames`]
-    pub bad_frames: AtomicU64,
-    /// See [`TransportStats::io_errors`]
-    pub io_errors: AtomicU64,
-}
-
-impl TransportCounters {
-    /// The counters' values now
-    pub fn snapshot(&self) -> TransportStats {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        TransportStats {
-            sent: get(&self.sent),
-            received: get(&self.received),
-            dropped_full: get(&self.dropped_full),
-            dropped_unknown_peer: get(&self.dropped_unknown_peer),
-            dropped_oversize: get(&self.dropped_oversize),
-            connects: get(&self.connects),
-            connect_failures: get(&self.connect_failures),
-            refused_by_peer: get(&self.refused_by_peer),
-            accepted: get(&self.accepted),
-            refused_handshakes: get(&self.refused_handshakes),
-            oversize_frames: get(&self.oversize_frames),
-            bad_frames: get(&self.bad_frames),
-            io_errors: get(&self.io_errors),
-        }
+/// Locks `peers` once: only a send to a node with no address gets here.
+pub fn count_unknown_peer(counters: &TransportCounters, peers: &PeerCounterSet, to: NodeId) {
+    bump(&counters.dropped_unknown_peer);
+    if let Some(peer) = peers.observed(to) {
+        bump(&peer.dropped_unknown_peer);
     }
-}
-
-/// Adds one to `counter`
-pub fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// State shared by the transport and its threads
 struct Shared {
     config: TransportConfig,
     counters: TransportCounters,
+    peers: Arc<PeerCounterSet>,
     stopped: Mutex<bool>,
     stop_signal: Condvar,
     /// Every open connection, so shutdown can unblock the threads using them
@@ -272,6 +198,7 @@ pub enum Outbound {
 
 struct Peer {
     queue: SyncSender<Outbound>,
+    counters: Arc<PeerCounters>,
     writer: JoinHandle<()>,
 }
 
@@ -289,6 +216,8 @@ pub trait PeerLinks: Send {
     fn send_app(&self, to: NodeId, bytes: Vec<u8>) -> bool;
     /// The counters so far
     fn stats(&self) -> TransportStats;
+    /// The counters so far of each node sent to or heard from, by node id
+    fn peer_stats(&self) -> BTreeMap<NodeId, PeerStats>;
     /// Stops sending and receiving; may block briefly while threads finish
     fn shutdown(self: Box<Self>);
 }
@@ -305,6 +234,9 @@ impl PeerLinks for Transport {
     }
     fn stats(&self) -> TransportStats {
         Transport::stats(self)
+    }
+    fn peer_stats(&self) -> BTreeMap<NodeId, PeerStats> {
+        Transport::peer_stats(self)
     }
     fn shutdown(self: Box<Self>) {
         Transport::shutdown(*self);
@@ -345,6 +277,7 @@ impl Transport {
         let shared = Arc::new(Shared {
             config,
             counters: TransportCounters::default(),
+            peers: Arc::default(),
             stopped: Mutex::new(false),
             stop_signal: Condvar::new(),
             conns: Mutex::new(HashMap::new()),
@@ -386,10 +319,21 @@ impl Transport {
         }
         let (queue, rx) = mpsc::sync_channel(self.shared.config.outbound_queue_capacity.max(1));
         let shared = self.shared.clone();
-        let writer = std::thread::Builder::new()
-            .name(format!("shale-write-{}-{id}", shared.config.node_id))
-            .spawn(move || peer::run_writer(shared, id, addr, rx))?;
-        self.peers.insert(id, Peer { queue, writer });
+        let counters = shared.peers.peer(id);
+        let writer = {
+            let counters = counters.clone();
+            std::thread::Builder::new()
+                .name(format!("shale-write-{}-{id}", shared.config.node_id))
+                .spawn(move || peer::run_writer(shared, id, addr, counters, rx))?
+        };
+        self.peers.insert(
+            id,
+            Peer {
+                queue,
+                counters,
+                writer,
+            },
+        );
         Ok(true)
     }
 
@@ -412,13 +356,14 @@ impl Transport {
 
     fn enqueue(&self, to: NodeId, frame: Outbound) -> bool {
         let Some(peer) = self.peers.get(&to) else {
-            bump(&self.shared.counters.dropped_unknown_peer);
+            count_unknown_peer(&self.shared.counters, &self.shared.peers, to);
             return false;
         };
         match peer.queue.try_send(frame) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 bump(&self.shared.counters.dropped_full);
+                bump(&peer.counters.dropped_full);
                 false
             }
         }
@@ -437,6 +382,17 @@ impl Transport {
     /// A snapshot of the counters
     pub fn stats(&self) -> TransportStats {
         self.shared.counters.snapshot()
+    }
+
+    /// A snapshot of the counters of each node sent to or heard from, by node id
+    pub fn peer_stats(&self) -> BTreeMap<NodeId, PeerStats> {
+        self.shared.peers.snapshot()
+    }
+
+    /// The live per-peer counters, to read later without the transport (say from a metrics
+    /// task)
+    pub fn peer_counters(&self) -> Arc<PeerCounterSet> {
+        self.shared.peers.clone()
     }
 
     /// The last reason a connection closed or failed, as logged

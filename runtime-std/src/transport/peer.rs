@@ -14,7 +14,7 @@ use shale_core::wire::{FrameError, read_frame, write_frame};
 use super::connect;
 use super::envelope::{append_frame, check_delivery};
 use super::handshake::{Refusal, Reply, encode_reply};
-use super::{Outbound, Shared, Sink, bump};
+use super::{Outbound, PeerCounters, Shared, Sink, bump};
 
 /// How often the acceptor looks at the stop flag when no connection arrives
 const ACCEPT_POLL: Duration = Duration::from_millis(10);
@@ -120,6 +120,7 @@ fn read_connection(shared: &Shared, stream: &TcpStream, inbound: &Sink) -> Close
         Err(_) if shared.is_stopped() => return Closed::Stopping,
         Err(reason) => return Closed::Error(reason),
     };
+    let peer = shared.peers.observed(from);
     let peer_addr = stream
         .peer_addr()
         .map_or_else(|_| "unknown".into(), |a| a.to_string());
@@ -139,6 +140,9 @@ fn read_connection(shared: &Shared, stream: &TcpStream, inbound: &Sink) -> Close
         };
         // Counted before the hand-off, so the count never lags what the driver has received.
         bump(&shared.counters.received);
+        if let Some(peer) = &peer {
+            bump(&peer.received);
+        }
         if !inbound(delivery) {
             return Closed::Stopping;
         }
@@ -150,6 +154,7 @@ pub(super) fn run_writer(
     shared: Arc<Shared>,
     peer: NodeId,
     addr: SocketAddr,
+    counters: Arc<PeerCounters>,
     queue: Receiver<Outbound>,
 ) {
     let config = &shared.config;
@@ -157,18 +162,20 @@ pub(super) fn run_writer(
     // A peer that stays down is logged once, not on every retry.
     let mut last_logged: Option<String> = None;
     while !shared.is_stopped() {
-        let closed = match connect::connect(config, &shared.counters, peer, addr) {
+        let closed = match connect::connect(config, &shared.counters, &counters, peer, addr) {
             Err(reason) => {
                 bump(&shared.counters.connect_failures);
+                bump(&counters.connect_failures);
                 Closed::Error(reason)
             }
             Ok(stream) => match shared.register(&stream) {
                 None => Closed::Stopping,
                 Some(conn) => {
                     bump(&shared.counters.connects);
+                    bump(&counters.connects);
                     last_logged = None;
                     backoff = config.backoff_min;
-                    let closed = write_connection(&shared, &stream, &queue, peer);
+                    let closed = write_connection(&shared, &stream, &queue, peer, &counters);
                     shared.unregister(conn);
                     closed
                 }
@@ -198,6 +205,7 @@ fn write_connection(
     stream: &TcpStream,
     queue: &Receiver<Outbound>,
     peer: NodeId,
+    counters: &PeerCounters,
 ) -> Closed {
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, stream);
     let mut buf = Vec::new();
@@ -221,8 +229,10 @@ fn write_connection(
                     return fail(e);
                 }
                 bump(&shared.counters.sent);
+                bump(&counters.sent);
             } else {
                 bump(&shared.counters.dropped_oversize);
+                bump(&counters.dropped_oversize);
             }
             match queue.try_recv() {
                 Ok(more) => next = more,
