@@ -396,3 +396,44 @@ fn snapshot_chunked() {
         one(&mut sim, N).map(|_| ())
     });
 }
+
+/// A follower cut off for less than an election timeout while the leader snapshots several
+/// times catches up from the log the leader kept for it (`catch_up_log_bytes`), not from a
+/// snapshot; without that room it needs a snapshot
+#[test]
+fn a_follower_briefly_behind_catches_up_from_the_log() {
+    for_each_seed(
+        "a_follower_briefly_behind_catches_up_from_the_log",
+        |seed| {
+            let run = |catch_up: usize| -> Result<(Sim, u64), SimError> {
+                let mut raft = snap_config();
+                raft.catch_up_log_bytes = catch_up;
+                let mut sim = snap_sim(seed, 3, raft);
+                one(&mut sim, 3)?;
+                let leader = sim.wait_for_leader(elect())?;
+                let follower = after(leader, 1, 3);
+                sim.set_link(leader, follower, false);
+                for _ in 0..3 * SNAP_ENTRIES {
+                    let data = command(&mut sim);
+                    sim.propose(leader, &data)
+                        .map_err(|e| sim.error(format!("propose: {e}")))?;
+                }
+                sim.run_for(HEARTBEAT.saturating_mul(3));
+                sim.set_link(leader, follower, true);
+                one(&mut sim, 3)?;
+                let installed = sim.snapshots_installed(follower);
+                Ok((sim, installed))
+            };
+            let (sim, installed) = run(100 * ENTRY)?;
+            ensure(&sim, installed == 0, || {
+                format!("the follower installed {installed} snapshots with the log kept for it")
+            })?;
+            let (sim, installed) = run(0)?;
+            ensure(&sim, installed > 0, || {
+                "without room kept, the follower caught up from the log anyway: the scenario tests \
+             nothing"
+                    .into()
+            })
+        },
+    );
+}

@@ -35,6 +35,11 @@ fn scale_config(seed: u64) -> ShardedConfig {
     config.cpu_per_event = Some(Duration::from_micros(20));
     config.cpu_per_mib = Some(Duration::from_millis(10));
     config.call_budget = Duration::from_secs(60);
+    // As the program's nodes do: followers a few chunks behind catch up from the log, and a
+    // join or leave moves one shard with data per configuration.
+    config.raft.catch_up_log_bytes = 64 << 20;
+    config.raft.snapshot_log_percent = 50;
+    config.max_moves_per_config = 1;
     config
 }
 

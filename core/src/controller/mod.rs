@@ -156,17 +156,74 @@ impl core::error::Error for ControllerError {}
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardController {
     configs: Vec<Configuration>,
+    /// Most shards holding data that one configuration moves (0: any number)
+    max_moves_per_config: u32,
 }
 
 impl ShardController {
-    /// A controller for `shard_count` shards, holding configuration 0 (no groups)
+    /// A controller for `shard_count` shards, holding configuration 0 (no groups); a join or
+    /// leave moves every shard it must in one configuration
     pub fn new(shard_count: u32) -> Self {
+        ShardController::with_max_moves(shard_count, 0)
+    }
+
+    /// A controller whose joins and leaves move at most `max_moves_per_config` shards that
+    /// hold data per configuration (0: any number): one command then makes a series of
+    /// configurations, each moving a few shards, ending at the balanced one
+    ///
+    /// Groups take configurations one at a time and a shard is unavailable while it moves,
+    /// so a shard waits only for its own transfer instead of for every shard the command
+    /// moves. Shards that nobody held (the first join) are given out at once.
+    pub fn with_max_moves(shard_count: u32, max_moves_per_config: u32) -> Self {
         ShardController {
             configs: alloc::vec![Configuration {
                 num: 0,
                 shards: alloc::vec![UNASSIGNED; shard_count as usize],
                 groups: BTreeMap::new(),
             }],
+            max_moves_per_config,
+        }
+    }
+
+    /// Most shards holding data that one configuration moves (0: any number)
+    pub fn max_moves_per_config(&self) -> u32 {
+        self.max_moves_per_config
+    }
+
+    /// Makes the configurations from the latest to `target`: at once, or in steps of at
+    /// most `max_moves_per_config` moves of shards that hold data; the last one made
+    fn stage(&mut self, target: Configuration) -> Configuration {
+        let limit = self.max_moves_per_config as usize;
+        let mut current = self.latest().clone();
+        loop {
+            let held_moves: Vec<usize> = (0..current.shards.len())
+                .filter(|&s| {
+                    current.shards[s] != UNASSIGNED && current.shards[s] != target.shards[s]
+                })
+                .collect();
+            let mut next = Configuration {
+                num: current.num + 1,
+                shards: target.shards.clone(),
+                groups: target.groups.clone(),
+            };
+            let last = limit == 0 || held_moves.len() <= limit;
+            if !last {
+                // Only the first `limit` shards with data move now; the others stay put.
+                for &s in &held_moves[limit..] {
+                    next.shards[s] = current.shards[s];
+                }
+                // A group that still holds shards stays listed, so others can pull from it.
+                for g in next.shards.iter() {
+                    if let Some(replicas) = current.groups.get(g) {
+                        next.groups.entry(*g).or_insert_with(|| replicas.clone());
+                    }
+                }
+            }
+            self.configs.push(next.clone());
+            if last {
+                return next;
+            }
+            current = next;
         }
     }
 
@@ -259,8 +316,7 @@ impl ShardController {
                 next.shards[*shard as usize] = *gid;
             }
         }
-        self.configs.push(next.clone());
-        Ok(next)
+        Ok(self.stage(next))
     }
 }
 
@@ -287,6 +343,47 @@ impl crate::rsm::StateMachine for ShardController {
 mod tests {
     use super::*;
     use alloc::vec;
+
+    #[test]
+    fn a_staged_join_or_leave_moves_a_few_held_shards_per_configuration() {
+        let mut ctl = ShardController::with_max_moves(8, 2);
+        // Nobody held any shard yet: the first join takes them all at once.
+        let c1 = ctl
+            .apply(&ControllerCommand::Join(vec![(1, vec![1])]))
+            .unwrap();
+        assert_eq!(c1.num, 1);
+        let c = ctl
+            .apply(&ControllerCommand::Join(vec![(2, vec![2]), (3, vec![3])]))
+            .unwrap();
+        let mut unstaged = ShardController::new(8);
+        unstaged
+            .apply(&ControllerCommand::Join(vec![(1, vec![1])]))
+            .unwrap();
+        let target = unstaged
+            .apply(&ControllerCommand::Join(vec![(2, vec![2]), (3, vec![3])]))
+            .unwrap();
+        assert_eq!(
+            c.shards, target.shards,
+            "it ends at the balanced configuration"
+        );
+        assert_eq!(c.num, 1 + 3, "5 shards move, 2 per configuration");
+        for n in 2..=c.num {
+            let (a, b) = (ctl.config(n - 1).unwrap(), ctl.config(n).unwrap());
+            let moved = a
+                .shards
+                .iter()
+                .zip(&b.shards)
+                .filter(|(x, y)| x != y)
+                .count();
+            assert!((1..=2).contains(&moved), "configuration {n} moves {moved}");
+        }
+        // A leave keeps the leaving group listed while it still holds shards.
+        let left = ctl.apply(&ControllerCommand::Leave(vec![1])).unwrap();
+        assert!(!left.groups.contains_key(&1));
+        let before = ctl.config(left.num - 1).unwrap();
+        assert!(before.groups.contains_key(&1) && before.shards.contains(&1));
+        assert!(left.shards.iter().all(|&g| g == 2 || g == 3));
+    }
 
     #[test]
     fn only_a_refusal_naming_the_commands_own_group_means_applied_before() {

@@ -155,6 +155,8 @@ pub struct GroupDriver<M: GroupMachine = GroupState> {
     reads: Vec<PendingRead>,
     /// The leader's pipelines of chunks to pull
     pulls: Pulls,
+    /// The configuration from which the next one was last asked for outside the poll
+    next_config_asked: Option<u64>,
     /// Proposals of the group's own commands that Raft refused (each is retried at the next
     /// poll)
     propose_failures: u64,
@@ -171,6 +173,7 @@ impl<M: GroupMachine> GroupDriver<M> {
             replies: VecDeque::new(),
             reads: Vec::new(),
             pulls: Pulls::default(),
+            next_config_asked: None,
             propose_failures: 0,
         }
     }
@@ -514,9 +517,17 @@ impl<M: GroupMachine> GroupDriver<M> {
                 i += 1;
             }
         }
-        // A chunk applied: ask for the next one at once rather than at the next poll.
+        // A chunk applied: ask for the next one at once rather than at the next poll; and once
+        // every shard settled, for the next configuration (a staged change follows at once).
         if self.is_leader() {
             self.ask_for_chunks();
+            let state = self.state();
+            let num = state.config.num;
+            if state.settled() && self.next_config_asked != Some(num) {
+                self.next_config_asked = Some(num);
+                self.requests
+                    .push_back(GroupRequest::QueryConfig { num: num + 1 });
+            }
         }
     }
 

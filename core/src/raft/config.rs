@@ -49,13 +49,22 @@ pub struct Config {
     /// Most reads waiting for confirmation (local and forwarded); more answer `Busy`
     pub max_pending_reads: usize,
     /// Ask the application for a snapshot once this many bytes of entries were applied since
-    /// the last one
+    /// the last one (at least; see `snapshot_log_percent`)
     pub snapshot_threshold_bytes: usize,
+    /// ... and once the entries applied since the last snapshot reach this percentage of that
+    /// snapshot's size: a large state is snapshotted less often, so the snapshots' cost stays
+    /// in proportion to the writes (0: the byte threshold alone)
+    pub snapshot_log_percent: u32,
     /// Largest snapshot chunk sent in one message, in bytes
     pub snapshot_chunk_bytes: usize,
     /// Bytes of entries before a new snapshot kept in memory for followers slightly behind;
     /// a follower further behind gets the snapshot
     pub snapshot_trailing_bytes: usize,
+    /// Bytes of entries before a new snapshot a leader keeps, beyond the trailing ones, for
+    /// followers in touch (heard from within the last election timeout) that still need
+    /// them, so a follower briefly behind a busy log catches up from entries rather than from
+    /// a whole snapshot (0: the trailing bytes alone)
+    pub catch_up_log_bytes: usize,
     /// Most bytes of entries the log may hold in memory; past it a leader answers proposals
     /// with `Busy` until a snapshot lets it compact
     pub max_log_bytes: usize,
@@ -89,8 +98,10 @@ impl Config {
             max_clock_drift: Duration::from_millis(50),
             max_pending_reads: 4096,
             snapshot_threshold_bytes: 8 * 1024 * 1024,
+            snapshot_log_percent: 0,
             snapshot_chunk_bytes: 1024 * 1024,
             snapshot_trailing_bytes: 1024 * 1024,
+            catch_up_log_bytes: 0,
             max_log_bytes: 256 * 1024 * 1024,
             unsafe_reads_without_quorum: false,
         }
@@ -161,6 +172,13 @@ impl Config {
             return err(
                 "max_log_bytes",
                 "must be at least max_uncommitted_bytes or snapshot_threshold_bytes",
+            );
+        }
+        if self.catch_up_log_bytes > self.max_log_bytes / 2 {
+            return err(
+                "catch_up_log_bytes",
+                "must be at most half of max_log_bytes (the log keeps growing until the next \
+                 snapshot)",
             );
         }
         Ok(())

@@ -179,6 +179,25 @@ impl Raft {
             kept += e.size_bytes();
             keep_from -= 1;
         }
+        // A leader also keeps what its followers in touch still need, up to
+        // `catch_up_log_bytes`: a follower a little behind a busy log should catch up from
+        // entries, not receive the whole snapshot (which, at scale, is the whole state).
+        if self.role == Role::Leader && self.config.catch_up_log_bytes > 0 {
+            let id = self.id();
+            let needed = self
+                .progress
+                .iter()
+                .filter(|(peer, pr)| *peer != id && pr.recent_active)
+                .map(|(_, pr)| pr.match_index + 1)
+                .min();
+            if let Some(needed) = needed
+                && needed < keep_from
+                && needed > self.log.offset()
+                && self.log.range_bytes(needed, index) <= self.config.catch_up_log_bytes
+            {
+                keep_from = needed;
+            }
+        }
         let compact = keep_from - 1;
         self.memberships.base = self.memberships.at(compact);
         self.memberships.entries.retain(|(i, _)| *i > compact);
@@ -427,10 +446,19 @@ impl Raft {
     }
 
     /// Asks the application for a snapshot once enough log was applied since the last one
+    ///
+    /// "Enough" grows with the state: at least `snapshot_threshold_bytes`, and at least
+    /// `snapshot_log_percent` of the last snapshot's size, so that writing snapshots costs in
+    /// proportion to what is written rather than to that times the state's size.
     pub(super) fn maybe_ask_snapshot(&mut self) {
-        if !self.snapshots.take_asked
-            && self.snapshots.applied_bytes >= self.config.snapshot_threshold_bytes
-        {
+        let last = self
+            .snapshots
+            .current
+            .as_ref()
+            .map_or(0, |m| m.size_bytes as u128);
+        let relative = last * u128::from(self.config.snapshot_log_percent) / 100;
+        let enough = relative.max(self.config.snapshot_threshold_bytes as u128);
+        if !self.snapshots.take_asked && self.snapshots.applied_bytes as u128 >= enough {
             self.snapshots.take_asked = true;
             let applied = self.applied;
             self.snapshots

@@ -85,6 +85,10 @@ pub struct NodeConfig {
     pub raft: RaftTuning,
     /// Largest WAL segment file, in bytes
     pub max_segment_bytes: u64,
+    /// Most shards holding data one configuration moves: a join or leave becomes a series of
+    /// configurations, so a shard waits only for its own transfer (0: any number). Part of
+    /// the controller's replicated state machine: the same on every node of a cluster.
+    pub max_moves_per_config: u32,
 }
 
 impl NodeConfig {
@@ -104,6 +108,7 @@ impl NodeConfig {
             limits: ShardLimits::default(),
             raft: RaftTuning::default(),
             max_segment_bytes: StorageConfig::default().max_segment_bytes,
+            max_moves_per_config: DEFAULT_MAX_MOVES_PER_CONFIG,
         }
     }
 
@@ -148,6 +153,19 @@ impl fmt::Display for BootError {
 }
 
 impl std::error::Error for BootError {}
+
+/// Shards with data one configuration moves, unless configured otherwise (see
+/// [`NodeConfig::max_moves_per_config`])
+pub const DEFAULT_MAX_MOVES_PER_CONFIG: u32 = 1;
+
+/// Log applied since the last snapshot, as a percentage of that snapshot's size, before the
+/// next one (see the Raft `snapshot_log_percent`): the log on disk and in memory stays under
+/// about half the state, and writing snapshots costs about two bytes per byte logged
+pub const SNAPSHOT_LOG_PERCENT: u32 = 50;
+
+/// Bytes of log a group's leader keeps for followers a little behind (see the Raft
+/// `catch_up_log_bytes`): enough for a burst of hand-over chunks
+pub const CATCH_UP_LOG_BYTES: usize = 64 << 20;
 
 /// The file in a node's data directory naming the format of what is stored under it
 pub const DATA_FORMAT_FILE: &str = "FORMAT";
@@ -232,6 +250,10 @@ pub fn boot(config: &NodeConfig, now: Instant) -> Result<Booted, BootError> {
         raft_config.election_timeout_max = config.raft.election_timeout_max;
         raft_config.snapshot_threshold_bytes = config.raft.snapshot_threshold_bytes;
         raft_config.lease_reads = config.raft.lease_reads;
+        // Followers a few chunks behind a busy leader catch up from the log, not a snapshot.
+        raft_config.catch_up_log_bytes = CATCH_UP_LOG_BYTES;
+        // A large state is snapshotted less often: snapshots cost in proportion to writes.
+        raft_config.snapshot_log_percent = SNAPSHOT_LOG_PERCENT;
         // The largest values must fit in one entry, as a command and as a hand-over chunk.
         raft_config.max_entry_bytes = raft_config
             .max_entry_bytes
@@ -241,7 +263,7 @@ pub fn boot(config: &NodeConfig, now: Instant) -> Result<Booted, BootError> {
         let mut replica = if spec.gid == CONTROLLER_GROUP {
             HostedReplica::Controller(Box::new(Replica::new(
                 raft,
-                ShardController::new(config.shard_count),
+                ShardController::with_max_moves(config.shard_count, config.max_moves_per_config),
             )))
         } else {
             let state = GroupState::new(spec.gid, config.shard_count, config.limits);

@@ -209,6 +209,8 @@ pub enum MachineSpec {
     Controller {
         /// The number of shards
         shards: u32,
+        /// Most shards holding data one configuration moves (0: any number)
+        max_moves: u32,
     },
     /// A replica group `gid` over `shards` shards, each replica a [`GroupDriver`]
     Group {
@@ -225,16 +227,17 @@ impl MachineSpec {
     /// The number of shards of the cluster this machine belongs to
     pub fn shards(&self) -> u32 {
         match self {
-            MachineSpec::Controller { shards } | MachineSpec::Group { shards, .. } => *shards,
+            MachineSpec::Controller { shards, .. } | MachineSpec::Group { shards, .. } => *shards,
         }
     }
 
     /// A fresh replica of this machine over `raft`, booted at local time `now`
     pub(crate) fn build(&self, raft: Raft, now: Instant) -> SimReplica {
         match self {
-            MachineSpec::Controller { shards } => HostedReplica::Controller(Box::new(
-                Replica::new(raft, Tracked::new(ShardController::new(*shards))),
-            )),
+            MachineSpec::Controller { shards, max_moves } => {
+                let controller = ShardController::with_max_moves(*shards, *max_moves);
+                HostedReplica::Controller(Box::new(Replica::new(raft, Tracked::new(controller))))
+            }
             MachineSpec::Group {
                 gid,
                 shards,

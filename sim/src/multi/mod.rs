@@ -238,10 +238,22 @@ impl MultiSim {
     }
 
     /// `config.nodes` nodes with a shard controller over `shards` shards replicated on
-    /// `voters`, as group [`CONTROLLER`]
+    /// `voters`, as group [`CONTROLLER`] (moving any number of shards per configuration)
     pub fn with_controller(config: MultiConfig, voters: &[NodeId], shards: u32) -> Self {
+        MultiSim::with_staged_controller(config, voters, shards, 0)
+    }
+
+    /// [`MultiSim::with_controller`], moving at most `max_moves` shards with data per
+    /// configuration (see [`ShardController::with_max_moves`])
+    pub fn with_staged_controller(
+        config: MultiConfig,
+        voters: &[NodeId],
+        shards: u32,
+        max_moves: u32,
+    ) -> Self {
         let mut sim = MultiSim::new(config);
-        sim.add_group(CONTROLLER, voters, MachineSpec::Controller { shards });
+        let machine = MachineSpec::Controller { shards, max_moves };
+        sim.add_group(CONTROLLER, voters, machine);
         sim
     }
 

@@ -51,6 +51,9 @@ pub struct ShardedConfig {
     /// CPU time each node's loop spends per MiB it handles; `None` (the default) makes bytes
     /// free (see [`MultiConfig::cpu_per_mib`])
     pub cpu_per_mib: Option<Duration>,
+    /// Most shards with data one configuration moves (0, the default: any number; the program
+    /// moves one at a time)
+    pub max_moves_per_config: u32,
 }
 
 impl ShardedConfig {
@@ -71,6 +74,7 @@ impl ShardedConfig {
             call_budget: Duration::from_secs(20),
             cpu_per_event: None,
             cpu_per_mib: None,
+            max_moves_per_config: 0,
         }
     }
 }
@@ -103,7 +107,12 @@ impl ShardedCluster {
         mc.network = config.network.clone();
         mc.cpu_per_event = config.cpu_per_event;
         mc.cpu_per_mib = config.cpu_per_mib;
-        let mut sim = MultiSim::with_controller(mc, &[1, 2, 3], config.shards);
+        let mut sim = MultiSim::with_staged_controller(
+            mc,
+            &[1, 2, 3],
+            config.shards,
+            config.max_moves_per_config,
+        );
         let mut groups = BTreeMap::new();
         for (i, &gid) in config.gids.iter().enumerate() {
             let base = 4 + 3 * i as NodeId;
