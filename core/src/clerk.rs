@@ -16,7 +16,7 @@
 //! let config = ctl.apply(&ControllerCommand::Join(vec![(10, vec![1, 2, 3])])).unwrap();
 //! let mut clerk = Clerk::new(7, 4);
 //! // No configuration yet: the clerk asks for one.
-//! assert_eq!(clerk.start(KvOp::Get { key: b"k".to_vec() }), ClerkAction::QueryConfig);
+//! assert_eq!(clerk.start(KvOp::Get { key: b"k".to_vec() }), ClerkAction::QueryConfig { num: None });
 //! let ClerkStep::Act(ClerkAction::Send { gid, node, .. }) = clerk.handle_config(config) else { panic!() };
 //! assert_eq!((gid, node), (10, 1));
 //! // Node 1 is not the leader: try the next replica with the same request.
@@ -45,8 +45,11 @@ pub enum ClerkAction {
         /// The request (the same sequence number on every attempt)
         request: ClientRequest,
     },
-    /// Fetch the latest configuration from the controller and report it
-    QueryConfig,
+    /// Fetch configuration `num` (the latest for `None`) from the controller and report it
+    QueryConfig {
+        /// The configuration wanted
+        num: Option<u64>,
+    },
 }
 
 /// The outcome of feeding the clerk
@@ -71,6 +74,8 @@ pub struct Clerk {
     current: Option<(KvOp, usize)>,
     /// Replicas that timed out in a row
     timeouts: usize,
+    /// An older configuration asked for (the one a group that is behind is in)
+    asked_older: Option<u64>,
 }
 
 impl Clerk {
@@ -84,6 +89,7 @@ impl Clerk {
             preferred: BTreeMap::new(),
             current: None,
             timeouts: 0,
+            asked_older: None,
         }
     }
 
@@ -108,9 +114,12 @@ impl Clerk {
         self.route()
     }
 
-    /// The controller answered with `config`
+    /// The controller answered with `config` (a newer one than the clerk's, or the older one
+    /// it asked for)
     pub fn handle_config(&mut self, config: Configuration) -> ClerkStep {
-        if self.config.as_ref().is_none_or(|c| config.num >= c.num) {
+        let asked = self.asked_older == Some(config.num);
+        if asked || self.config.as_ref().is_none_or(|c| config.num >= c.num) {
+            self.asked_older = None;
             self.config = Some(config);
         }
         ClerkStep::Act(self.route())
@@ -122,10 +131,31 @@ impl Clerk {
         match outcome {
             Ok(result) => self.finish(Ok(result)),
             Err(GroupError::Kv(e)) => self.finish(Err(e)),
-            // Our configuration may be old: fetch the latest, then route again.
-            Err(GroupError::WrongGroup { .. }) => ClerkStep::Act(ClerkAction::QueryConfig),
-            // The right group, but the data is still arriving: ask again (same replica).
-            Err(GroupError::ShardMoving { .. }) => ClerkStep::Act(self.route()),
+            // The group is in an older configuration than ours, where it does not own the key
+            // (a change made of several configurations is under way): route by that one, whose
+            // owner still holds the shard. Otherwise ours may be old: fetch the latest.
+            Err(GroupError::WrongGroup { config_num }) => {
+                let behind = self.config.as_ref().is_some_and(|c| config_num < c.num);
+                let num = behind.then_some(config_num);
+                self.asked_older = num;
+                ClerkStep::Act(ClerkAction::QueryConfig { num })
+            }
+            // The right group, but the key has not arrived yet: ask again, at the next replica
+            // (only the group's leader fetches a key ahead of its chunk, so a follower would
+            // answer the same until the chunk comes).
+            Err(GroupError::ShardMoving { .. }) => {
+                self.next_replica();
+                ClerkStep::Act(self.route())
+            }
+            // Nothing handed over yet: the previous owner may still serve the shard in the
+            // configuration before this one (it has not moved on); route by that one.
+            Err(GroupError::ShardPending { config_num, .. }) if config_num > 0 => {
+                self.asked_older = Some(config_num - 1);
+                ClerkStep::Act(ClerkAction::QueryConfig {
+                    num: Some(config_num - 1),
+                })
+            }
+            Err(GroupError::ShardPending { .. }) => ClerkStep::Act(self.route()),
             // Not the leader, or the answer was lost: try the next replica.
             Err(GroupError::Retry) => {
                 self.next_replica();
@@ -143,7 +173,7 @@ impl Clerk {
         let replicas = self.current_group_size();
         if replicas > 0 && self.timeouts >= replicas {
             self.timeouts = 0;
-            return ClerkStep::Act(ClerkAction::QueryConfig);
+            return ClerkStep::Act(ClerkAction::QueryConfig { num: None });
         }
         ClerkStep::Act(self.route())
     }
@@ -181,14 +211,14 @@ impl Clerk {
     /// Where the current operation goes now
     fn route(&self) -> ClerkAction {
         let Some((op, pos)) = &self.current else {
-            return ClerkAction::QueryConfig;
+            return ClerkAction::QueryConfig { num: None };
         };
         let (Some(config), Some(gid)) = (&self.config, self.owner(op)) else {
-            return ClerkAction::QueryConfig;
+            return ClerkAction::QueryConfig { num: None };
         };
         // A configuration naming a group without replicas routes nowhere: ask for another.
         let Some(replicas) = config.groups.get(&gid).filter(|r| !r.is_empty()) else {
-            return ClerkAction::QueryConfig;
+            return ClerkAction::QueryConfig { num: None };
         };
         ClerkAction::Send {
             gid,
@@ -237,7 +267,7 @@ mod tests {
         assert_eq!(gid, 1);
         assert_eq!(
             clerk.handle_reply(Err(GroupError::WrongGroup { config_num: 2 })),
-            ClerkStep::Act(ClerkAction::QueryConfig)
+            ClerkStep::Act(ClerkAction::QueryConfig { num: None })
         );
         let ClerkStep::Act(ClerkAction::Send { gid, node, request }) = clerk.handle_config(c2)
         else {
@@ -264,5 +294,56 @@ mod tests {
             clerk.handle_reply(Err(GroupError::Kv(KvError::SessionExpired))),
             ClerkStep::Done(Err(KvError::SessionExpired))
         );
+    }
+}
+
+#[cfg(test)]
+mod staged {
+    use super::*;
+    use crate::controller::{ControllerCommand, ShardController};
+    use alloc::vec;
+
+    #[test]
+    fn a_group_behind_the_clerk_sends_it_to_the_configuration_that_group_is_in() {
+        // Group 2 joins in steps of one shard: the latest configuration gives it shards that
+        // group 1 still holds while the change goes on.
+        let mut ctl = ShardController::with_max_moves(4, 1);
+        ctl.apply(&ControllerCommand::Join(vec![(1, vec![11])]))
+            .unwrap();
+        let latest = ctl
+            .apply(&ControllerCommand::Join(vec![(2, vec![21])]))
+            .unwrap();
+        assert_eq!(latest.num, 3, "two moves, one per configuration");
+        let step = ctl.config(2).unwrap().clone();
+        let shard = (0..4)
+            .find(|&s| latest.owner(s) == 2 && step.owner(s) == 1)
+            .unwrap();
+        let key = (0..)
+            .map(|i| alloc::format!("k{i}").into_bytes())
+            .find(|k| key_shard(k, 4) == shard)
+            .unwrap();
+        let mut clerk = Clerk::new(5, 4);
+        clerk.handle_config(latest.clone());
+        let ClerkAction::Send { gid, .. } = clerk.start(KvOp::Get { key }) else {
+            panic!("routed");
+        };
+        assert_eq!(gid, 2);
+        // Group 2 is still in configuration 2, where it does not own the shard.
+        assert_eq!(
+            clerk.handle_reply(Err(GroupError::WrongGroup { config_num: 2 })),
+            ClerkStep::Act(ClerkAction::QueryConfig { num: Some(2) })
+        );
+        let ClerkStep::Act(ClerkAction::Send { gid, .. }) = clerk.handle_config(step) else {
+            panic!("routed");
+        };
+        assert_eq!(
+            gid, 1,
+            "the owner in that configuration still serves the shard"
+        );
+        // An older configuration not asked for is ignored.
+        clerk.handle_config(ctl.config(1).unwrap().clone());
+        assert_eq!(clerk.config().map(|c| c.num), Some(2));
+        clerk.handle_config(latest);
+        assert_eq!(clerk.config().map(|c| c.num), Some(3));
     }
 }

@@ -86,14 +86,51 @@ impl World {
                             max_bytes,
                             ..
                         } => {
-                            let answer = self.groups[(from - 1) as usize].fetch(
+                            let j = (from - 1) as usize;
+                            let requester = i as GroupId + 1;
+                            let answer = self.groups[j].fetch(
+                                now,
+                                requester,
                                 shard,
                                 num,
                                 &cursor,
                                 max_bytes as usize,
                             );
+                            // A hand-over that starts sends its first chunk by itself.
+                            settle(&mut self.groups[j], now);
+                            while let Some(r) = self.groups[j].poll_request() {
+                                if let GroupRequest::SendChunk {
+                                    shard, num, chunk, ..
+                                } = r
+                                {
+                                    self.groups[i].handle_fetched(now, shard, num, chunk);
+                                }
+                            }
                             if let Some(chunk) = answer {
                                 self.groups[i].handle_fetched(now, shard, num, chunk);
+                            }
+                        }
+                        GroupRequest::SendChunk {
+                            to,
+                            shard,
+                            num,
+                            chunk,
+                            ..
+                        } => {
+                            self.groups[(to - 1) as usize].handle_fetched(now, shard, num, chunk);
+                        }
+                        GroupRequest::FetchKeys {
+                            from,
+                            shard,
+                            num,
+                            keys,
+                            ..
+                        } => {
+                            let answer = self.groups[(from - 1) as usize]
+                                .state()
+                                .offer_keys(shard, num, &keys);
+                            if let Some(entries) = answer {
+                                self.groups[i].handle_keys_fetched(now, shard, num, entries);
                             }
                         }
                         GroupRequest::DeleteShard { at, shard, num, .. } => {

@@ -24,7 +24,7 @@ use super::driver::GroupRequest;
 use super::state::ClientOutcome;
 use crate::controller::{Configuration, ControllerCommand, ControllerError, GroupId, ShardId};
 use crate::raft::NodeId;
-use crate::shard::{ClientRequest, ShardChunk, ShardCursor};
+use crate::shard::{Bytes, ClientRequest, ShardChunk, ShardCursor};
 
 /// A message between replicas of different groups, the controller and clients
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +125,33 @@ pub enum AppMessage {
         /// The new (or, for a query, the asked) configuration or why the command was refused
         result: Option<Result<Configuration, ControllerError>>,
     },
+    /// Group `requester` asks group `gid` for some keys of `shard` (as of configuration
+    /// `num`) ahead of their chunk, for clients waiting on them
+    FetchKeys {
+        /// The group asked (the previous owner)
+        gid: GroupId,
+        /// The group asking
+        requester: GroupId,
+        /// The shard
+        shard: ShardId,
+        /// The configuration in which the requester gained it
+        num: u64,
+        /// The keys
+        keys: Vec<Bytes>,
+    },
+    /// The values of keys fetched ahead, for group `gid`
+    KeysFetched {
+        /// The group that asked
+        gid: GroupId,
+        /// The group that answered
+        by: GroupId,
+        /// The shard
+        shard: ShardId,
+        /// The configuration in which `gid` gained it
+        num: u64,
+        /// The keys and their values (`None`: absent)
+        entries: Vec<(Bytes, Option<Bytes>)>,
+    },
 }
 
 /// A group driver's request as a message, and where it goes
@@ -175,6 +202,42 @@ impl GroupRequest {
                     max_bytes,
                 },
             },
+            GroupRequest::SendChunk {
+                to,
+                replicas,
+                shard,
+                num,
+                chunk,
+            } => Addressed {
+                target: Some(to),
+                replicas,
+                lane: u64::from(shard),
+                message: AppMessage::Fetched {
+                    gid: to,
+                    by: gid,
+                    shard,
+                    num,
+                    chunk,
+                },
+            },
+            GroupRequest::FetchKeys {
+                from,
+                replicas,
+                shard,
+                num,
+                keys,
+            } => Addressed {
+                target: Some(from),
+                replicas,
+                lane: u64::from(shard),
+                message: AppMessage::FetchKeys {
+                    gid: from,
+                    requester: gid,
+                    shard,
+                    num,
+                    keys,
+                },
+            },
             GroupRequest::DeleteShard {
                 at,
                 replicas,
@@ -207,6 +270,8 @@ impl AppMessage {
             }
             | AppMessage::Fetch { gid, .. }
             | AppMessage::Fetched { gid, .. }
+            | AppMessage::FetchKeys { gid, .. }
+            | AppMessage::KeysFetched { gid, .. }
             | AppMessage::Delete { gid, .. }
             | AppMessage::Deleted { gid, .. } => Some(*gid),
             _ => None,
@@ -217,7 +282,9 @@ impl AppMessage {
     /// sent it next time)
     pub fn answered_by(&self) -> Option<GroupId> {
         match self {
-            AppMessage::Fetched { by, .. } | AppMessage::Deleted { by, .. } => Some(*by),
+            AppMessage::Fetched { by, .. }
+            | AppMessage::KeysFetched { by, .. }
+            | AppMessage::Deleted { by, .. } => Some(*by),
             _ => None,
         }
     }

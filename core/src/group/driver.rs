@@ -25,18 +25,19 @@
 //! Every answer becomes a command in the group's log, so each step is replicated, survives
 //! crashes, and is fenced by configuration numbers; lost or duplicated answers are harmless.
 
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use core::borrow::Borrow;
 
+use super::ahead::Parked;
 use super::app::AppMessage;
-use super::pull::Pulls;
+use super::pull::{Pace, Pulls};
 use super::state::{ClientOutcome, GroupCommand, GroupError, GroupState};
 use crate::controller::{Configuration, GroupId, ShardId};
 use crate::raft::{Index, NodeId, ProposeError, ReadConsistency, ReadError, Role};
 use crate::rsm::{Replica, StateMachine};
 use crate::shard::{
-    ClientRequest, KvOp, KvResult, ShardChunk, ShardCursor, ShardLimits, ShardStore,
+    Bytes, ClientRequest, KvOp, KvResult, ShardChunk, ShardCursor, ShardLimits, ShardStore,
 };
 use crate::time::{Duration, Instant};
 
@@ -52,6 +53,13 @@ pub struct DriverConfig {
     /// Chunks of one shard logged and not yet applied at once, at most (the pull asks for the
     /// next chunk while earlier ones commit)
     pub handover_window: usize,
+    /// Keys of one shard being pulled fetched ahead of their chunk per poll interval, at most
+    /// (clients waiting on others retry until their chunk comes)
+    pub ahead_keys_max: usize,
+    /// Bytes per second a group pulls, over all its shards (0: as fast as it can): moving
+    /// shards costs CPU on every replica of both groups, which clients then wait for; keys
+    /// clients ask for are fetched ahead of the rate
+    pub handover_bytes_per_sec: u64,
 }
 
 impl Default for DriverConfig {
@@ -60,6 +68,8 @@ impl Default for DriverConfig {
             poll_interval: Duration::from_millis(100),
             handover_chunk_bytes: 256 * 1024,
             handover_window: 4,
+            ahead_keys_max: 4096,
+            handover_bytes_per_sec: 0,
         }
     }
 }
@@ -100,6 +110,34 @@ pub enum GroupRequest {
         cursor: ShardCursor,
         /// About how many bytes it may carry
         max_bytes: u32,
+    },
+    /// Ask group `from` for some keys of `shard` (as of configuration `num`) ahead of their
+    /// chunk, for clients waiting on them
+    FetchKeys {
+        /// The previous owner
+        from: GroupId,
+        /// Its replicas
+        replicas: Vec<NodeId>,
+        /// The shard
+        shard: ShardId,
+        /// The configuration in which this group gained it
+        num: u64,
+        /// The keys
+        keys: Vec<Bytes>,
+    },
+    /// Send group `to`, which gained `shard` in `num`, the first chunk of it (its hand-over
+    /// started here; answered like a [`GroupRequest::FetchShard`] answer)
+    SendChunk {
+        /// The new owner
+        to: GroupId,
+        /// Its replicas
+        replicas: Vec<NodeId>,
+        /// The shard
+        shard: ShardId,
+        /// The configuration in which the new owner gained it
+        num: u64,
+        /// The chunk
+        chunk: ShardChunk,
     },
     /// Ask group `at` to delete its copy of `shard`, which this group gained in `num`
     DeleteShard {
@@ -147,16 +185,25 @@ impl<M> GroupMachine for M where
 /// One replica of a replica group (see the module docs)
 #[derive(Debug)]
 pub struct GroupDriver<M: GroupMachine = GroupState> {
-    replica: Replica<M>,
-    config: DriverConfig,
+    pub(super) replica: Replica<M>,
+    pub(super) config: DriverConfig,
     next_poll: Instant,
-    requests: VecDeque<GroupRequest>,
-    replies: VecDeque<ClientReply>,
+    pub(super) requests: VecDeque<GroupRequest>,
+    pub(super) replies: VecDeque<ClientReply>,
     reads: Vec<PendingRead>,
     /// The leader's pipelines of chunks to pull
     pulls: Pulls,
     /// The configuration from which the next one was last asked for outside the poll
     next_config_asked: Option<u64>,
+    /// Per shard being pulled, the keys fetched ahead since the last poll
+    pub(super) ahead_asked: BTreeMap<ShardId, BTreeSet<Bytes>>,
+    /// Client requests waiting for keys fetched ahead
+    pub(super) parked: Vec<Parked>,
+    /// Shards whose hand-over this leader logged, with the group to send the first chunk to,
+    /// its budget, and when
+    handoffs: BTreeMap<ShardId, (GroupId, usize, Instant)>,
+    /// The latest time an input brought
+    now: Instant,
     /// Proposals of the group's own commands that Raft refused (each is retried at the next
     /// poll)
     propose_failures: u64,
@@ -174,8 +221,17 @@ impl<M: GroupMachine> GroupDriver<M> {
             reads: Vec::new(),
             pulls: Pulls::default(),
             next_config_asked: None,
+            ahead_asked: BTreeMap::new(),
+            parked: Vec::new(),
+            handoffs: BTreeMap::new(),
+            now,
             propose_failures: 0,
         }
+    }
+
+    /// The latest time an input brought
+    pub(super) fn now_seen(&self) -> Instant {
+        self.now
     }
 
     /// The settings it runs with
@@ -196,7 +252,7 @@ impl<M: GroupMachine> GroupDriver<M> {
     }
 
     /// Proposes one of the group's own commands, counting a refusal
-    fn propose_own(&mut self, now: Instant, command: &GroupCommand) -> bool {
+    pub(super) fn propose_own(&mut self, now: Instant, command: &GroupCommand) -> bool {
         match self.replica.propose(now, 0, command) {
             Ok(_) => true,
             Err(_) => {
@@ -221,7 +277,7 @@ impl<M: GroupMachine> GroupDriver<M> {
         self.replica.state().borrow()
     }
 
-    fn is_leader(&self) -> bool {
+    pub(super) fn is_leader(&self) -> bool {
         self.replica.raft().role() == Role::Leader
     }
 
@@ -236,6 +292,7 @@ impl<M: GroupMachine> GroupDriver<M> {
         token: u64,
         request: ClientRequest,
     ) -> Result<(), ProposeError> {
+        self.now = self.now.max(now);
         if request.op.is_read() {
             let raft = self.replica.raft_mut();
             return match raft.read(now, token, ReadConsistency::Linearizable) {
@@ -253,6 +310,12 @@ impl<M: GroupMachine> GroupDriver<M> {
         }
         // Refuse at once what this group would refuse after a round trip through the log.
         if let Err(e) = self.state().check_op(&request.op) {
+            // A key still on its way: fetched ahead, and the request waits here for it.
+            if matches!(e, GroupError::ShardMoving { .. })
+                && self.park(token, request.op.clone(), Some(request.clone()))
+            {
+                return Ok(());
+            }
             self.replies.push_back(ClientReply {
                 token,
                 outcome: Err(e),
@@ -275,10 +338,17 @@ impl<M: GroupMachine> GroupDriver<M> {
     /// Time for the next round of requests; call when [`poll_timeout`](Self::poll_timeout)
     /// comes (the Raft node's own timeouts are driven separately)
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         if now < self.next_poll {
+            // A pull held back by the rate may go on now.
+            if self.is_leader() && self.pulls.due().is_some_and(|t| t <= now) {
+                self.ask_for_chunks();
+            }
             return;
         }
         self.next_poll = now + self.config.poll_interval;
+        // Requests still waiting for their keys are answered: their clients ask again.
+        self.release_parked();
         if !self.is_leader() || self.restoring() {
             self.pulls.clear();
             return;
@@ -289,6 +359,7 @@ impl<M: GroupMachine> GroupDriver<M> {
             self.requests.push_back(GroupRequest::QueryConfig { num });
         }
         self.pulls.poll(state);
+        self.ahead_asked.clear();
         self.ask_for_chunks();
         let state: &GroupState = self.replica.state().borrow();
         let num = state.config.num;
@@ -310,7 +381,13 @@ impl<M: GroupMachine> GroupDriver<M> {
         let term = self.replica.raft().term();
         let num = state.config.num;
         let max_bytes = u32::try_from(self.config.handover_chunk_bytes).unwrap_or(u32::MAX);
-        let wanted = self.pulls.wanted(state, term, self.config.handover_window);
+        let pace = Pace {
+            now: self.now,
+            window: self.config.handover_window,
+            chunk_bytes: self.config.handover_chunk_bytes,
+            bytes_per_sec: self.config.handover_bytes_per_sec,
+        };
+        let wanted = self.pulls.wanted(state, term, pace);
         for (shard, from, cursor) in wanted {
             let replicas = state
                 .previous
@@ -332,7 +409,10 @@ impl<M: GroupMachine> GroupDriver<M> {
     /// When [`handle_timeout`](Self::handle_timeout) wants to run next
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        Some(self.next_poll)
+        Some(match self.pulls.due() {
+            Some(due) => due.min(self.next_poll),
+            None => self.next_poll,
+        })
     }
 
     /// The next request for another group, if any
@@ -356,8 +436,14 @@ impl<M: GroupMachine> GroupDriver<M> {
     /// Another group asks for the chunk of `shard` (as of configuration `num`) at `from`: the
     /// chunk, at most about `max_bytes` (and [`DriverConfig::handover_chunk_bytes`]), once this
     /// group has moved there and offers the shard (`None`: not yet, or not now; ask again)
+    ///
+    /// A shard still served here ([`ShardStatus::Handing`](super::ShardStatus::Handing)) is
+    /// handed over first: the leader logs `StartHandOff`, and once that is applied sends the
+    /// first chunk to `requester` by itself ([`GroupRequest::SendChunk`]).
     pub fn fetch(
-        &self,
+        &mut self,
+        now: Instant,
+        requester: GroupId,
         shard: ShardId,
         num: u64,
         from: &ShardCursor,
@@ -367,12 +453,64 @@ impl<M: GroupMachine> GroupDriver<M> {
             return None;
         }
         let budget = max_bytes.min(self.config.handover_chunk_bytes);
-        Some(self.state().offer(shard, num)?.chunk(from, budget))
+        if let Some(state) = self.state().offer(shard, num) {
+            return Some(state.chunk(from, budget));
+        }
+        let handing = self.state().config.num == num
+            && self
+                .state()
+                .shards
+                .get(&shard)
+                .is_some_and(|s| matches!(s.status, super::ShardStatus::Handing { .. }));
+        let recent = self
+            .handoffs
+            .get(&shard)
+            .is_some_and(|h| now.saturating_since(h.2) < self.config.poll_interval);
+        if handing && self.is_leader() && !recent {
+            let command = GroupCommand::StartHandOff { shard, num };
+            if self.propose_own(now, &command) {
+                self.handoffs.insert(shard, (requester, budget, now));
+            }
+        }
+        None
+    }
+
+    /// Sends the first chunk of every shard whose hand-over just started
+    fn send_first_chunks(&mut self) {
+        if self.handoffs.is_empty() || !self.is_leader() {
+            return;
+        }
+        let state: &GroupState = self.replica.state().borrow();
+        let num = state.config.num;
+        let mut sent = Vec::new();
+        for (&shard, &(requester, budget, _)) in &self.handoffs {
+            let Some(offered) = state.offer(shard, num) else {
+                continue;
+            };
+            let replicas = state
+                .config
+                .groups
+                .get(&requester)
+                .cloned()
+                .unwrap_or_default();
+            self.requests.push_back(GroupRequest::SendChunk {
+                to: requester,
+                replicas,
+                shard,
+                num,
+                chunk: offered.chunk(&ShardCursor::START, budget),
+            });
+            sent.push(shard);
+        }
+        for shard in sent {
+            self.handoffs.remove(&shard);
+        }
     }
 
     /// The previous owner answered with a chunk of `shard` (gained in configuration `num`):
     /// logged if it is the one the pull pipeline waits for, and the next one asked for at once
     pub fn handle_fetched(&mut self, now: Instant, shard: ShardId, num: u64, chunk: ShardChunk) {
+        self.now = self.now.max(now);
         if !self.is_leader() || self.restoring() || self.state().config.num != num {
             return;
         }
@@ -423,6 +561,7 @@ impl<M: GroupMachine> GroupDriver<M> {
     /// asked for, another group's request for a shard, or the answer to its own; returns the
     /// answer to send back to the sender, if any (other messages are ignored)
     pub fn handle_app(&mut self, now: Instant, message: AppMessage) -> Option<AppMessage> {
+        self.now = self.now.max(now);
         let gid = self.state().gid;
         match message {
             AppMessage::Config {
@@ -437,7 +576,7 @@ impl<M: GroupMachine> GroupDriver<M> {
                 max_bytes,
                 ..
             } => {
-                let chunk = self.fetch(shard, num, &from, max_bytes as usize)?;
+                let chunk = self.fetch(now, requester, shard, num, &from, max_bytes as usize)?;
                 return Some(AppMessage::Fetched {
                     gid: requester,
                     by: gid,
@@ -449,6 +588,31 @@ impl<M: GroupMachine> GroupDriver<M> {
             AppMessage::Fetched {
                 shard, num, chunk, ..
             } => self.handle_fetched(now, shard, num, chunk),
+            AppMessage::FetchKeys {
+                requester,
+                shard,
+                num,
+                keys,
+                ..
+            } => {
+                if self.restoring() {
+                    return None;
+                }
+                let entries = self.state().offer_keys(shard, num, &keys)?;
+                return Some(AppMessage::KeysFetched {
+                    gid: requester,
+                    by: gid,
+                    shard,
+                    num,
+                    entries,
+                });
+            }
+            AppMessage::KeysFetched {
+                shard,
+                num,
+                entries,
+                ..
+            } => self.handle_keys_fetched(now, shard, num, entries),
             AppMessage::Delete {
                 requester,
                 shard,
@@ -509,6 +673,11 @@ impl<M: GroupMachine> GroupDriver<M> {
             if self.reads[i].index.is_some_and(|index| index <= applied) {
                 let r = self.reads.swap_remove(i);
                 let outcome = self.read_now(&r.op);
+                if matches!(outcome, Err(GroupError::ShardMoving { .. }))
+                    && self.park(r.token, r.op.clone(), None)
+                {
+                    continue;
+                }
                 self.replies.push_back(ClientReply {
                     token: r.token,
                     outcome,
@@ -517,6 +686,8 @@ impl<M: GroupMachine> GroupDriver<M> {
                 i += 1;
             }
         }
+        self.unpark();
+        self.send_first_chunks();
         // A chunk applied: ask for the next one at once rather than at the next poll; and once
         // every shard settled, for the next configuration (a staged change follows at once).
         if self.is_leader() {
@@ -532,7 +703,7 @@ impl<M: GroupMachine> GroupDriver<M> {
     }
 
     /// Serves a read from the applied state, re-checking that the shard is still served here
-    fn read_now(&self, op: &KvOp) -> ClientOutcome {
+    pub(super) fn read_now(&self, op: &KvOp) -> ClientOutcome {
         let state = self.state();
         let shard = state.check_op(op)?;
         let kv = state.shards.get(&shard).map(|s| &s.state.kv);

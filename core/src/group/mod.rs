@@ -5,11 +5,12 @@
 //!
 //! 1. Every group moves to configuration N+1 only once all its shards have settled.
 //! 2. In N+1, a shard a group gains is `Pulling` from its previous owner; a shard it loses is
-//!    `Offering`, kept but no longer served.
-//! 3. The new owner asks the previous owner for the shard as of N+1; the previous owner answers
-//!    only once it is in N+1 itself (so it has stopped serving the shard) with the data and the
-//!    session table, in bounded chunks read from a cursor. The new owner logs each chunk
-//!    (`InstallChunk`) and serves the shard once the last one is in.
+//!    `Handing`: still served, since the new owner may not have reached N+1 yet.
+//! 3. The new owner asks the previous owner for the shard as of N+1. The previous owner, once
+//!    in N+1 itself, logs `StartHandOff` (from there the shard is `Offering`: kept, no longer
+//!    served) and answers with the data and the session table, in bounded chunks read from a
+//!    cursor. The new owner logs each chunk (`InstallChunk`) and serves each key once it has
+//!    arrived (see `arrival`), the whole shard once the last chunk is in.
 //! 4. The new owner then has the previous owner log `DeleteShard`, and once that is confirmed
 //!    logs `DeleteConfirmed`; only then is the shard settled on both sides.
 //!
@@ -29,9 +30,10 @@
 //!     g.apply(&GroupCommand::Reconfigure(c1.clone()));
 //!     g.apply(&GroupCommand::Reconfigure(c2.clone()));
 //! }
-//! // Group 2 gained shards 2 and 3 and pulls them from group 1, which offers them.
+//! // Group 2 gained shards 2 and 3 and pulls them from group 1, which hands them over.
 //! for (shard, from) in g2.pulls() {
 //!     assert_eq!(from, 1);
+//!     g1.apply(&GroupCommand::StartHandOff { shard, num: c2.num });
 //!     let mut cursor = Some(ShardCursor::START);
 //!     while let Some(from) = cursor {
 //!         let chunk = g1.offer(shard, c2.num).unwrap().chunk(&from, 64 * 1024);
@@ -45,7 +47,9 @@
 //! assert!(g1.settled() && g2.settled());
 //! ```
 
+mod ahead;
 mod app;
+mod arrival;
 mod driver;
 mod pull;
 mod snapshot;

@@ -15,6 +15,7 @@ use super::state::{GroupState, ShardStatus};
 use crate::controller::{GroupId, ShardId};
 use crate::raft::Term;
 use crate::shard::ShardCursor;
+use crate::time::Instant;
 
 /// Polls in a row without the applied cursor moving after which a pipeline starts over
 const STALLED_POLLS: u32 = 2;
@@ -53,6 +54,29 @@ impl Pipe {
 #[derive(Debug, Default)]
 pub(crate) struct Pulls {
     pipes: BTreeMap<ShardId, Pipe>,
+    /// Bytes that may still be asked for under the rate limit, and when they were counted
+    allowance: u64,
+    counted_at: Option<Instant>,
+    /// When the rate allows the chunk a pipeline waits for (`None`: none waits for the rate)
+    due: Option<Instant>,
+}
+
+/// A hand-over rate: `bytes_per_sec` (0: unlimited), in chunks of `chunk_bytes`, with up to
+/// `window` chunks per shard logged and not applied
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pace {
+    pub(crate) now: Instant,
+    pub(crate) window: usize,
+    pub(crate) chunk_bytes: usize,
+    pub(crate) bytes_per_sec: u64,
+}
+
+impl Pace {
+    /// The most bytes ever saved up: one chunk per shard window, so a pause is not followed by
+    /// a burst
+    fn burst(&self) -> u64 {
+        (self.chunk_bytes as u64).saturating_mul(self.window.max(1) as u64)
+    }
 }
 
 impl Pulls {
@@ -61,14 +85,30 @@ impl Pulls {
         self.pipes.clear();
     }
 
-    /// The chunks to ask for now, as (shard, previous owner, cursor), with at most `window`
-    /// chunks logged and not applied per shard
+    /// Counts what the rate allows since the last call
+    fn refill(&mut self, pace: &Pace) {
+        if pace.bytes_per_sec == 0 {
+            return;
+        }
+        let since = self
+            .counted_at
+            .map_or(0, |at| pace.now.saturating_since(at).as_micros());
+        self.counted_at = Some(pace.now);
+        let earned = u128::from(since) * u128::from(pace.bytes_per_sec) / 1_000_000;
+        self.allowance = (u128::from(self.allowance) + earned).min(u128::from(pace.burst())) as u64;
+    }
+
+    /// The chunks to ask for now, as (shard, previous owner, cursor), with at most
+    /// `pace.window` chunks logged and not applied per shard, and within the rate
     pub(crate) fn wanted(
         &mut self,
         state: &GroupState,
         term: Term,
-        window: usize,
+        pace: Pace,
     ) -> Vec<(ShardId, GroupId, ShardCursor)> {
+        self.refill(&pace);
+        self.due = None;
+        let window = pace.window;
         self.pipes.retain(|shard, _| {
             state
                 .shards
@@ -94,6 +134,20 @@ impl Pulls {
                 *pipe = Pipe::new(applied, term);
             }
             if !pipe.done && !pipe.asked && pipe.logged.len() < window.max(1) {
+                // Under a rate, every chunk waits its turn, whole: the allowance must cover it.
+                let chunk = pace.chunk_bytes as u64;
+                if pace.bytes_per_sec > 0 && self.allowance < chunk {
+                    let missing = chunk - self.allowance;
+                    let wait = missing
+                        .saturating_mul(1_000_000)
+                        .checked_div(pace.bytes_per_sec)
+                        .unwrap_or(0);
+                    self.due = Some(pace.now + crate::time::Duration::from_micros(wait + 1));
+                    continue;
+                }
+                if pace.bytes_per_sec > 0 {
+                    self.allowance -= chunk;
+                }
                 pipe.asked = true;
                 wanted.push((shard, from, pipe.tail.clone()));
             }
@@ -113,6 +167,11 @@ impl Pulls {
         self.pipes.get(&shard).is_some_and(|p| {
             p.term == term && !p.done && p.tail == *from && p.logged.len() < window.max(1)
         })
+    }
+
+    /// When a pipeline waiting for the rate may ask for its chunk
+    pub(crate) fn due(&self) -> Option<Instant> {
+        self.due
     }
 
     /// The chunk from `from` to `next` (`None`: the last) was logged
@@ -189,6 +248,36 @@ mod tests {
         g
     }
 
+    fn pace(window: usize) -> Pace {
+        Pace {
+            now: Instant::ZERO,
+            window,
+            chunk_bytes: 100,
+            bytes_per_sec: 0,
+        }
+    }
+
+    #[test]
+    fn a_rate_spaces_the_chunks_asked_for() {
+        let g = pulling();
+        let mut p = Pulls::default();
+        let at = |ms: u64| Pace {
+            now: Instant::ZERO + crate::time::Duration::from_millis(ms),
+            window: 4,
+            chunk_bytes: 1000,
+            bytes_per_sec: 10_000,
+        };
+        assert!(p.wanted(&g, 1, at(0)).is_empty(), "nothing saved up yet");
+        assert!(
+            p.wanted(&g, 1, at(50)).is_empty(),
+            "500 bytes: half a chunk"
+        );
+        assert_eq!(p.wanted(&g, 1, at(100)).len(), 1, "one chunk after 100 ms");
+        p.logged(0, ShardCursor::START, Some(data("a")));
+        assert!(p.wanted(&g, 1, at(150)).is_empty());
+        assert_eq!(p.wanted(&g, 1, at(250)).len(), 1);
+    }
+
     fn data(key: &str) -> ShardCursor {
         ShardCursor::Data(Some(key.as_bytes().to_vec()))
     }
@@ -197,38 +286,44 @@ mod tests {
     fn a_pipeline_asks_ahead_within_its_window_and_logs_only_its_tail() {
         let g = pulling();
         let mut p = Pulls::default();
-        assert_eq!(p.wanted(&g, 1, 2), vec![(0, 1, ShardCursor::START)]);
-        assert!(p.wanted(&g, 1, 2).is_empty(), "asked already");
+        assert_eq!(p.wanted(&g, 1, pace(2)), vec![(0, 1, ShardCursor::START)]);
+        assert!(p.wanted(&g, 1, pace(2)).is_empty(), "asked already");
         assert!(!p.accepts(0, &data("a"), 1, 2), "not the tail");
         assert!(p.accepts(0, &ShardCursor::START, 1, 2));
         p.logged(0, ShardCursor::START, Some(data("a")));
         // The next chunk is asked for before the first one is applied.
-        assert_eq!(p.wanted(&g, 1, 2), vec![(0, 1, data("a"))]);
+        assert_eq!(p.wanted(&g, 1, pace(2)), vec![(0, 1, data("a"))]);
         assert!(
             !p.accepts(0, &ShardCursor::START, 1, 2),
             "a repeat is not logged"
         );
         p.logged(0, data("a"), Some(data("b")));
-        assert!(p.wanted(&g, 1, 2).is_empty(), "the window of 2 is full");
+        assert!(
+            p.wanted(&g, 1, pace(2)).is_empty(),
+            "the window of 2 is full"
+        );
         assert!(!p.accepts(0, &data("b"), 1, 2));
         // A new term starts over from the applied cursor.
-        assert_eq!(p.wanted(&g, 2, 2), vec![(0, 1, ShardCursor::START)]);
+        assert_eq!(p.wanted(&g, 2, pace(2)), vec![(0, 1, ShardCursor::START)]);
     }
 
     #[test]
     fn a_stalled_pipeline_starts_over_from_the_applied_cursor() {
         let g = pulling();
         let mut p = Pulls::default();
-        p.wanted(&g, 1, 4);
+        p.wanted(&g, 1, pace(4));
         p.logged(0, ShardCursor::START, Some(data("x")));
-        p.wanted(&g, 1, 4);
+        p.wanted(&g, 1, pace(4));
         p.poll(&g);
         // A poll re-asks the outstanding request (its answer may be lost).
-        assert_eq!(p.wanted(&g, 1, 4), vec![(0, 1, data("x"))]);
+        assert_eq!(p.wanted(&g, 1, pace(4)), vec![(0, 1, data("x"))]);
         p.poll(&g);
         // Nothing applied for two polls: the logged chunk was lost; ask from the start again.
-        assert_eq!(p.wanted(&g, 1, 4), vec![(0, 1, ShardCursor::START)]);
+        assert_eq!(p.wanted(&g, 1, pace(4)), vec![(0, 1, ShardCursor::START)]);
         p.logged(0, ShardCursor::START, None);
-        assert!(p.wanted(&g, 1, 4).is_empty(), "the last chunk is logged");
+        assert!(
+            p.wanted(&g, 1, pace(4)).is_empty(),
+            "the last chunk is logged"
+        );
     }
 }

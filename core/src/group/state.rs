@@ -5,18 +5,19 @@
 //! same state. The group moves through configurations one at a time, and only once every shard
 //! has settled. A shard it gains becomes [`ShardStatus::Pulling`] until the data arrives from
 //! its previous owner (fenced by the configuration number); a shard it loses becomes
-//! [`ShardStatus::Offering`] and is kept, not served, until the new owner confirms it has it.
+//! [`ShardStatus::Handing`], still served until the new owner starts pulling it, then
+//! [`ShardStatus::Offering`], kept but not served until the new owner confirms it has it.
 //! Keys are served only from shards the group owns in its current configuration and holds.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
 use crate::controller::{Configuration, GroupId, ShardId, UNASSIGNED};
 use crate::shard::{
-    ClientRequest, KvError, KvOp, KvResult, ShardChunk, ShardCursor, ShardHeader, ShardLimits,
-    ShardState, ShardStore, key_shard,
+    Bytes, ClientRequest, KvError, KvOp, KvResult, ShardChunk, ShardCursor, ShardHeader,
+    ShardLimits, ShardState, ShardStore, key_shard,
 };
 
 /// Where one shard held by this group stands
@@ -39,6 +40,13 @@ pub enum ShardStatus {
         /// The new owner
         to: GroupId,
     },
+    /// No longer owned in the configuration, but still served here until the new owner
+    /// starts pulling it (it may still be catching up with the configuration before); then
+    /// [`ShardStatus::Offering`]
+    Handing {
+        /// The new owner
+        to: GroupId,
+    },
 }
 
 /// How far the pull of a shard has come (for a [`ShardStatus::Pulling`] shard)
@@ -52,6 +60,9 @@ pub struct PullProgress {
     pub bytes: u64,
     /// What the previous owner holds in all, once its first chunk arrived
     pub total: Option<ShardHeader>,
+    /// Keys beyond `next` that arrived ahead of their chunk, asked for by clients (see
+    /// `arrival`): served already, and skipped when their chunk comes
+    pub ahead: BTreeSet<Bytes>,
 }
 
 impl Default for PullProgress {
@@ -61,6 +72,7 @@ impl Default for PullProgress {
             keys: 0,
             bytes: 0,
             total: None,
+            ahead: BTreeSet::new(),
         }
     }
 }
@@ -117,6 +129,24 @@ pub enum GroupCommand {
         /// The configuration in which this group gained it
         num: u64,
     },
+    /// Keys of `shard` (being pulled, gained in configuration `num`) fetched from the
+    /// previous owner ahead of their chunk, with their values (`None`: absent there)
+    InstallKeys {
+        /// The shard
+        shard: ShardId,
+        /// The configuration in which this group gained it
+        num: u64,
+        /// The keys and their values at the previous owner
+        entries: Vec<(Bytes, Option<Bytes>)>,
+    },
+    /// The new owner of `shard` (gained in configuration `num`) started pulling it: stop
+    /// serving it, and hand it over as it is from here on
+    StartHandOff {
+        /// The shard
+        shard: ShardId,
+        /// The configuration in which the new owner gained it
+        num: u64,
+    },
 }
 
 /// Why a group refused a client's request
@@ -138,6 +168,15 @@ pub enum GroupError {
     /// This replica could not finish the request (leadership changed, or its answer was lost):
     /// it may or may not have been applied; retry, on the leader, with the same sequence number
     Retry,
+    /// The shard is this group's from configuration `config_num`, but its previous owner
+    /// `from` has not handed anything over yet: it may still be serving the shard in the
+    /// configuration before (a group that has not moved on); try it there, or here shortly
+    ShardPending {
+        /// This group's configuration number
+        config_num: u64,
+        /// The previous owner
+        from: GroupId,
+    },
 }
 
 /// The result of applying a [`GroupCommand::Client`]
@@ -232,39 +271,54 @@ impl GroupState {
 
     /// Whether `shard` is served here now
     pub fn serves(&self, shard: ShardId) -> bool {
-        self.config.owner(shard) == self.gid
-            && self.shards.get(&shard).is_some_and(|s| {
-                matches!(
-                    s.status,
-                    ShardStatus::Serving | ShardStatus::ServingUntilDeleted { .. }
-                )
-            })
+        self.shards.get(&shard).is_some_and(|s| match s.status {
+            ShardStatus::Serving | ShardStatus::ServingUntilDeleted { .. } => {
+                self.config.owner(shard) == self.gid
+            }
+            ShardStatus::Handing { .. } => true,
+            ShardStatus::Pulling { .. } | ShardStatus::Offering { .. } => false,
+        })
     }
 
-    /// Whether a read of `key` may be served here now (the check a linearizable read repeats
-    /// once the read index is applied)
+    /// Whether an operation on `key` may be served here now (the check a linearizable read
+    /// repeats once the read index is applied): its shard is served, or being pulled and the
+    /// key has arrived (see [`PullProgress::has_arrived`])
     pub fn check_key(&self, key: &[u8]) -> Result<ShardId, GroupError> {
-        let shard = key_shard(key, self.config.shards.len() as u32);
-        if self.serves(shard) {
-            return Ok(shard);
-        }
-        let config_num = self.config.num;
-        if self.config.owner(shard) == self.gid {
-            Err(GroupError::ShardMoving { config_num })
-        } else {
-            Err(GroupError::WrongGroup { config_num })
-        }
+        self.check_keys(&[key])
     }
 
     /// The shard of every key `op` touches, if this group serves it; several keys must all
     /// be in one shard
     pub fn check_op(&self, op: &KvOp) -> Result<ShardId, GroupError> {
-        let shard = self.check_key(op.key())?;
+        self.check_keys(&op.keys())
+    }
+
+    fn check_keys(&self, keys: &[&[u8]]) -> Result<ShardId, GroupError> {
         let shards = self.config.shards.len() as u32;
-        if op.keys().iter().any(|k| key_shard(k, shards) != shard) {
+        let shard = key_shard(keys.first().copied().unwrap_or_default(), shards);
+        let config_num = self.config.num;
+        let handing = self
+            .shards
+            .get(&shard)
+            .is_some_and(|s| matches!(s.status, ShardStatus::Handing { .. }));
+        if self.config.owner(shard) != self.gid && !handing {
+            return Err(GroupError::WrongGroup { config_num });
+        }
+        if keys.iter().any(|k| key_shard(k, shards) != shard) {
             return Err(GroupError::Kv(KvError::CrossShard));
         }
-        Ok(shard)
+        if self.serves(shard) || self.arrived(shard, keys) {
+            return Ok(shard);
+        }
+        match self.shards.get(&shard) {
+            Some(slot) if matches!(slot.pull.next, ShardCursor::Sessions(_)) => {
+                if let ShardStatus::Pulling { from } = slot.status {
+                    return Err(GroupError::ShardPending { config_num, from });
+                }
+                Err(GroupError::ShardMoving { config_num })
+            }
+            _ => Err(GroupError::ShardMoving { config_num }),
+        }
     }
 
     /// Applies one command from the log; client requests get their outcome
@@ -290,6 +344,23 @@ impl GroupState {
                 {
                     self.released.push(slot.state);
                 }
+                None
+            }
+            GroupCommand::StartHandOff { shard, num } => {
+                if *num == self.config.num
+                    && let Some(slot) = self.shards.get_mut(shard)
+                    && let ShardStatus::Handing { to } = slot.status
+                {
+                    slot.status = ShardStatus::Offering { to };
+                }
+                None
+            }
+            GroupCommand::InstallKeys {
+                shard,
+                num,
+                entries,
+            } => {
+                self.install_keys(*shard, *num, entries);
                 None
             }
             GroupCommand::DeleteConfirmed { shard, num } => {
@@ -321,9 +392,12 @@ impl GroupState {
                 slot.pull.total = chunk.header;
             }
             let next = chunk.next.clone();
-            slot.state.apply_chunk(chunk);
+            slot.state.apply_chunk_except(chunk, &slot.pull.ahead);
             match next {
-                Some(next) => slot.pull.next = next,
+                Some(next) => {
+                    slot.pull.next = next;
+                    slot.pull.forget_covered();
+                }
                 None => {
                     slot.status = ShardStatus::ServingUntilDeleted { from };
                     slot.pull = PullProgress::default();
@@ -372,7 +446,7 @@ impl GroupState {
             } else if was == self.gid
                 && let Some(slot) = self.shards.get_mut(&shard)
             {
-                slot.status = ShardStatus::Offering { to: now };
+                slot.status = ShardStatus::Handing { to: now };
             }
         }
         self.previous = core::mem::replace(&mut self.config, next.clone());
@@ -401,7 +475,8 @@ impl GroupState {
     }
 
     /// The previous owner's side of a pull: the shard's data if this group has moved to
-    /// configuration `num` and offers it; `None` means "not yet" (or "already handed over")
+    /// configuration `num` and offers it (stopped serving it: see
+    /// [`GroupCommand::StartHandOff`]); `None` means "not yet" (or "already handed over")
     pub fn offer(&self, shard: ShardId, num: u64) -> Option<&ShardState> {
         if self.config.num != num {
             return None;
@@ -415,10 +490,12 @@ impl GroupState {
     pub fn deleted(&self, shard: ShardId, num: u64) -> bool {
         self.config.num > num
             || (self.config.num == num
-                && !self
-                    .shards
-                    .get(&shard)
-                    .is_some_and(|s| matches!(s.status, ShardStatus::Offering { .. })))
+                && !self.shards.get(&shard).is_some_and(|s| {
+                    matches!(
+                        s.status,
+                        ShardStatus::Offering { .. } | ShardStatus::Handing { .. }
+                    )
+                }))
     }
 
     /// Bytes of keys and values held, over every shard (including shards offered away)
@@ -452,7 +529,7 @@ impl GroupState {
                     bytes: slot.pull.bytes,
                     total: slot.pull.total.map(|t| (t.keys, t.bytes)),
                 }),
-                ShardStatus::Offering { to } => Some(Handover {
+                ShardStatus::Offering { to } | ShardStatus::Handing { to } => Some(Handover {
                     shard,
                     direction: HandoverDirection::Out { to },
                     keys: slot.state.kv.len(),

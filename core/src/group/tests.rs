@@ -6,7 +6,8 @@ use alloc::vec::Vec;
 use super::*;
 use crate::controller::{Configuration, ControllerCommand, ShardController};
 use crate::shard::{
-    ClientRequest, KvError, KvOp, KvResult, ShardCursor, ShardLimits, ShardState, key_shard,
+    ClientRequest, KvError, KvOp, KvResult, ShardCursor, ShardLimits, ShardState, ShardStore,
+    key_shard,
 };
 
 /// A key that lands in `shard` of 4
@@ -61,16 +62,26 @@ fn shards_move_with_their_sessions_and_are_served_only_where_they_belong() {
         "group 2 owns nothing in configuration 1"
     );
 
-    // Both move to configuration 2: shard 3 is offered by 1 and pulled by 2.
+    // Both move to configuration 2: shard 3 is handed over by 1 and pulled by 2. Group 1
+    // serves it until group 2 starts pulling (the retry is answered from the session).
     g1.apply(&GroupCommand::Reconfigure(c2.clone()));
     g2.apply(&GroupCommand::Reconfigure(c2.clone()));
+    assert_eq!(
+        g1.apply(&append(9, 1, &moving, "a")),
+        Some(Ok(KvResult::Length(1)))
+    );
+    assert!(g1.offer(3, 2).is_none(), "not handed over yet");
+    g1.apply(&GroupCommand::StartHandOff { shard: 3, num: 2 });
     assert_eq!(
         g1.apply(&append(9, 1, &moving, "a")),
         Some(Err(GroupError::WrongGroup { config_num: 2 }))
     );
     assert_eq!(
         g2.apply(&append(9, 1, &moving, "a")),
-        Some(Err(GroupError::ShardMoving { config_num: 2 }))
+        Some(Err(GroupError::ShardPending {
+            config_num: 2,
+            from: 1
+        }))
     );
     assert_eq!(
         g1.apply(&append(5, 1, &staying, "s")),
@@ -115,6 +126,7 @@ fn shards_move_with_their_sessions_and_are_served_only_where_they_belong() {
     );
 
     // Shard 2 moves too.
+    g1.apply(&GroupCommand::StartHandOff { shard: 2, num: 2 });
     assert_eq!(g2.pulls(), vec![(2, 1)]);
     let other = g1
         .offer(2, 2)
@@ -226,6 +238,7 @@ fn a_shard_moves_in_chunks_only_in_order_and_is_served_only_once_complete() {
     }
     g1.apply(&GroupCommand::Reconfigure(c2.clone()));
     g2.apply(&GroupCommand::Reconfigure(c2.clone()));
+    g1.apply(&GroupCommand::StartHandOff { shard: 3, num: 2 });
     let offered = g1.offer(3, 2).expect("offered").clone();
     let mut cursor = Some(ShardCursor::START);
     let mut chunks = Vec::new();
@@ -274,5 +287,94 @@ fn a_shard_moves_in_chunks_only_in_order_and_is_served_only_once_complete() {
         g2.apply(&append(10, 67, &keys[198], "again")),
         Some(Ok(KvResult::Length(10))),
         "a retry is answered from the session that moved with the shard"
+    );
+}
+
+#[test]
+fn a_shard_being_pulled_serves_the_keys_that_arrived_and_keys_fetched_ahead() {
+    let (c1, c2) = configs();
+    let limits = ShardLimits::default();
+    let (mut g1, mut g2) = (GroupState::new(1, 4, limits), GroupState::new(2, 4, limits));
+    g1.apply(&GroupCommand::Reconfigure(c1.clone()));
+    g2.apply(&GroupCommand::Reconfigure(c1.clone()));
+    let mut keys: Vec<Vec<u8>> = (0..)
+        .map(|i| alloc::format!("p{i:03}").into_bytes())
+        .filter(|k| key_shard(k, 4) == 3)
+        .take(60)
+        .collect();
+    keys.sort();
+    for (i, key) in keys.iter().enumerate() {
+        g1.apply(&append(7, 1 + i as u64, key, "old"));
+    }
+    g1.apply(&GroupCommand::Reconfigure(c2.clone()));
+    g2.apply(&GroupCommand::Reconfigure(c2.clone()));
+    g1.apply(&GroupCommand::StartHandOff { shard: 3, num: 2 });
+    let offered = g1.offer(3, 2).unwrap().clone();
+    let get = |k: &[u8]| KvOp::Get { key: k.to_vec() };
+    assert_eq!(
+        g2.check_op(&get(&keys[0])),
+        Err(GroupError::ShardPending {
+            config_num: 2,
+            from: 1
+        }),
+        "nothing handed over yet: the previous owner may still serve it"
+    );
+    // The first chunk: the sessions and the first keys.
+    let first = offered.chunk(&ShardCursor::START, 300);
+    let next = first.next.clone().unwrap();
+    g2.apply(&GroupCommand::InstallChunk {
+        shard: 3,
+        num: 2,
+        chunk: first,
+    });
+    let (early, late) = (&keys[0], &keys[50]);
+    assert_eq!(g2.check_op(&get(early)), Ok(3), "an arrived key is served");
+    assert!(
+        g2.check_op(&get(late)).is_err(),
+        "a key beyond the cursor waits"
+    );
+    assert_eq!(g2.keys_to_fetch(&get(late)), (3, vec![late.clone()]));
+    assert_eq!(g2.keys_to_fetch(&get(early)), (3, vec![]));
+    // Writes to arrived keys are applied at once, with the sessions that came first.
+    assert_eq!(
+        g2.apply(&append(7, 100, early, "+new")),
+        Some(Ok(KvResult::Length(7)))
+    );
+    // A late key fetched ahead is served, written, and left alone by its chunk.
+    let entries = g1
+        .offer_keys(3, 2, &[late.clone(), b"absent".to_vec()])
+        .unwrap();
+    g2.apply(&GroupCommand::InstallKeys {
+        shard: 3,
+        num: 2,
+        entries,
+    });
+    assert_eq!(g2.check_op(&get(late)), Ok(3));
+    assert_eq!(
+        g2.apply(&append(7, 101, late, "+new")),
+        Some(Ok(KvResult::Length(7)))
+    );
+    let mut cursor = Some(next);
+    while let Some(from) = cursor {
+        let chunk = offered.chunk(&from, 300);
+        cursor = chunk.next.clone();
+        g2.apply(&GroupCommand::InstallChunk {
+            shard: 3,
+            num: 2,
+            chunk,
+        });
+    }
+    assert!(g2.serves(3));
+    let read = |g: &GroupState, k: &[u8]| g.shards[&3].state.kv.get(k).map(<[u8]>::to_vec);
+    assert_eq!(
+        read(&g2, late),
+        Some(b"old+new".to_vec()),
+        "the chunk kept the newer value"
+    );
+    assert_eq!(read(&g2, early), Some(b"old+new".to_vec()));
+    assert_eq!(read(&g2, &keys[30]), Some(b"old".to_vec()));
+    assert!(
+        g2.shards[&3].pull.ahead.is_empty(),
+        "nothing is kept once complete"
     );
 }

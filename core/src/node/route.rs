@@ -63,6 +63,8 @@ impl<M: HostMachines> Host<M> {
             AppMessage::Config { .. }
             | AppMessage::Fetch { .. }
             | AppMessage::Fetched { .. }
+            | AppMessage::FetchKeys { .. }
+            | AppMessage::KeysFetched { .. }
             | AppMessage::Delete { .. }
             | AppMessage::Deleted { .. } => {
                 if let Some(by) = message.answered_by() {

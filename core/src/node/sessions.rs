@@ -234,8 +234,15 @@ impl<M: HostMachines> Host<M> {
                     );
                 }
             }
-            ClerkAction::QueryConfig => {
-                let local = self.local_config().cloned();
+            ClerkAction::QueryConfig { num } => {
+                let local = match num {
+                    None => self.local_config().cloned(),
+                    Some(n) => self
+                        .replicas
+                        .get(&CONTROLLER_GROUP)
+                        .and_then(HostedReplica::controller)
+                        .and_then(|c| c.config(n).cloned()),
+                };
                 match local {
                     Some(config) if !config.groups.is_empty() => {
                         let step = match self.sessions.sessions.get_mut(&session) {
@@ -248,7 +255,7 @@ impl<M: HostMachines> Host<M> {
                         // A new cluster: no group has joined yet. Ask again shortly.
                         let at = now + self.config.bootstrap_interval;
                         if let Some(s) = self.sessions.sessions.get_mut(&session) {
-                            s.waiting = Waiting::Delayed(ClerkAction::QueryConfig);
+                            s.waiting = Waiting::Delayed(ClerkAction::QueryConfig { num });
                             s.deadline = at;
                         }
                     }
@@ -262,10 +269,7 @@ impl<M: HostMachines> Host<M> {
                             s.waiting = Waiting::Config;
                             s.deadline = attempt_deadline;
                         }
-                        let query = AppMessage::Query {
-                            num: None,
-                            for_gid: None,
-                        };
+                        let query = AppMessage::Query { num, for_gid: None };
                         self.send_app(to, query);
                     }
                 }
@@ -302,7 +306,10 @@ impl<M: HostMachines> Host<M> {
         }
         let again = matches!(
             outcome,
-            Err(GroupError::Retry | GroupError::ShardMoving { .. } | GroupError::WrongGroup { .. })
+            Err(GroupError::Retry
+                | GroupError::ShardMoving { .. }
+                | GroupError::ShardPending { .. }
+                | GroupError::WrongGroup { .. })
         );
         let step = s.clerk.handle_reply(outcome);
         match step {

@@ -31,6 +31,7 @@
 //! assert_eq!(chunks, 10, "1 KiB chunks of 10 keys each");
 //! ```
 
+use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
@@ -156,6 +157,15 @@ impl ShardState {
             chunk.entries.push((key.to_vec(), value.to_vec()));
         }
         chunk
+    }
+
+    /// [`apply_chunk`](Self::apply_chunk), leaving the keys in `skip` as they are (keys that
+    /// arrived, and may have been written, ahead of their chunk)
+    pub fn apply_chunk_except(&mut self, mut chunk: ShardChunk, skip: &BTreeSet<Bytes>) {
+        if !skip.is_empty() {
+            chunk.entries.retain(|(k, _)| !skip.contains(k));
+        }
+        self.apply_chunk(chunk);
     }
 
     /// Adds a chunk read by [`chunk`](Self::chunk) to this copy (the caller feeds chunks in

@@ -558,6 +558,15 @@ fn app_kind(message: &shale_core::group::AppMessage) -> String {
         A::Deleted {
             gid, shard, num, ..
         } => format!("deleted g{gid} s{shard} c{num}"),
+        A::FetchKeys {
+            gid, shard, keys, ..
+        } => format!("fetch {} keys g{gid} s{shard}", keys.len()),
+        A::KeysFetched {
+            gid,
+            shard,
+            entries,
+            ..
+        } => format!("fetched {} keys g{gid} s{shard}", entries.len()),
         A::Admin { token, .. } => format!("admin #{token}"),
         A::AdminReply { token, result } => format!("admin reply #{token} {}", result.is_some()),
     }

@@ -166,12 +166,12 @@ impl KvClient {
             && now >= *deadline
         {
             self.next = match waiting {
-                Waiting::Config => Some(ClerkAction::QueryConfig),
+                Waiting::Config => Some(ClerkAction::QueryConfig { num: None }),
                 // A whole group's worth of silence: the group may be gone from the
                 // configuration the clerk routes by, so ask for the latest first.
                 Waiting::Reply(_) if self.silent >= SILENT_ROUND => {
                     self.silent = 0;
-                    Some(ClerkAction::QueryConfig)
+                    Some(ClerkAction::QueryConfig { num: None })
                 }
                 Waiting::Reply(_) => {
                     self.silent += 1;
@@ -210,16 +210,13 @@ impl KvClient {
                 sim.send_app(self.addr, node, &message);
                 self.waiting = Some((Waiting::Reply(token), deadline));
             }
-            ClerkAction::QueryConfig => {
+            ClerkAction::QueryConfig { num } => {
                 let Some(voters) = sim.group(CONTROLLER).map(|g| g.voters.clone()) else {
                     return;
                 };
                 self.controller_turn += 1;
                 let to = voters[self.controller_turn % voters.len()];
-                let message = AppMessage::Query {
-                    num: None,
-                    for_gid: None,
-                };
+                let message = AppMessage::Query { num, for_gid: None };
                 sim.send_app(self.addr, to, &message);
                 self.waiting = Some((Waiting::Config, deadline));
             }

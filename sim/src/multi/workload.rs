@@ -50,6 +50,8 @@ pub struct KvWorkload {
     pub completed: u64,
     /// Operations given up (outcome unknown)
     pub unknown: u64,
+    /// The longest an operation took to complete, from its start (virtual time)
+    pub max_latency: Duration,
 }
 
 impl KvWorkload {
@@ -80,6 +82,7 @@ impl KvWorkload {
             think: Duration::from_millis(10),
             completed: 0,
             unknown: 0,
+            max_latency: Duration::ZERO,
         }
     }
 
@@ -100,6 +103,7 @@ impl KvWorkload {
                     };
                     self.recorder.complete(id, output, c.sim.now());
                     self.completed += 1;
+                    self.max_latency = self.max_latency.max(now.saturating_since(called));
                     user.op = None;
                     user.next_at = now + self.think;
                 } else if self.give_up.is_some_and(|g| now >= called + g) {
