@@ -150,8 +150,13 @@ impl RaftLog {
 
     /// Appends `entries` (contiguous, following an entry this log already matches), skipping
     /// those already present and truncating at the first conflict; never truncates an entry that
-    /// matches. Returns the index of the last entry of `entries` (the new match point).
-    pub(crate) fn append_after_match(&mut self, prev: Index, entries: Vec<Entry>) -> Index {
+    /// matches. Returns the index of the last entry of `entries` (the new match point) and the
+    /// first index whose entry changed (truncated or appended), if any did.
+    pub(crate) fn append_after_match(
+        &mut self,
+        prev: Index,
+        entries: Vec<Entry>,
+    ) -> (Index, Option<Index>) {
         let last_new = prev + entries.len() as Index;
         let mut iter = entries.into_iter().peekable();
         while let Some(e) = iter.peek() {
@@ -166,6 +171,7 @@ impl RaftLog {
                 None => break,
             }
         }
+        let first_changed = iter.peek().map(|e| e.index);
         for e in iter {
             debug_assert_eq!(e.index, self.last_index() + 1);
             if self.unwritten_from > e.index {
@@ -174,7 +180,7 @@ impl RaftLog {
             self.bytes += e.size_bytes();
             self.entries.push(e);
         }
-        last_new
+        (last_new, first_changed)
     }
 
     /// Drops every entry at or after `index`
@@ -259,11 +265,17 @@ mod tests {
         let mut log = log_of(&[1, 1, 2, 2]);
         assert!(!log.has_unwritten());
         // All match: nothing truncated, nothing unwritten.
-        assert_eq!(log.append_after_match(1, alloc::vec![e(1, 2), e(2, 3)]), 3);
+        assert_eq!(
+            log.append_after_match(1, alloc::vec![e(1, 2), e(2, 3)]),
+            (3, None)
+        );
         assert_eq!(log.last_index(), 4);
         assert!(!log.has_unwritten());
         // Conflict at 3: truncate there and append.
-        assert_eq!(log.append_after_match(2, alloc::vec![e(3, 3)]), 3);
+        assert_eq!(
+            log.append_after_match(2, alloc::vec![e(3, 3)]),
+            (3, Some(3))
+        );
         assert_eq!(log.last_log_id(), LogId::new(3, 3));
         assert_eq!(log.unwritten_from(), 3);
         assert_eq!(log.take_unwritten().len(), 1);

@@ -153,24 +153,24 @@ impl Raft {
         self.progress.sort_by_key(|(id, _)| *id);
     }
 
-    /// Follower: after an append, forgets configuration entries that were truncated and picks
-    /// up the ones appended
-    pub(super) fn sync_memberships_after_append(&mut self, appended: &[Entry]) {
-        let log = &self.log;
-        self.memberships
-            .entries
-            .retain(|(i, _)| log.get(*i).is_some_and(|e| e.kind == EntryKind::Membership));
-        for e in appended.iter().filter(|e| e.kind == EntryKind::Membership) {
-            let held = self.log.get(e.index).is_some_and(|h| h.term == e.term);
-            let known = self.memberships.entries.iter().any(|(i, _)| *i == e.index);
-            if held
-                && !known
-                && let Some(m) = decode_membership(e)
-            {
+    /// Follower: after an append changed the log from index `first_changed` on (truncating
+    /// what was there, if anything), forgets every configuration cached at or after it and
+    /// adopts those among `appended` (the append's configuration entries) that are now in the
+    /// log
+    ///
+    /// Everything in the log at or after `first_changed` came from this append, so the cache
+    /// is rebuilt exactly, even where a new configuration replaces another at the same index.
+    pub(super) fn sync_memberships_after_append(
+        &mut self,
+        first_changed: Index,
+        appended: &[Entry],
+    ) {
+        self.memberships.entries.retain(|(i, _)| *i < first_changed);
+        for e in appended.iter().filter(|e| e.index >= first_changed) {
+            if let Some(m) = decode_membership(e) {
                 self.memberships.entries.push((e.index, m));
             }
         }
-        self.memberships.entries.sort_by_key(|(i, _)| *i);
         self.adopt_latest_membership();
     }
 

@@ -42,9 +42,9 @@ impl Raft {
             .filter(|e| e.kind == EntryKind::Membership)
             .cloned()
             .collect();
-        let match_index = self.log.append_after_match(prev.index, entries);
-        if !configs.is_empty() || self.memberships.latest_index() > prev.index {
-            self.sync_memberships_after_append(&configs);
+        let (match_index, first_changed) = self.log.append_after_match(prev.index, entries);
+        if let Some(first_changed) = first_changed {
+            self.sync_memberships_after_append(first_changed, &configs);
         }
         let commit = commit.min(match_index);
         if commit > self.commit {
