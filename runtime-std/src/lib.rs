@@ -21,7 +21,15 @@
 //!   directory is fsync'd, every time it changes. A crash leaves the old or the new value.
 //! - **Entries**: appended to the last log segment; one `fdatasync` at the end of the write
 //!   (or of the whole batch). A full segment is fdatasync'd before the next is created, and
-//!   the directory is fsync'd after segments are created or deleted.
+//!   the directory is fsync'd after segments are created or deleted. A truncation (a new
+//!   leader's entries replacing ours) is fdatasync'd before anything is written in its
+//!   place, so a crash cannot keep new records followed by the old, longer file's.
+//! - **Sync markers**: each group commit after a segment's first begins with a small marker
+//!   record naming the offset up to which the segment was synced before it. A marker that
+//!   reached the disk proves that every record before that offset was synced and
+//!   acknowledged.
+//! - **Directories**: a group's directory (and any parent `Storage::open` creates) is made
+//!   durable by syncing its parent.
 //! - **Snapshots**: chunks are written into `snapshot.partial`; the installing chunk fsyncs
 //!   it (with its meta and checksums) and renames it over `snapshot`, then the directory is
 //!   fsync'd and the old log segments are deleted. [`Storage::save_snapshot`] writes a
@@ -31,15 +39,22 @@
 //! a prefix in the contract's order. On [`Storage::open`] a torn record at the end of the
 //! last segment is cut off, with the zeros the log writes ahead of its end
 //! ([`StorageConfig::preallocate_bytes`], so that an append's sync has no file size to
-//! commit); a full segment loses its zeros before the next one is created. A snapshot being received in chunks is not kept across a
-//! restart (`snapshot.partial` is deleted on open; the leader sends it again).
+//! commit); a full segment loses its zeros before the next one is created. A snapshot being
+//! received in chunks is not kept across a restart (`snapshot.partial` is deleted on open;
+//! the leader sends it again).
 //!
-//! Damage is reported, never repaired by guessing: a bad record anywhere but at the very end
-//! of the last segment, a missing segment, or a snapshot failing its checksum makes
-//! [`Storage::open`] fail with a [`StorageError`] naming the file and byte offset, and
-//! leaves the directory untouched. One limitation: after a power loss, a drive that wrote
-//! the pages of the last unsynced append out of order can leave garbage followed by good
-//! records; that is reported as damage too, not cut off.
+//! A bad record of the last segment is a torn append only if no sync marker after it (found
+//! by its magic even when the bad record's length is damaged) proves it synced, and it looks
+//! like one: incomplete, a header of zeros, followed by nothing but zeros, or holding a whole
+//! sector of zeros. Damage is reported, never repaired by guessing: any other bad record, a
+//! missing segment, or a snapshot failing its checksum makes [`Storage::open`] fail with a
+//! [`StorageError`] naming the file and byte offset, and leaves the directory untouched.
+//!
+//! Two limits remain, both about the last group commit, which no later marker vouches for:
+//! damage inside it that looks like a torn append (a sector of zeros) is cut off like one,
+//! even if the commit had been synced; and after a power loss, a drive that wrote its pages
+//! out of order can leave garbage followed by good records, which is reported as damage,
+//! not cut off. Telling those apart needs a second sync per commit.
 //!
 //! Durability relies on `fsync`/`fdatasync` doing their job: on macOS they do not flush the
 //! drive's cache, and directory fsync does not exist on Windows.

@@ -138,6 +138,12 @@ impl Client {
         let answer = self.conn.as_mut()?.call(&FrontRequest::Op(op.clone()));
         match answer {
             Ok(FrontResponse::Op(Ok(result))) => Some(result),
+            // No quorum answered in time (a leader was just killed, the machine is loaded):
+            // the outcome is unknown, as when the connection fails; try another node.
+            Ok(FrontResponse::Error(_)) => {
+                self.at += 1;
+                None
+            }
             Ok(other) => panic!("{op:?} answered {other:?}"),
             Err(_) => {
                 self.conn = None;

@@ -224,3 +224,95 @@ fn second_open_of_a_locked_directory_fails() {
     drop(storage);
     Storage::open(dir.path()).expect("open after the first is dropped");
 }
+
+/// One group commit of `entries` (their value lengths), from `first`, synced
+fn commit(storage: &mut Storage, first: u64, values: &[Vec<u8>]) {
+    let entries = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Entry {
+            term: 1,
+            index: first + i as u64,
+            kind: EntryKind::Command,
+            data: v.clone().into(),
+        })
+        .collect();
+    storage
+        .write(&Write {
+            id: first,
+            hard_state: (first == 1).then_some(HardState {
+                term: 1,
+                vote: Some(1),
+            }),
+            entries,
+            ..Write::default()
+        })
+        .expect("write");
+}
+
+/// A value holding a whole disk sector of zeros (any value with 1 KiB of zeros does), marked
+/// at both ends so a flipped byte is easy to place
+fn value_with_zeros() -> Vec<u8> {
+    let mut v = vec![0u8; 1536];
+    v[0] = 0xAB;
+    v[1535] = 0xCD;
+    v
+}
+
+/// Damage inside a record that a later group commit followed is corruption, even when the
+/// record holds a sector of zeros (which a torn append would also leave): the later commit was
+/// written only after this one was synced and acknowledged, so cutting here would lose
+/// acknowledged records
+#[test]
+fn damage_before_a_later_commit_is_an_error_even_with_a_zero_sector() {
+    let one_segment = StorageConfig::default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut storage, _) = Storage::open_with(dir.path(), one_segment.clone()).expect("open");
+    commit(
+        &mut storage,
+        1,
+        &[vec![1; 10], value_with_zeros(), vec![3; 10]],
+    );
+    commit(&mut storage, 4, &[vec![4; 10], vec![5; 10]]);
+    drop(storage);
+    let segment = segments(dir.path()).pop().expect("one segment");
+    let mut bytes = fs::read(&segment).expect("read");
+    let marker = bytes
+        .windows(2)
+        .position(|w| w == [0xAB, 0])
+        .expect("the value is in the segment");
+    bytes[marker] ^= 0x01;
+    fs::write(&segment, &bytes).expect("write");
+    let before = contents(dir.path());
+    match Storage::open_with(dir.path(), one_segment) {
+        Err(StorageError::Corrupt { path, .. }) => assert_eq!(path, segment),
+        Err(other) => panic!("expected corruption, got {other}"),
+        Ok((_, recovered)) => panic!(
+            "damage was cut as a torn tail: {} of 5 acknowledged entries recovered",
+            recovered.entries.len()
+        ),
+    }
+    assert_eq!(contents(dir.path()), before, "nothing changed on disk");
+}
+
+/// The same damage in the last group commit, with nothing after it, still reads as a torn
+/// append (a crash before its sync leaves exactly this), and is cut
+#[test]
+fn damage_in_the_last_commit_with_a_zero_sector_is_cut_as_torn() {
+    let one_segment = StorageConfig::default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut storage, _) = Storage::open_with(dir.path(), one_segment.clone()).expect("open");
+    commit(&mut storage, 1, &[vec![1; 10], vec![2; 10]]);
+    commit(&mut storage, 3, &[value_with_zeros(), vec![4; 10]]);
+    drop(storage);
+    let segment = segments(dir.path()).pop().expect("one segment");
+    let mut bytes = fs::read(&segment).expect("read");
+    let marker = bytes
+        .windows(2)
+        .position(|w| w == [0xAB, 0])
+        .expect("the value is in the segment");
+    bytes[marker] ^= 0x01;
+    fs::write(&segment, &bytes).expect("write");
+    let (_, recovered) = Storage::open_with(dir.path(), one_segment).expect("open");
+    assert_eq!(recovered.entries.len(), 2, "cut at the torn record");
+}

@@ -45,7 +45,10 @@ mod engine;
 mod release;
 mod wal;
 
-pub use boot::{BootError, Booted, GroupSpec, NodeConfig, RaftTuning, boot};
+pub use boot::{
+    BootError, Booted, DEFAULT_HANDOVER_BYTES_PER_SEC, DEFAULT_MAX_MOVES_PER_CONFIG, GroupSpec,
+    NodeConfig, RaftTuning, boot,
+};
 pub use client::{FrontClient, FrontRequest, FrontResponse, serve_clients};
 pub use driver::{GroupStatus, HandoverStatus, Node, NodeError, NodeHandle, NodeStatus};
 pub use engine::{Call, Deliver, Input, NodeEngine, OpResult, Reply};

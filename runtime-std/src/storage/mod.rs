@@ -64,9 +64,44 @@ impl Default for StorageConfig {
 
 /// Syncs a directory, making creations, renames and deletions in it durable
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    #[cfg(test)]
+    tests::journal(format!("sync dir {}", dir.display()));
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(StorageError::io(dir, "sync directory"))
+}
+
+/// Syncs a log segment's data (and its size)
+fn sync_file(file: &File, path: &Path) -> Result<(), StorageError> {
+    #[cfg(test)]
+    tests::journal(format!("sync {}", path.display()));
+    file.sync_data().map_err(StorageError::io(path, "sync"))
+}
+
+/// Creates `dir` and any missing parents, durably: each created directory's parent is
+/// synced, so a crash cannot lose the directory after files in it were synced
+pub fn create_dir_durably(dir: &Path) -> Result<(), StorageError> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(path) = at {
+        if path.as_os_str().is_empty() || path.exists() {
+            break;
+        }
+        missing.push(path);
+        at = path.parent();
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(StorageError::io(dir, "create directory"))?;
+    for created in missing.iter().rev() {
+        let parent = created
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        sync_dir(parent)?;
+    }
+    Ok(())
 }
 
 /// Replaces `dir/name` with `parts` concatenated: temp file, fsync, rename, directory fsync
@@ -112,6 +147,10 @@ pub struct Storage {
     current_file_len: u64,
     /// The last segment has writes not yet synced
     log_dirty: bool,
+    /// Bytes of the last segment's records known synced (see [`record::encode_marker`])
+    synced_len: u64,
+    /// The next append starts a group commit: it begins with a sync marker
+    marker_due: bool,
     /// Segments were created or deleted since the directory was last synced
     dir_dirty: bool,
 }
@@ -132,7 +171,7 @@ impl Storage {
         config: StorageConfig,
     ) -> Result<(Storage, Recovered), StorageError> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).map_err(StorageError::io(&dir, "create directory"))?;
+        create_dir_durably(&dir)?;
         let lock = DirLock::acquire(&dir)?;
         let hard_state = hard_state::read(&dir)?;
         let snapshot = snapshot::read_info(&dir)?;
@@ -254,6 +293,8 @@ impl Storage {
             current: None,
             current_file_len: 0,
             log_dirty: false,
+            synced_len: 0,
+            marker_due: false,
             dir_dirty: false,
         };
         storage.open_current()?;
@@ -381,8 +422,9 @@ impl Storage {
     fn sync(&mut self) -> Result<(), StorageError> {
         if self.log_dirty {
             if let (Some(file), Some(seg)) = (&self.current, self.segments.last()) {
-                file.sync_data()
-                    .map_err(StorageError::io(&seg.path, "sync"))?;
+                sync_file(file, &seg.path)?;
+                self.synced_len = seg.len;
+                self.marker_due = true;
             }
             self.log_dirty = false;
         }
@@ -393,6 +435,8 @@ impl Storage {
         Ok(())
     }
 
+    /// Opens the last segment for appends; its records are synced first (after a crash
+    /// they may be in the page cache only), so the next group commit's marker tells the truth
     fn open_current(&mut self) -> Result<(), StorageError> {
         if self.current.is_none()
             && let Some(seg) = self.segments.last()
@@ -404,9 +448,11 @@ impl Storage {
                 .map_err(StorageError::io(&seg.path, "open"))?;
             self.current_file_len = file
                 .metadata()
-                .map_err(StorageError::io(&seg.path, "open"))?
-                .len();
+                .and_then(|m| file.sync_data().map(|()| m.len()))
+                .map_err(StorageError::io(&seg.path, "open"))?;
             self.current = Some(file);
+            self.synced_len = seg.len;
+            self.marker_due = true;
         }
         Ok(())
     }
@@ -447,12 +493,18 @@ impl Storage {
         };
         if index <= seg.last() {
             let len = seg.offsets[(index - seg.first) as usize];
+            // Synced at once: new records written over the old ones' place must never reach
+            // the disk while the old size (and so older records after them) survives a crash.
+            #[cfg(test)]
+            tests::journal(format!("set_len {}", seg.path.display()));
             file.set_len(len)
                 .map_err(StorageError::io(&seg.path, "truncate"))?;
+            sync_file(file, &seg.path)?;
             seg.offsets.truncate((index - seg.first) as usize);
             seg.len = len;
             self.current_file_len = len;
-            self.log_dirty = true;
+            self.synced_len = len;
+            self.marker_due = true;
         }
         Ok(())
     }
@@ -471,6 +523,13 @@ impl Storage {
                 self.seal()?;
                 self.sync()?;
                 self.roll(entry.index)?;
+            }
+            if self.marker_due {
+                // A group commit after the segment's first proves the earlier ones synced.
+                if self.synced_len > 0 {
+                    record::encode_marker(self.synced_len, &mut buf);
+                }
+                self.marker_due = false;
             }
             if let Some(seg) = self.segments.last_mut() {
                 seg.offsets.push(seg.len + buf.len() as u64);
@@ -492,6 +551,8 @@ impl Storage {
         self.segments.push(seg);
         self.current = Some(file);
         self.current_file_len = 0;
+        self.synced_len = 0;
+        self.marker_due = false;
         self.dir_dirty = true;
         Ok(())
     }
@@ -518,6 +579,8 @@ impl Storage {
         let (Some(seg), Some(file)) = (self.segments.last_mut(), self.current.as_mut()) else {
             return Ok(());
         };
+        #[cfg(test)]
+        tests::journal(format!("write {}", seg.path.display()));
         file.seek(SeekFrom::Start(seg.len))
             .and_then(|_| file.write_all(buf))
             .map_err(StorageError::io(&seg.path, "append"))?;
@@ -555,5 +618,90 @@ impl Storage {
         }
         self.dir_dirty = true;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use shale_core::raft::{Entry, EntryKind, Write};
+
+    use super::{Storage, StorageConfig};
+
+    thread_local! {
+        static JOURNAL: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Notes a file-system call this thread made (tests read the order back)
+    pub(super) fn journal(event: String) {
+        JOURNAL.with(|j| j.borrow_mut().push(event));
+    }
+
+    fn take_journal() -> Vec<String> {
+        JOURNAL.with(|j| core::mem::take(&mut *j.borrow_mut()))
+    }
+
+    fn entries(term: u64, indexes: core::ops::RangeInclusive<u64>) -> Vec<Entry> {
+        indexes
+            .map(|index| Entry {
+                term,
+                index,
+                kind: EntryKind::Command,
+                data: vec![index as u8; 20].into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_group_directory_is_made_durable_in_its_parent() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("node-1").join("group-7");
+        take_journal();
+        let _storage = Storage::open_with(&dir, StorageConfig::default()).expect("open");
+        let events = take_journal();
+        for parent in [root.path().to_path_buf(), root.path().join("node-1")] {
+            let want = format!("sync dir {}", parent.display());
+            assert!(events.contains(&want), "{want:?} missing from {events:#?}");
+        }
+    }
+
+    /// A power cut could otherwise keep the old file size and the new records: new records
+    /// followed by older, truncated ones
+    #[test]
+    fn a_truncation_is_synced_before_records_are_written_in_its_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut storage, _) =
+            Storage::open_with(dir.path(), StorageConfig::default()).expect("open");
+        let write = |id, entries| Write {
+            id,
+            hard_state: Some(shale_core::raft::HardState {
+                term: 2,
+                vote: None,
+            }),
+            entries,
+            ..Write::default()
+        };
+        storage.write(&write(1, entries(1, 1..=5))).expect("write");
+        take_journal();
+        // A new leader's entries replace 3..=5.
+        storage.write(&write(2, entries(2, 3..=4))).expect("write");
+        let events = take_journal();
+        let cut = events
+            .iter()
+            .position(|e| e.starts_with("set_len "))
+            .expect("the log was truncated");
+        let next = events[cut + 1..]
+            .iter()
+            .find(|e| e.starts_with("sync ") || e.starts_with("write "));
+        assert!(
+            next.is_some_and(|e| e.starts_with("sync ")),
+            "records were written over the truncated ones before the truncation was synced: \
+             {events:#?}"
+        );
+        drop(storage);
+        let (_, recovered) = Storage::open(dir.path()).expect("reopen");
+        assert_eq!(recovered.entries.len(), 4);
+        assert_eq!(recovered.entries[3].term, 2);
     }
 }

@@ -2,6 +2,12 @@
 //!
 //! `len` is the payload's length; the CRC-32 (IEEE, crc32fast) covers the four `len` bytes
 //! and the payload, so a damaged length is caught too.
+//!
+//! A *sync marker* is a record whose `len` has its top bit set ([`MARKER_LEN`]); its payload
+//! is [`MARKER_MAGIC`] and the segment offset every byte before which was synced when the
+//! marker was written. The storage starts each group commit (after the segment's first) with
+//! one, so a marker that reached the disk proves every record before its offset was synced
+//! and acknowledged: damage there is corruption, never a torn append.
 
 use shale_core::raft::Entry;
 
@@ -10,6 +16,19 @@ pub(crate) const HEADER_BYTES: usize = 8;
 
 /// Largest payload a record may claim; anything larger is damage, not data
 pub(crate) const MAX_PAYLOAD_BYTES: usize = 1 << 30;
+
+/// The payload of a sync marker begins with these bytes (found again by searching for them
+/// when damage hides the record chain)
+pub(crate) const MARKER_MAGIC: [u8; 8] = *b"shaleSYN";
+
+/// Bytes of a sync marker's payload: the magic and the synced offset (u64 LE)
+const MARKER_PAYLOAD_BYTES: usize = 16;
+
+/// The `len` field of a sync marker: the top bit set, above any entry's length
+pub(crate) const MARKER_LEN: u32 = 0x8000_0000 | MARKER_PAYLOAD_BYTES as u32;
+
+/// Bytes of a whole sync marker record
+pub(crate) const MARKER_BYTES: usize = HEADER_BYTES + MARKER_PAYLOAD_BYTES;
 
 fn checksum(len: [u8; 4], payload: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
@@ -31,6 +50,57 @@ pub(crate) fn encode(entry: &Entry, out: &mut Vec<u8>) {
     out.extend_from_slice(&payload);
 }
 
+/// Appends a sync marker saying every byte of the segment before `synced` was synced
+pub(crate) fn encode_marker(synced: u64, out: &mut Vec<u8>) {
+    let mut payload = [0u8; MARKER_PAYLOAD_BYTES];
+    payload[..8].copy_from_slice(&MARKER_MAGIC);
+    payload[8..].copy_from_slice(&synced.to_le_bytes());
+    let len = MARKER_LEN.to_le_bytes();
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&checksum(len, &payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+}
+
+/// The synced offset of a valid sync marker record at the start of `bytes`, if there is one
+fn marker_at(bytes: &[u8]) -> Option<u64> {
+    let record = bytes.get(..MARKER_BYTES)?;
+    let len = [record[0], record[1], record[2], record[3]];
+    let crc = u32::from_le_bytes([record[4], record[5], record[6], record[7]]);
+    let payload = &record[HEADER_BYTES..];
+    let valid = u32::from_le_bytes(len) == MARKER_LEN
+        && payload[..8] == MARKER_MAGIC
+        && checksum(len, payload) == crc;
+    let synced = payload[8..].try_into().ok().map(u64::from_le_bytes)?;
+    valid.then_some(synced)
+}
+
+/// Whether a valid sync marker after `offset` proves the bytes at `offset` were synced
+///
+/// Searches every occurrence of the magic, so damage to the length of the record at `offset`
+/// (which hides where the next record starts) does not hide the proof.
+fn synced_past(buf: &[u8], offset: usize) -> bool {
+    let mut from = offset + 1;
+    while from + MARKER_MAGIC.len() <= buf.len() {
+        let Some(found) = buf[from..]
+            .windows(MARKER_MAGIC.len())
+            .position(|w| w == MARKER_MAGIC)
+        else {
+            return false;
+        };
+        let magic_at = from + found;
+        if let Some(start) = magic_at.checked_sub(HEADER_BYTES)
+            && start > offset
+            && let Some(synced) = marker_at(&buf[start..])
+            && synced > offset as u64
+            && synced <= start as u64
+        {
+            return true;
+        }
+        from = magic_at + 1;
+    }
+    false
+}
+
 /// Why decoding stopped before the end of the bytes
 #[derive(Debug)]
 pub(crate) struct Stop {
@@ -39,7 +109,8 @@ pub(crate) struct Stop {
     /// What is wrong with it
     pub(crate) reason: String,
     /// It looks like an interrupted append (incomplete, or a bad checksum on the very last
-    /// record, or only zeros from here on) rather than damage to written data
+    /// record, or only zeros from here on) rather than damage to written data, and no sync
+    /// marker after it proves it was synced
     pub(crate) torn: bool,
 }
 
@@ -66,7 +137,7 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
         let stop = |reason: String, torn: bool| Stop {
             offset: pos as u64,
             reason,
-            torn: torn || all_zero,
+            torn: (torn || all_zero) && !synced_past(buf, pos),
         };
         if rest.len() < HEADER_BYTES {
             scan.stop = Some(stop(
@@ -82,8 +153,26 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
             scan.stop = Some(stop("record header of zeros".into(), true));
             break;
         }
+        if let Some(synced) = marker_at(rest) {
+            if synced > pos as u64 {
+                scan.stop = Some(stop(
+                    format!("sync marker claims {synced} bytes synced at offset {pos}"),
+                    false,
+                ));
+                break;
+            }
+            pos += MARKER_BYTES;
+            scan.end = pos as u64;
+            continue;
+        }
         let len_bytes = [rest[0], rest[1], rest[2], rest[3]];
-        let len = u32::from_le_bytes(len_bytes) as usize;
+        let raw_len = u32::from_le_bytes(len_bytes);
+        let is_marker = raw_len == MARKER_LEN;
+        let len = if is_marker {
+            MARKER_PAYLOAD_BYTES
+        } else {
+            raw_len as usize
+        };
         let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
         if len > MAX_PAYLOAD_BYTES {
             scan.stop = Some(stop(format!("record length {len} is implausible"), false));
@@ -107,6 +196,11 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
             // append that never reached the disk).
             let torn = is_last || has_zero_sector(buf, pos, pos + HEADER_BYTES + len);
             scan.stop = Some(stop("record checksum mismatch".into(), torn));
+            break;
+        }
+        if is_marker {
+            // Its checksum holds but `marker_at` refused it: not a marker this build writes.
+            scan.stop = Some(stop("malformed sync marker".into(), false));
             break;
         }
         match postcard::from_bytes::<Entry>(payload) {
@@ -215,5 +309,63 @@ mod tests {
         let s = scan(&buf);
         assert!(s.entries.is_empty());
         assert!(s.stop.as_ref().is_some_and(|s| !s.torn && s.offset == 0));
+    }
+
+    #[test]
+    fn a_sync_marker_after_damage_proves_it_is_not_a_torn_append() {
+        let mut buf = Vec::new();
+        encode(&entry(1), &mut buf);
+        let second = buf.len();
+        encode(&entry(2), &mut buf);
+        let synced = buf.len() as u64;
+        encode_marker(synced, &mut buf);
+        encode(&entry(3), &mut buf);
+        let whole = scan(&buf);
+        assert_eq!(whole.entries, vec![entry(1), entry(2), entry(3)]);
+        assert!(whole.stop.is_none());
+        assert_eq!(whole.end, buf.len() as u64);
+        // A damaged length hides where the next record starts; the marker is found anyway.
+        let mut damaged = buf.clone();
+        damaged[second + 3] = 0x7f;
+        let s = scan(&damaged);
+        assert!(
+            s.stop
+                .as_ref()
+                .is_some_and(|s| !s.torn && s.offset == second as u64),
+            "{:?}",
+            s.stop
+        );
+        // Record 2 lost whole (zeros) is corruption too: the marker says it was synced.
+        let mut lost = buf.clone();
+        lost[second..synced as usize].fill(0);
+        assert!(scan(&lost).stop.is_some_and(|s| !s.torn));
+        // Damage after the marker, in the unsynced group commit, is still a torn append.
+        let mut torn = buf.clone();
+        let last = torn.len() - 1;
+        torn[last] ^= 1;
+        let s = scan(&torn);
+        assert_eq!(s.entries, vec![entry(1), entry(2)]);
+        assert!(s.stop.is_some_and(|s| s.torn));
+    }
+
+    #[test]
+    fn a_marker_torn_by_a_crash_is_a_torn_append() {
+        let mut buf = Vec::new();
+        encode(&entry(1), &mut buf);
+        let marker = buf.len();
+        encode_marker(marker as u64, &mut buf);
+        encode(&entry(2), &mut buf);
+        buf.extend(vec![0; 64]);
+        // The marker's header reached the disk; the rest of the group commit did not.
+        buf[marker + HEADER_BYTES..].fill(0);
+        let s = scan(&buf);
+        assert_eq!(s.entries, vec![entry(1)]);
+        assert!(
+            s.stop
+                .as_ref()
+                .is_some_and(|s| s.torn && s.offset == marker as u64),
+            "{:?}",
+            s.stop
+        );
     }
 }
