@@ -172,6 +172,30 @@ fn pipelines_answer_in_order() {
     assert_eq!(values, (0..200).collect::<Vec<_>>());
 }
 
+/// Clients retry `TRYAGAIN` (it means "not executed"), so an operation whose outcome is
+/// unknown must answer otherwise: here a majority is gone, the INCR reaches no quorum, and
+/// the answer says its outcome is unknown
+#[test]
+fn an_operation_that_may_have_been_applied_does_not_answer_tryagain() {
+    let mut cluster = TestCluster::start(3, 1, None);
+    let mut con = connect(&cluster, 0);
+    assert_eq!(q::<i64>(&mut con, &["INCR", "counter"]).unwrap(), 1);
+    let rt = cluster.rt.take().expect("running");
+    for server in cluster.servers.drain(1..) {
+        rt.block_on(server.stop()).unwrap();
+    }
+    cluster.rt = Some(rt);
+    let reply = err_text(q(&mut con, &["INCR", "counter"]));
+    assert!(
+        !reply.to_ascii_uppercase().contains("TRYAGAIN"),
+        "an operation that may have been applied answered {reply:?}"
+    );
+    assert!(
+        reply.contains("UNKNOWN"),
+        "the answer names the unknown outcome: {reply:?}"
+    );
+}
+
 #[test]
 fn a_password_is_required_before_anything_else() {
     let cluster = TestCluster::start(3, 1, Some("s3cret"));

@@ -18,6 +18,7 @@ use std::fmt::Write as _;
 use shale_core::controller::{ControllerCommand, UNASSIGNED};
 use shale_runtime_std::node::{AdminError, GroupAdmin, HandoverStatus, NodeStatus};
 
+use super::commands::UNKNOWN_OUTCOME;
 use crate::node::NodeClient;
 use crate::resp::Reply;
 
@@ -67,7 +68,7 @@ pub(crate) async fn execute(node: &NodeClient, args: &[Vec<u8>]) -> Reply {
             return match node.group_admin(admin).await {
                 Ok(Ok(done)) => Reply::Simple(done),
                 Ok(Err(why)) => Reply::error(format!("ERR {why}")),
-                Err(e) => Reply::error(format!("TRYAGAIN {e}")),
+                Err(e) => super::commands::node_error(&e),
             };
         }
         (b"SNAPSHOT", 3) => {
@@ -77,7 +78,7 @@ pub(crate) async fn execute(node: &NodeClient, args: &[Vec<u8>]) -> Reply {
             return match node.group_admin(GroupAdmin::Snapshot { gid }).await {
                 Ok(Ok(done)) => Reply::Simple(done),
                 Ok(Err(why)) => Reply::error(format!("ERR {why}")),
-                Err(e) => Reply::error(format!("TRYAGAIN {e}")),
+                Err(e) => super::commands::node_error(&e),
             };
         }
         (b"LEAVE", 3) => match number(&args[2]) {
@@ -100,10 +101,11 @@ pub(crate) async fn execute(node: &NodeClient, args: &[Vec<u8>]) -> Reply {
     match node.admin(command).await {
         Ok(Ok(config)) => Reply::Integer(config.num as i64),
         Ok(Err(AdminError::Refused(e))) => Reply::error(format!("ERR refused: {e}")),
-        Ok(Err(AdminError::Unavailable)) => {
-            Reply::error("TRYAGAIN no controller leader answered in time")
-        }
-        Err(e) => Reply::error(format!("TRYAGAIN {e}")),
+        Ok(Err(AdminError::Unavailable)) => Reply::error(format!(
+            "{UNKNOWN_OUTCOME} no controller leader answered in time; the command may or may \
+             not have been applied"
+        )),
+        Err(e) => super::commands::node_error(&e),
     }
 }
 

@@ -3,8 +3,10 @@
 //! Keys and values: `GET`, `SET key value [NX|XX] [GET]`, `DEL`, `EXISTS`, `APPEND`, `INCR`,
 //! `INCRBY`, `DECR`, `DECRBY`, `MGET`, `MSET`, and our compare-and-swap
 //! `CAS key expected new` (`:1` when the key held `expected` and now holds `new`, `:0`
-//! otherwise). Every single-key command is linearizable and applied exactly once, even when
-//! the node retries it on another replica or after a configuration change.
+//! otherwise). Every single-key command is linearizable and applied at most once, exactly
+//! once when answered, even when the node retries it on another replica or after a
+//! configuration change. A command whose outcome the node does not know (no quorum answered
+//! in time) is answered [`UNKNOWN_OUTCOME`], never `TRYAGAIN`, which clients retry.
 //!
 //! **What is atomic:** each single-key command, and the part of an `MSET` or `MGET` that falls
 //! in one shard: the front door groups their keys by shard and sends one operation per shard,
@@ -45,8 +47,35 @@ fn not_integer() -> Reply {
     Reply::error("ERR value is not an integer or out of range")
 }
 
-fn node_error(e: &NodeError) -> Reply {
-    Reply::error(format!("TRYAGAIN {e}"))
+/// The error code of a reply whose command may or may not have been applied
+///
+/// Clients retry `TRYAGAIN` by itself (it means "not executed"), and a retry is a new command
+/// that would apply a second time, so an unknown outcome has a code of its own that no client
+/// retries; the application reads the state before it tries again.
+pub(crate) const UNKNOWN_OUTCOME: &str = "UNKNOWN";
+
+/// The reply to a command the node could not complete: `TRYAGAIN` only where it surely did
+/// not execute, [`UNKNOWN_OUTCOME`] where it may have
+pub(crate) fn node_error(e: &NodeError) -> Reply {
+    use shale_core::node::SessionError;
+    let executed_maybe = match e {
+        NodeError::Session(SessionError::Busy | SessionError::Unknown) => false,
+        NodeError::Session(SessionError::TimedOut)
+        | NodeError::Timeout
+        | NodeError::Stopped
+        | NodeError::Fatal(_)
+        | NodeError::Boot(_)
+        | NodeError::Listen(..)
+        | NodeError::Io(_) => true,
+    };
+    if executed_maybe {
+        Reply::error(format!(
+            "{UNKNOWN_OUTCOME} outcome unknown, the command may or may not have been applied \
+             ({e}); read before retrying"
+        ))
+    } else {
+        Reply::error(format!("TRYAGAIN {e}"))
+    }
 }
 
 fn kv_error(e: KvError) -> Reply {

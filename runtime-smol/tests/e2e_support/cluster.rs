@@ -419,7 +419,11 @@ impl Cluster {
                     self.note(format!("SHALE {} on node {id}: {v:?}", args.join(" ")));
                     return Ok(v);
                 }
-                Err(e) if e.code() == Some("TRYAGAIN") || e.is_io_error() || e.is_timeout() => {
+                Err(e)
+                    if matches!(e.code(), Some("TRYAGAIN" | "UNKNOWN"))
+                        || e.is_io_error()
+                        || e.is_timeout() =>
+                {
                     last = format!("node {id}: {e}");
                 }
                 Err(e) => {
