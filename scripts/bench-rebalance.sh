@@ -5,13 +5,16 @@
 # prints each step's time, latency before and during, elections and resident memory); then
 # Ctrl-C and `shale up` again on the same data, timing until a key reads back.
 #
-#   scripts/bench-rebalance.sh [keys, default 2000000] [seconds measured alone, default 20]
+#   scripts/bench-rebalance.sh [keys, default 2000000] [seconds measured alone, default 20] \
+#       [more `shale up` flags, e.g. --handover-kib-per-sec 2048]
 #
 # Needs redis-cli (Debian: redis-tools) for the restart check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 keys=${1:-2000000}
 seconds=${2:-20}
+shift $(($# < 2 ? $# : 2))
+up_flags=("$@")
 work=$(mktemp -d)
 port=17411
 addrs=(--addr "127.0.0.1:$port" --addr "127.0.0.1:$((port + 1))" --addr "127.0.0.1:$((port + 2))")
@@ -25,7 +28,7 @@ cargo build --release --bin shale >/dev/null 2>&1
 shale=target/release/shale
 start_up() {
   "$shale" up --data-dir "$work/shale-data" --port "$port" --peer-port 17511 \
-    --metrics-port 17611 --log-level warn >>"$work/shale.log" 2>&1 &
+    --metrics-port 17611 --log-level warn "${up_flags[@]}" >>"$work/shale.log" 2>&1 &
   shale_pid=$!
 }
 # Seconds until key:0 reads back through the first node

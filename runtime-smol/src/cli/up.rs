@@ -3,6 +3,8 @@
 use super::say;
 use std::path::PathBuf;
 
+use shale_runtime_std::node::{DEFAULT_HANDOVER_BYTES_PER_SEC, DEFAULT_MAX_MOVES_PER_CONFIG};
+
 use crate::runtime::Runtime;
 use crate::server::{LocalClusterConfig, Server, local_cluster};
 
@@ -44,14 +46,22 @@ pub struct UpArgs {
     /// election timeout) instead of a heartbeat round per batch of reads
     #[arg(long)]
     pub lease_reads: bool,
+    /// KiB per second each replica group pulls while shards move to it (0: as fast as it
+    /// can; faster moves, slower clients meanwhile)
+    #[arg(long, default_value_t = DEFAULT_HANDOVER_BYTES_PER_SEC / 1024)]
+    pub handover_kib_per_sec: u64,
+    /// Most shards holding data one configuration moves: a join or leave becomes a series of
+    /// configurations (0: any number). Fixed when the cluster is created
+    #[arg(long, default_value_t = DEFAULT_MAX_MOVES_PER_CONFIG)]
+    pub max_moves_per_config: u32,
 }
 
 /// The cluster's shape, stored in its data directory so a restart with other flags is
 /// refused instead of silently mixing shapes
 fn check_shape(args: &UpArgs) -> Result<(), String> {
     let shape = format!(
-        "nodes={} groups={} shards={}\n",
-        args.nodes, args.groups, args.shards
+        "nodes={} groups={} shards={} max-moves-per-config={}\n",
+        args.nodes, args.groups, args.shards, args.max_moves_per_config
     );
     let path = args.data_dir.join("cluster-shape");
     match std::fs::read_to_string(&path) {
@@ -89,6 +99,8 @@ pub fn run(args: &UpArgs) -> Result<(), String> {
     let mut configs = configs;
     for c in &mut configs {
         c.node.raft.lease_reads = args.lease_reads;
+        c.node.handover_bytes_per_sec = args.handover_kib_per_sec.saturating_mul(1024);
+        c.node.max_moves_per_config = args.max_moves_per_config;
     }
     let threads = args.threads.unwrap_or_else(crate::runtime::default_threads);
     let rt = Runtime::start(threads).map_err(|e| format!("cannot start threads: {e}"))?;
