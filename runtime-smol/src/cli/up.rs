@@ -64,8 +64,17 @@ fn check_shape(args: &UpArgs) -> Result<(), String> {
         args.nodes, args.groups, args.shards, args.max_moves_per_config
     );
     let path = args.data_dir.join("cluster-shape");
+    // Written before the shape named the moves per configuration, which were then 1
+    let legacy = format!(
+        "nodes={} groups={} shards={}\n",
+        args.nodes, args.groups, args.shards
+    );
     match std::fs::read_to_string(&path) {
         Ok(existing) if existing == shape => Ok(()),
+        Ok(existing) if existing == legacy && args.max_moves_per_config == 1 => {
+            std::fs::write(&path, shape)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
         Ok(existing) => Err(format!(
             "{} holds a cluster of {} but the flags ask for {}; use the same flags or another --data-dir",
             args.data_dir.display(),
