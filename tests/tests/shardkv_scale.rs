@@ -174,7 +174,11 @@ fn until_mid_transfer(c: &mut ShardedCluster, gid: GroupId) -> Result<(), SimErr
                     g.shards.values().any(|slot| {
                         matches!(slot.status, ShardStatus::Pulling { .. })
                             && slot.pull.keys > 0
-                            && slot.pull.total.is_some_and(|t| slot.pull.keys < t.keys)
+                            && slot
+                                .pull
+                                .total
+                                .as_ref()
+                                .is_some_and(|t| slot.pull.keys < t.keys)
                     })
                 })
             })

@@ -389,7 +389,7 @@ impl GroupState {
             self.received.bytes += bytes;
             self.received.chunks += 1;
             if chunk.header.is_some() {
-                slot.pull.total = chunk.header;
+                slot.pull.total = chunk.header.clone();
             }
             let next = chunk.next.clone();
             slot.state.apply_chunk_except(chunk, &slot.pull.ahead);
@@ -527,7 +527,7 @@ impl GroupState {
                     direction: HandoverDirection::In { from },
                     keys: slot.pull.keys,
                     bytes: slot.pull.bytes,
-                    total: slot.pull.total.map(|t| (t.keys, t.bytes)),
+                    total: slot.pull.total.as_ref().map(|t| (t.keys, t.bytes)),
                 }),
                 ShardStatus::Offering { to } | ShardStatus::Handing { to } => Some(Handover {
                     shard,

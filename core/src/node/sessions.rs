@@ -133,7 +133,8 @@ impl Sessions {
 
 impl<M: HostMachines> Host<M> {
     /// Opens a session for client `client`: its id must be unique in the cluster and larger
-    /// than every id opened before it (sessions expire lowest id first)
+    /// than every id its issuer (its low bits, see [`crate::shard::client_issuer`]; use this
+    /// node's id) handed out before, restarts included: sessions expire lowest id first
     pub fn open_session(&mut self, client: ClientId) -> SessionId {
         let s = &mut self.sessions;
         s.next_session += 1;

@@ -43,7 +43,9 @@ impl Raft {
             .cloned()
             .collect();
         let (match_index, first_changed) = self.log.append_after_match(prev.index, entries);
-        if let Some(first_changed) = first_changed {
+        if let Some(first_changed) = first_changed
+            && (!configs.is_empty() || self.memberships.latest_index() >= first_changed)
+        {
             self.sync_memberships_after_append(first_changed, &configs);
         }
         let commit = commit.min(match_index);

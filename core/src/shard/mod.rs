@@ -28,7 +28,10 @@ use serde::{Deserialize, Serialize};
 
 pub use hash::{fnv1a, hash_tag, key_shard};
 pub use ops::{Bytes, KvError, KvLimits, KvOp, KvResult, SetCondition, apply_op};
-pub use session::{Admission, ClientId, Session, SessionLimits, SessionTable};
+pub use session::{
+    Admission, CLIENT_ISSUER_BITS, ClientId, ExpiryWatermarks, Session, SessionLimits,
+    SessionTable, client_issuer,
+};
 pub use store::{MemStore, MemStoreBuilder, ShardStore, StoreBuilder};
 pub use transfer::{ShardBuilder, ShardChunk, ShardCursor, ShardHeader};
 

@@ -5,15 +5,23 @@
 //! instead of being applied twice. The table travels with its shard when the shard moves.
 //!
 //! Expiry is deterministic (it depends only on the operations the shard applied, never on a
-//! clock) and safe: client ids are handed out in increasing order, and sessions expire only
-//! from the lowest id up, when idle for `session_idle_ops` of the shard's operations or when the
-//! table exceeds `max_sessions`. The shard keeps the watermark below which every session has
-//! expired; a request from a client below it that has no session is answered
+//! clock) and safe. A client id names its *issuer* in its low [`CLIENT_ISSUER_BITS`] bits (the
+//! node that opened the session: `shale` uses the node id) and each issuer hands out ids in
+//! increasing order. Sessions expire from the lowest id up, when idle for `session_idle_ops`
+//! of the shard's operations or when the table exceeds `max_sessions`, and the shard keeps,
+//! per issuer, the watermark below which every session of that issuer has expired; a request
+//! from a client below its issuer's watermark that has no session is answered
 //! [`KvError::SessionExpired`], never applied, so a retry after expiry cannot apply twice. A
 //! client at or above the watermark without a session is simply new to this shard.
 //!
+//! The watermark is per issuer because issuers' ids are not ordered among themselves: ids
+//! taken from each node's clock would otherwise let the sessions of a node whose clock is
+//! ahead push the one watermark past every id a node with a slower clock hands out, and that
+//! node's new clients would all be refused as expired.
+//!
 //! Reference: thesis §6.3 (implementing linearizable semantics).
 
+use alloc::collections::BTreeMap;
 use core::ops::Bound;
 
 use serde::{Deserialize, Serialize};
@@ -21,8 +29,21 @@ use serde::{Deserialize, Serialize};
 use super::ops::{KvError, KvResult};
 use crate::store::PersistentMap;
 
-/// A client's identity; handed out in increasing order
+/// A client's identity: its issuer in the low [`CLIENT_ISSUER_BITS`] bits; each issuer
+/// hands out its ids in increasing order
 pub type ClientId = u64;
+
+/// Bits of a [`ClientId`] that name its issuer (a node: ids of nodes 0 to 4095 each get their
+/// own watermark; larger node ids share one with the node id equal modulo 4096)
+pub const CLIENT_ISSUER_BITS: u32 = 12;
+
+/// The issuer of client `id`: its low [`CLIENT_ISSUER_BITS`] bits
+pub fn client_issuer(id: ClientId) -> u64 {
+    id & ((1 << CLIENT_ISSUER_BITS) - 1)
+}
+
+/// Per issuer, the id below which every session has expired (see the module docs)
+pub type ExpiryWatermarks = BTreeMap<u64, ClientId>;
 
 /// How the session table is bounded
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,8 +91,8 @@ pub enum Admission {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionTable {
     sessions: PersistentMap<ClientId, Session>,
-    /// Every session of a client below this id has expired
-    expired_below: ClientId,
+    /// Per issuer: every session of a client of that issuer below this id has expired
+    expired_below: ExpiryWatermarks,
     /// Operations applied in the shard (its logical clock)
     clock: u64,
 }
@@ -83,7 +104,7 @@ impl SessionTable {
             Some(s) if seq == s.last_seq => Admission::Duplicate(s.last_result.clone()),
             Some(s) if seq < s.last_seq => Admission::Stale,
             Some(_) => Admission::Apply,
-            None if client < self.expired_below => Admission::Expired,
+            None if client < self.watermark(client_issuer(client)) => Admission::Expired,
             None => Admission::Apply,
         }
     }
@@ -117,7 +138,8 @@ impl SessionTable {
                 break;
             }
             self.sessions.remove(&oldest);
-            self.expired_below = self.expired_below.max(oldest + 1);
+            let mark = self.expired_below.entry(client_issuer(oldest)).or_default();
+            *mark = (*mark).max(oldest + 1);
         }
     }
 
@@ -131,9 +153,14 @@ impl SessionTable {
         self.sessions.is_empty()
     }
 
-    /// The lowest client id that may still open a session here
-    pub fn expired_below(&self) -> ClientId {
-        self.expired_below
+    /// The lowest id a client of `issuer` may still open a session here with
+    pub fn watermark(&self, issuer: u64) -> ClientId {
+        self.expired_below.get(&issuer).copied().unwrap_or(0)
+    }
+
+    /// Every issuer's watermark (issuers with none are at 0)
+    pub fn expired_below(&self) -> &ExpiryWatermarks {
+        &self.expired_below
     }
 
     /// Operations applied in the shard (the table's logical clock)
@@ -155,7 +182,7 @@ impl SessionTable {
 
     /// Takes over the expiry watermark and the clock of another copy of this table (a shard
     /// being moved or restored)
-    pub(crate) fn set_clocks(&mut self, expired_below: ClientId, clock: u64) {
+    pub(crate) fn set_clocks(&mut self, expired_below: ExpiryWatermarks, clock: u64) {
         self.expired_below = expired_below;
         self.clock = clock;
     }
@@ -168,7 +195,7 @@ impl SessionTable {
     /// A table of `sessions` with the given watermark and clock (a restore)
     pub(crate) fn from_parts(
         sessions: PersistentMap<ClientId, Session>,
-        expired_below: ClientId,
+        expired_below: ExpiryWatermarks,
         clock: u64,
     ) -> Self {
         SessionTable {
@@ -210,7 +237,7 @@ mod tests {
         t.record(2, 1, ok(), &l);
         t.record(3, 1, ok(), &l); // over the cap: client 1 expires
         assert_eq!(t.len(), 2);
-        assert_eq!(t.expired_below(), 2);
+        assert_eq!(t.watermark(client_issuer(1)), 2);
         // Client 1's retry is refused, not applied again.
         assert_eq!(t.admit(1, 1), Admission::Expired);
         // A client above the watermark that is new here is admitted.
@@ -236,5 +263,34 @@ mod tests {
         t.record(2, 4, ok(), &l);
         assert_eq!(t.admit(1, 1), Admission::Expired);
         assert_eq!(t.admit(2, 4), Admission::Duplicate(ok()));
+    }
+
+    /// Ids from each node's clock, node 2's clock an hour behind node 1's: node 1's expired
+    /// sessions must not refuse node 2's new clients
+    #[test]
+    fn an_issuer_with_a_slow_clock_is_not_refused_for_another_issuers_expiry() {
+        let id = |micros: u64, node: u64| (micros << CLIENT_ISSUER_BITS) | node;
+        let hour = 3_600_000_000;
+        let now = 1_700_000_000_000_000;
+        let mut t = SessionTable::default();
+        let l = SessionLimits {
+            max_sessions: 2,
+            session_idle_ops: 1_000,
+        };
+        for i in 0..3 {
+            t.record(id(now + i, 1), 1, ok(), &l);
+        }
+        assert_eq!(t.admit(id(now, 1), 1), Admission::Expired);
+        assert_eq!(
+            t.admit(id(now - hour, 2), 1),
+            Admission::Apply,
+            "a new client of the slow node is new here, not expired"
+        );
+        // Over the cap the lowest id expires, here the slow node's own session: that client's
+        // retry is refused, the slow node's next client is admitted.
+        t.record(id(now - hour, 2), 1, ok(), &l);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.admit(id(now - hour, 2), 1), Admission::Expired);
+        assert_eq!(t.admit(id(now - hour + 1, 2), 1), Admission::Apply);
     }
 }

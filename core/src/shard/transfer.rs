@@ -37,7 +37,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use super::ops::{Bytes, KvResult};
-use super::session::{ClientId, Session, SessionTable};
+use super::session::{ClientId, ExpiryWatermarks, Session, SessionTable};
 use super::store::{ShardStore, StoreBuilder};
 use super::{ShardState, Store};
 use crate::store::SortedBuilder;
@@ -58,10 +58,10 @@ impl ShardCursor {
 }
 
 /// What a shard holds in all, sent with its first chunk
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ShardHeader {
     /// The session table's expiry watermark
-    pub expired_below: ClientId,
+    pub expired_below: ExpiryWatermarks,
     /// The session table's clock (operations applied in the shard)
     pub clock: u64,
     /// Sessions held
@@ -120,7 +120,7 @@ impl ShardState {
         let mut chunk = ShardChunk {
             from: from.clone(),
             header: (*from == ShardCursor::START).then(|| ShardHeader {
-                expired_below: self.sessions.expired_below(),
+                expired_below: self.sessions.expired_below().clone(),
                 clock: self.sessions.clock(),
                 sessions: self.sessions.len() as u64,
                 keys: self.kv.len(),
@@ -217,7 +217,7 @@ impl ShardBuilder {
             kv: self.kv.finish(),
             sessions: SessionTable::from_parts(
                 self.sessions.finish(),
-                self.header.expired_below,
+                self.header.expired_below.clone(),
                 self.header.clock,
             ),
         }

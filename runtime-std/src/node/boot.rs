@@ -181,14 +181,10 @@ pub const CATCH_UP_LOG_BYTES: usize = 64 << 20;
 pub const DATA_FORMAT_FILE: &str = "FORMAT";
 
 /// The data format this build writes and reads: group commands, snapshots and hand-over
-/// messages as of shards moving in chunks (format 2), WAL segments with sync markers (format
-/// 3); a directory of format 2 is upgraded in place (this build reads it as it is, and marks
-/// it 3 so that builds that do not know sync markers refuse it), any other is refused rather
-/// than misread
+/// messages as of shards moving in chunks (format 2), then WAL segments with sync markers
+/// and session watermarks per issuer (format 3); a directory of another format is refused
+/// rather than misread
 pub const DATA_FORMAT: &str = "shale-data-format 3\n";
-
-/// The earlier format this build upgrades in place (see [`DATA_FORMAT`])
-const UPGRADABLE_DATA_FORMAT: &str = "shale-data-format 2\n";
 
 /// Checks that `config.data_dir` holds data of this build's format (or none yet, and then
 /// marks it)
@@ -202,7 +198,6 @@ fn check_format(config: &NodeConfig) -> Result<(), BootError> {
     };
     match std::fs::read_to_string(&path) {
         Ok(found) if found == DATA_FORMAT => Ok(()),
-        Ok(found) if found == UPGRADABLE_DATA_FORMAT => mark(),
         Ok(found) => Err(BootError::Invalid(format!(
             "{} holds data of format {:?}, this build reads {:?}; use a data directory of this \
              version, or an empty one",
@@ -355,11 +350,6 @@ mod tests {
             boot(&c, Instant::ZERO).is_ok(),
             "its own format boots again"
         );
-        // Format 2 (no sync markers) is read as it is and marked 3.
-        std::fs::write(fresh.path().join(DATA_FORMAT_FILE), UPGRADABLE_DATA_FORMAT).unwrap();
-        assert!(boot(&c, Instant::ZERO).is_ok(), "format 2 is upgraded");
-        let marked = std::fs::read_to_string(fresh.path().join(DATA_FORMAT_FILE)).unwrap();
-        assert_eq!(marked, DATA_FORMAT);
         std::fs::write(fresh.path().join(DATA_FORMAT_FILE), "shale-data-format 9\n").unwrap();
         let refused = boot(&c, Instant::ZERO).err().map(|e| e.to_string());
         assert!(

@@ -220,13 +220,16 @@ impl NodeEngine {
     }
 
     /// A client id above every one this node handed out before, also across restarts
-    /// (microseconds since the epoch, shifted, with the node id in the low bits)
+    /// (microseconds since the epoch, shifted, with the node id as the issuer in the low
+    /// bits). Shards keep a session watermark per issuer, so only this node's own clock
+    /// matters: a node whose clock is behind the others' is not refused as expired.
     fn next_client_id(&mut self) -> u64 {
         let micros = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
-        let id = (micros << 12) | (self.host.id() & 0xfff);
-        self.last_client = id.max(self.last_client + (1 << 12));
+        let bits = shale_core::shard::CLIENT_ISSUER_BITS;
+        let id = (micros << bits) | shale_core::shard::client_issuer(self.host.id());
+        self.last_client = id.max(self.last_client + (1 << bits));
         self.last_client
     }
 
