@@ -227,17 +227,33 @@ fn basic_join_leave(sim: &mut MultiSim) -> Result<Vec<Configuration>, SimError> 
         check(sim, &c, &groups)?;
         recorded.push(c);
     }
-    for gid in [1, 2] {
-        let c = call(sim, ControllerCommand::Leave(vec![gid]))?;
-        groups.remove(&gid);
-        check(sim, &c, &groups)?;
-        recorded.push(c);
-    }
+    let c = call(sim, ControllerCommand::Leave(vec![1]))?;
+    groups.remove(&1);
+    check(sim, &c, &groups)?;
+    recorded.push(c);
+    expect_refusal(
+        sim,
+        ControllerCommand::Leave(vec![2]),
+        ControllerError::NoGroupLeft,
+    )?;
     let nums: Vec<u64> = recorded.iter().map(|c| c.num).collect();
-    ensure(sim, nums == [0, 1, 2, 3, 4], || {
+    ensure(sim, nums == [0, 1, 2, 3], || {
         format!("configuration numbers {nums:?}")
     })?;
     Ok(recorded)
+}
+
+/// Runs `command`, which the controller must refuse with `error` (a shard map with data
+/// but no group would leave the shards without an owner)
+fn expect_refusal(
+    sim: &mut MultiSim,
+    command: ControllerCommand,
+    error: ControllerError,
+) -> Result<(), SimError> {
+    let answer = sim.controller_call(command.clone(), call_budget())?;
+    ensure(sim, answer == Err(error), || {
+        format!("{command:?} answered {answer:?}, expected the refusal {error:?}")
+    })
 }
 
 #[test]
@@ -282,8 +298,10 @@ fn basic_join_leave_on_a_lossy_network() {
     for_each_seed("basic_join_leave_on_a_lossy_network", |seed| {
         let mut sim = cluster(seed, NetworkConfig::unreliable());
         basic_join_leave(&mut sim)?;
-        // Once more, with repeated joins and leaves whose replies may be lost.
+        // Once more, with repeated joins and leaves whose replies may be lost (group 2, which
+        // could not leave as the last group, stays).
         let mut groups = BTreeMap::new();
+        groups.insert(2, vec![21, 22, 23]);
         for round in 0..3 {
             let gid = 100 + round;
             let c = call(&mut sim, join(&[(gid, vec![gid])]))?;
@@ -338,9 +356,15 @@ fn moves_make_new_configurations_only_when_they_change_something() {
                 refused == Err(ControllerError::UnknownGroup(9)),
                 || format!("{refused:?}"),
             )?;
-            call(&mut sim, ControllerCommand::Leave(vec![503]))?;
-            let last = call(&mut sim, ControllerCommand::Leave(vec![504]))?;
-            check(&sim, &last, &BTreeMap::new())?;
+            let last = call(&mut sim, ControllerCommand::Leave(vec![503]))?;
+            expect_refusal(
+                &mut sim,
+                ControllerCommand::Leave(vec![504]),
+                ControllerError::NoGroupLeft,
+            )?;
+            let mut only = BTreeMap::new();
+            only.insert(504, vec![4, 5, 6]);
+            check(&sim, &last, &only)?;
             check_history(&sim)
         },
     );
@@ -439,8 +463,11 @@ fn multi_group_joins_and_leaves() {
         let c = call(&mut sim, ControllerCommand::Leave(vec![1, 3]))?;
         groups.retain(|&g, _| g == 2);
         check(&sim, &c, &groups)?;
-        let c = call(&mut sim, ControllerCommand::Leave(vec![2]))?;
-        check(&sim, &c, &BTreeMap::new())?;
+        expect_refusal(
+            &mut sim,
+            ControllerCommand::Leave(vec![2]),
+            ControllerError::NoGroupLeft,
+        )?;
         let refused = sim.controller_call(join(&[(4, vec![4]), (4, vec![5])]), call_budget())?;
         ensure(&sim, refused == Err(ControllerError::Duplicate(4)), || {
             format!("{refused:?}")
@@ -460,8 +487,11 @@ fn multi_group_joins_and_leaves() {
             })
             .collect();
         run_clients(&mut sim, scripts)?;
-        let expected: BTreeMap<GroupId, Vec<NodeId>> =
-            (1000..1010).map(|g| (g, vec![1, 2, 3])).collect();
+        // Group 2 stayed: the last group cannot leave.
+        let expected: BTreeMap<GroupId, Vec<NodeId>> = (1000..1010)
+            .map(|g| (g, vec![1, 2, 3]))
+            .chain([(2, vec![21, 22, 23])])
+            .collect();
         let latest = query(&mut sim)?;
         check(&sim, &latest, &expected)?;
 

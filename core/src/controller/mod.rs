@@ -122,6 +122,9 @@ pub enum ControllerError {
         /// The number of shards
         shards: u32,
     },
+    /// A leave of every group while shards hold data: nobody would own them, and a group
+    /// joining later would serve them empty while a lagging old owner still served its copy
+    NoGroupLeft,
     /// No configuration has this number
     UnknownConfig {
         /// The number asked for
@@ -145,6 +148,9 @@ impl fmt::Display for ControllerError {
             }
             ControllerError::UnknownConfig { num, latest } => {
                 write!(f, "no configuration {num} (the latest is {latest})")
+            }
+            ControllerError::NoGroupLeft => {
+                f.write_str("the command would leave the shards without any group")
             }
         }
     }
@@ -296,6 +302,9 @@ impl ShardController {
                 for gid in gids {
                     next.groups.remove(gid);
                 }
+                if next.groups.is_empty() && next.shards.iter().any(|&g| g != UNASSIGNED) {
+                    return Err(ControllerError::NoGroupLeft);
+                }
                 let remaining: Vec<GroupId> = next.groups.keys().copied().collect();
                 balance::rebalance(&mut next.shards, &remaining);
             }
@@ -343,6 +352,23 @@ impl crate::rsm::StateMachine for ShardController {
 mod tests {
     use super::*;
     use alloc::vec;
+
+    #[test]
+    fn a_leave_of_every_group_is_refused() {
+        let mut ctl = ShardController::new(4);
+        ctl.apply(&ControllerCommand::Join(vec![(1, vec![1]), (2, vec![2])]))
+            .unwrap();
+        assert_eq!(
+            ctl.apply(&ControllerCommand::Leave(vec![1, 2])),
+            Err(ControllerError::NoGroupLeft)
+        );
+        assert_eq!(ctl.latest().num, 1, "nothing was made");
+        ctl.apply(&ControllerCommand::Leave(vec![1])).unwrap();
+        assert_eq!(
+            ctl.apply(&ControllerCommand::Leave(vec![2])),
+            Err(ControllerError::NoGroupLeft)
+        );
+    }
 
     #[test]
     fn a_staged_join_or_leave_moves_a_few_held_shards_per_configuration() {
@@ -487,8 +513,10 @@ mod tests {
             );
         }
         assert_eq!(ctl.apply(&ControllerCommand::Query(None)).unwrap(), c3);
-        let c4 = ctl.apply(&ControllerCommand::Leave(vec![5, 6])).unwrap();
-        assert!(c4.shards.iter().all(|&g| g == UNASSIGNED));
-        assert!(c4.groups.is_empty());
+        assert_eq!(
+            ctl.apply(&ControllerCommand::Leave(vec![5, 6])),
+            Err(ControllerError::NoGroupLeft),
+            "the shards would be left without an owner"
+        );
     }
 }

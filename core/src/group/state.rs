@@ -294,8 +294,12 @@ impl GroupState {
     }
 
     fn check_keys(&self, keys: &[&[u8]]) -> Result<ShardId, GroupError> {
+        let Some(first) = keys.first() else {
+            // No key, no shard: nothing to check it against (or to apply it to).
+            return Err(GroupError::Kv(KvError::CrossShard));
+        };
         let shards = self.config.shards.len() as u32;
-        let shard = key_shard(keys.first().copied().unwrap_or_default(), shards);
+        let shard = key_shard(first, shards);
         let config_num = self.config.num;
         let handing = self
             .shards

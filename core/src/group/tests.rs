@@ -218,6 +218,13 @@ fn a_multi_key_operation_must_stay_in_one_shard() {
     assert_eq!(g.apply(&within), Some(Ok(KvResult::Done)));
     let get = KvOp::MultiGet { keys: vec![a2, a] };
     assert_eq!(g.check_op(&get), Ok(0));
+    // No key names no shard: refused, never applied to some shard's sessions.
+    let none = KvOp::MultiGet { keys: Vec::new() };
+    assert_eq!(g.check_op(&none), Err(GroupError::Kv(KvError::CrossShard)));
+    assert_eq!(
+        g.apply(&request(3, Vec::new())),
+        Some(Err(GroupError::Kv(KvError::CrossShard)))
+    );
 }
 
 #[test]

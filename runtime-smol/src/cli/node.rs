@@ -6,8 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use shale_runtime_std::node::{
-    CONTROLLER_GROUP, DEFAULT_HANDOVER_BYTES_PER_SEC, DEFAULT_MAX_MOVES_PER_CONFIG, GroupSpec,
-    NodeConfig,
+    CONTROLLER_GROUP, DEFAULT_HANDOVER_BYTES_PER_SEC, GroupSpec, NodeConfig,
 };
 
 use crate::runtime::Runtime;
@@ -62,11 +61,6 @@ pub struct NodeArgs {
     /// can; default 4096)
     #[arg(long)]
     pub handover_kib_per_sec: Option<u64>,
-    /// Most shards holding data one configuration moves: a join or leave becomes a series of
-    /// configurations (0: any number; default 1). Every node of a cluster must use the same
-    /// value: it is part of the controller's replicated state machine
-    #[arg(long)]
-    pub max_moves_per_config: Option<u32>,
 }
 
 /// The `flag = value` lines of a config file
@@ -151,13 +145,6 @@ pub fn run(args: &NodeArgs) -> Result<(), String> {
     .map_or(Ok(DEFAULT_HANDOVER_BYTES_PER_SEC / 1024), |v| {
         parse("handover-kib-per-sec", &v)
     })?;
-    let max_moves_per_config: u32 = get(
-        "max-moves-per-config",
-        args.max_moves_per_config.map(|v| v.to_string()),
-    )
-    .map_or(Ok(DEFAULT_MAX_MOVES_PER_CONFIG), |v| {
-        parse("max-moves-per-config", &v)
-    })?;
     if let Some(unknown) = file.keys().next() {
         return Err(format!("unknown setting {unknown:?} in the config file"));
     }
@@ -177,7 +164,6 @@ pub fn run(args: &NodeArgs) -> Result<(), String> {
     node.peers = peers;
     node.shard_count = shards;
     node.handover_bytes_per_sec = handover_kib_per_sec.saturating_mul(1024);
-    node.max_moves_per_config = max_moves_per_config;
     node.controller_voters = ids.clone();
     node.groups = vec![GroupSpec {
         gid: CONTROLLER_GROUP,

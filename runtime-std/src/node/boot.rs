@@ -87,7 +87,9 @@ pub struct NodeConfig {
     pub max_segment_bytes: u64,
     /// Most shards holding data one configuration moves: a join or leave becomes a series of
     /// configurations, so a shard waits only for its own transfer (0: any number). Part of
-    /// the controller's replicated state machine: the same on every node of a cluster.
+    /// the controller's state machine but not of its log: every node of a cluster must use
+    /// the same value, for the cluster's whole life, or their controller replicas make
+    /// different configurations from the same commands.
     pub max_moves_per_config: u32,
     /// Bytes per second each group pulls when shards move to it (0: as fast as it can); see
     /// [`DriverConfig::handover_bytes_per_sec`]
