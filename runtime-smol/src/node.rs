@@ -76,9 +76,13 @@ impl SmolNode {
         });
         let mut peer_counters = None;
         let engine = NodeEngine::start_with(config, deliver, || {
-            let mut transport =
-                SmolTransport::listen(ex, config.listen, config.transport(), tx.clone())
-                    .map_err(|e| NodeError::Listen(config.listen, e))?;
+            let bound = match &config.peer_listener {
+                Some(listener) => listener
+                    .try_clone()
+                    .and_then(|l| SmolTransport::accept(ex, l, config.transport(), tx.clone())),
+                None => SmolTransport::listen(ex, config.listen, config.transport(), tx.clone()),
+            };
+            let mut transport = bound.map_err(|e| NodeError::Listen(config.listen, e))?;
             for (&id, &addr) in &config.peers {
                 if id != config.id {
                     transport.add_peer(id, addr);

@@ -237,7 +237,8 @@ fn port(base: u16, i: u64) -> Result<u16, String> {
 }
 
 /// The server configurations of a local cluster. Peer ports chosen by the OS (port 0) are
-/// reserved by binding and releasing them, since every node must know the others' addresses.
+/// bound here, since every node must know the others' addresses, and each node keeps its
+/// listener ([`NodeConfig::peer_listener`]): the port is never released and bound again.
 pub fn local_cluster(config: &LocalClusterConfig) -> Result<Vec<ServerConfig>, String> {
     if config.nodes == 0 || config.groups == 0 || config.shards == 0 {
         return Err("--nodes, --groups and --shards must be at least 1".into());
@@ -247,17 +248,16 @@ pub fn local_cluster(config: &LocalClusterConfig) -> Result<Vec<ServerConfig>, S
     }
     let ids: Vec<u64> = (1..=config.nodes).collect();
     let mut peers = BTreeMap::new();
-    let mut reserved = Vec::new();
+    let mut bound = BTreeMap::new();
     for &id in &ids {
         let mut addr = SocketAddr::new(config.host, port(config.peer_port, id)?);
         if addr.port() == 0 {
             let l = std::net::TcpListener::bind(addr).map_err(|e| e.to_string())?;
             addr = l.local_addr().map_err(|e| e.to_string())?;
-            reserved.push(l);
+            bound.insert(id, std::sync::Arc::new(l));
         }
         peers.insert(id, addr);
     }
-    drop(reserved);
     let mut groups = vec![GroupSpec {
         gid: CONTROLLER_GROUP,
         voters: ids.clone(),
@@ -283,6 +283,7 @@ pub fn local_cluster(config: &LocalClusterConfig) -> Result<Vec<ServerConfig>, S
         node.controller_voters = ids.clone();
         node.bootstrap_groups = initial.clone();
         node.shard_count = config.shards;
+        node.peer_listener = bound.get(&id).cloned();
         servers.push(ServerConfig {
             node,
             client_addr: SocketAddr::new(config.host, port(config.client_port, id)?),

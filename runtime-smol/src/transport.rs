@@ -106,7 +106,17 @@ impl SmolTransport {
         config: TransportConfig,
         inbox: Sender<Input>,
     ) -> io::Result<SmolTransport> {
-        let listener = Async::new(TcpListener::bind(addr)?)?;
+        SmolTransport::accept(ex, TcpListener::bind(addr)?, config, inbox)
+    }
+
+    /// Like [`listen`](Self::listen), on a listener the caller bound
+    pub fn accept(
+        ex: &Arc<Executor<'static>>,
+        listener: TcpListener,
+        config: TransportConfig,
+        inbox: Sender<Input>,
+    ) -> io::Result<SmolTransport> {
+        let listener = Async::new(listener)?;
         let local_addr = listener.get_ref().local_addr()?;
         let (stop, stopped) = async_channel::bounded(1);
         let shared = Arc::new(Shared {

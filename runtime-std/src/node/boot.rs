@@ -94,6 +94,10 @@ pub struct NodeConfig {
     /// Bytes per second each group pulls when shards move to it (0: as fast as it can); see
     /// [`DriverConfig::handover_bytes_per_sec`]
     pub handover_bytes_per_sec: u64,
+    /// A listener already bound to [`listen`](Self::listen), used instead of binding it
+    /// again: a port the OS chose stays this node's from the moment it is known (binding,
+    /// closing and binding again could lose it to another process)
+    pub peer_listener: Option<std::sync::Arc<std::net::TcpListener>>,
 }
 
 impl NodeConfig {
@@ -115,6 +119,7 @@ impl NodeConfig {
             max_segment_bytes: StorageConfig::default().max_segment_bytes,
             max_moves_per_config: DEFAULT_MAX_MOVES_PER_CONFIG,
             handover_bytes_per_sec: DEFAULT_HANDOVER_BYTES_PER_SEC,
+            peer_listener: None,
         }
     }
 

@@ -98,8 +98,13 @@ impl NodeEngine {
         let peer_deliver = deliver.clone();
         NodeEngine::start_with(config, deliver, move || {
             let sink: Sink = Arc::new(move |d| peer_deliver(Input::Peer(d)));
-            let mut transport = Transport::listen_into(config.listen, config.transport(), sink)
-                .map_err(|e| NodeError::Listen(config.listen, e))?;
+            let bound = match &config.peer_listener {
+                Some(listener) => listener
+                    .try_clone()
+                    .and_then(|l| Transport::accept_into(l, config.transport(), sink)),
+                None => Transport::listen_into(config.listen, config.transport(), sink),
+            };
+            let mut transport = bound.map_err(|e| NodeError::Listen(config.listen, e))?;
             for (&id, &addr) in &config.peers {
                 if id != config.id {
                     transport.add_peer(id, addr).map_err(NodeError::Io)?;

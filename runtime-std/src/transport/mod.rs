@@ -270,7 +270,15 @@ impl Transport {
         config: TransportConfig,
         sink: Sink,
     ) -> io::Result<Transport> {
-        let listener = TcpListener::bind(addr)?;
+        Transport::accept_into(TcpListener::bind(addr)?, config, sink)
+    }
+
+    /// Like [`listen_into`](Self::listen_into), on a listener the caller bound
+    pub fn accept_into(
+        listener: TcpListener,
+        config: TransportConfig,
+        sink: Sink,
+    ) -> io::Result<Transport> {
         let local_addr = listener.local_addr()?;
         // The acceptor polls so that shutdown never waits on a blocked accept.
         listener.set_nonblocking(true)?;
