@@ -4,6 +4,7 @@
 //! the file format and the commands). A transcript whose output differs fails the test with the
 //! file, the line of the first differing command and a diff. Run with `SHALE_REWRITE=1` to
 //! write the actual output into the files instead; only keep the change if you understand it.
+//! With `CI` set (as CI services do), a rewrite is refused.
 
 #[path = "interaction/mod.rs"]
 mod script;
@@ -60,6 +61,12 @@ fn transcripts() -> Vec<PathBuf> {
 #[test]
 fn interaction_transcripts() {
     let rewrite = std::env::var("SHALE_REWRITE").is_ok_and(|v| v == "1");
+    // Under CI a rewrite would turn any mismatch into a pass: refuse it.
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(
+        !(rewrite && ci),
+        "SHALE_REWRITE=1 under CI would rewrite the transcripts instead of checking them"
+    );
     let mut mismatches = Vec::new();
     for path in transcripts() {
         let text =

@@ -92,6 +92,7 @@ pub mod clients;
 pub mod kv;
 pub mod linearizability;
 pub mod multi;
+pub mod seeds;
 
 pub use app::SimApp;
 pub use clients::{ClientStats, Clients, ClientsConfig, ReadMode};

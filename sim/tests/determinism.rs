@@ -20,13 +20,20 @@ fn same_seed_same_trace() {
 
 #[test]
 fn campaign_seeds_pass() {
-    let seeds: u64 = std::env::var("SHALE_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
-    for seed in 0..seeds {
+    for seed in shale_sim::seeds::from_env(30) {
         if let Err(e) = campaign::run_seed(seed) {
             panic!("campaign failed: {e}");
+        }
+    }
+}
+
+/// The sharded campaign (controller and replica groups on shared nodes, random faults) over
+/// `SHALE_SEEDS` seeds, 20 by default in CI
+#[test]
+fn sharded_campaign_seeds_pass() {
+    for seed in shale_sim::seeds::from_env(20) {
+        if let Err(e) = shale_sim::multi::run_sharded_seed(seed) {
+            panic!("sharded campaign failed: {e}");
         }
     }
 }

@@ -29,16 +29,10 @@ pub fn seeds() -> Vec<u64> {
 }
 
 /// The seeds to run: `SHALE_SEED` alone, else `0..SHALE_SEEDS`, else `0..default` (for
-/// scenarios too long to run [`DEFAULT_SEEDS`] of in CI)
+/// scenarios too long to run [`DEFAULT_SEEDS`] of in CI); a bad value or `SHALE_SEEDS=0` stops
+/// the test (see [`shale_sim::seeds`])
 pub fn seeds_or(default: u64) -> Vec<u64> {
-    if let Some(seed) = env_u64("SHALE_SEED") {
-        return vec![seed];
-    }
-    (0..env_u64("SHALE_SEEDS").unwrap_or(default)).collect()
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok()?.trim().parse().ok()
+    shale_sim::seeds::from_env(default)
 }
 
 /// The Raft config scenario clusters use: 50 ms heartbeats, 500-1000 ms election timeouts
