@@ -87,6 +87,7 @@ pub fn swarm_config(seed: u64) -> SimConfig {
         network,
         disk,
         clock_drift_ppm_max: rng.below(1_000),
+        clock_drifts_ppm: Vec::new(),
     }
 }
 

@@ -31,6 +31,9 @@ pub struct SimConfig {
     pub disk: DiskConfig,
     /// Most clock drift per node, in parts per million (each node draws its own drift)
     pub clock_drift_ppm_max: u64,
+    /// Each node's clock drift in parts per million (node `i + 1` takes entry `i`; positive
+    /// runs fast), instead of drawing them; nodes past the list draw theirs
+    pub clock_drifts_ppm: Vec<i64>,
 }
 
 impl SimConfig {
@@ -43,6 +46,7 @@ impl SimConfig {
             network: NetworkConfig::reliable(),
             disk: DiskConfig::default(),
             clock_drift_ppm_max: 0,
+            clock_drifts_ppm: Vec::new(),
         }
     }
 }
@@ -157,7 +161,8 @@ impl Sim {
         for i in 0..config.nodes {
             let id = i as NodeId + 1;
             let max = config.clock_drift_ppm_max;
-            let drift_ppm = clock_rng.range(0, 2 * max + 1) as i64 - max as i64;
+            let drawn = clock_rng.range(0, 2 * max + 1) as i64 - max as i64;
+            let drift_ppm = config.clock_drifts_ppm.get(i).copied().unwrap_or(drawn);
             nodes.push(SimNode::new(id, drift_ppm));
         }
         let network = Network::new(config.network.clone(), network_rng, config.nodes);

@@ -11,7 +11,7 @@
 
 use shale_core::raft::{HardState, Index, NodeId};
 use shale_core::time::Duration;
-use shale_sim::{DiskConfig, Sim, SimConfig, SimError, entry_hash};
+use shale_sim::{DiskConfig, NetworkConfig, Sim, SimConfig, SimError, entry_hash};
 use shale_tests::{ELECTION_TIMEOUT, HEARTBEAT, ensure, for_each_seed, raft_config, sim};
 
 /// Time one `one()` agreement may take
@@ -281,6 +281,65 @@ fn crash_loses_only_unsynced() {
             }
         }
         Ok(())
+    });
+}
+
+/// Votes on a slow disk: leaders are cut off again and again, and while the others elect a new
+/// one (candidates racing on a network with spread-out delays), voters crash and restart at
+/// once, losing writes in flight. A vote lost that way must never have been sent: the voter,
+/// back with its old hard state, could vote again in the same term, and the simulator's
+/// election-safety check (one leader per term) fails.
+#[test]
+fn votes_survive_crashes_during_elections() {
+    for_each_seed("votes_survive_crashes_during_elections", |seed| {
+        const N: usize = 5;
+        let mut config = SimConfig::new(seed, N);
+        config.raft = raft_config();
+        config.disk = DiskConfig {
+            latency_min: Duration::from_millis(5),
+            latency_max: Duration::from_millis(40),
+            torn_write_per_million: 0,
+        };
+        config.network = NetworkConfig {
+            delay_min: Duration::from_millis(1),
+            delay_max: Duration::from_millis(40),
+            ..NetworkConfig::reliable()
+        };
+        let mut sim = Sim::new(config);
+        sim.wait_for_leader(elect())?;
+        let (mut crashes_with_pending, mut leaders) = (0u64, 0u64);
+        for _ in 0..25 {
+            let cut = sim.leader();
+            if let Some(leader) = cut {
+                sim.disconnect(leader);
+            }
+            // For three election timeouts, a node with a write in flight (a term or a vote,
+            // mostly) crashes and restarts at once, now and then.
+            let until = sim.now() + ELECTION_TIMEOUT.saturating_mul(3);
+            while sim.now() < until {
+                let pause = sim.fault_rng().range(500, 4_000);
+                sim.run_for(Duration::from_micros(pause));
+                for id in sim.ids() {
+                    let pending = sim.node(id).is_some_and(|r| r.unpersisted_writes() > 0);
+                    if Some(id) != cut && pending && sim.fault_rng().chance(1, 25) {
+                        crashes_with_pending += 1;
+                        sim.restart(id);
+                    }
+                }
+            }
+            leaders += u64::from(sim.leader().is_some_and(|l| Some(l) != cut));
+            if let Some(leader) = cut {
+                sim.connect(leader);
+            }
+            sim.run_for(ELECTION_TIMEOUT);
+        }
+        ensure(&sim, crashes_with_pending > 0 && leaders > 0, || {
+            format!(
+                "{crashes_with_pending} crashes with a write in flight, {leaders} new leaders: \
+                 the scenario tested nothing"
+            )
+        })?;
+        sim.check_liveness_after_heal(agree())
     });
 }
 

@@ -490,7 +490,12 @@ impl Raft {
             to,
             message,
         };
-        match self.persist.barrier(&self.log) {
+        let barrier = self.persist.barrier(&self.log);
+        #[cfg(feature = "planted-vote-before-durable")]
+        let barrier = barrier.filter(|_| !matches!(out.message, Message::VoteResponse { .. }));
+        #[cfg(feature = "planted-ack-before-durable")]
+        let barrier = barrier.filter(|_| !matches!(out.message, Message::AppendResponse { .. }));
+        match barrier {
             Some(id) => self.held.push_back((id, out)),
             None => self.outbox.push_back(out),
         }

@@ -209,7 +209,12 @@ impl Raft {
             }
             self.reads.round_sent_at.pop_front();
             if round == confirmed && !self.reads.lease_revoked {
-                let lease = self.config.election_timeout_min - self.config.max_clock_drift;
+                let drift = if cfg!(feature = "planted-lease-without-drift") {
+                    crate::time::Duration::ZERO
+                } else {
+                    self.config.max_clock_drift
+                };
+                let lease = self.config.election_timeout_min - drift;
                 self.reads.lease_until = Some(sent_at + lease);
             }
         }

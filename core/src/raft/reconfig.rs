@@ -165,8 +165,21 @@ impl Raft {
         first_changed: Index,
         appended: &[Entry],
     ) {
+        #[cfg(not(feature = "planted-stale-membership"))]
         self.memberships.entries.retain(|(i, _)| *i < first_changed);
+        #[cfg(feature = "planted-stale-membership")]
+        {
+            // The old rule: keep a cached membership wherever some membership entry is.
+            let log = &self.log;
+            self.memberships.entries.retain(|(i, _)| {
+                *i < first_changed || log.get(*i).is_some_and(|e| e.kind == EntryKind::Membership)
+            });
+        }
         for e in appended.iter().filter(|e| e.index >= first_changed) {
+            #[cfg(feature = "planted-stale-membership")]
+            if self.memberships.entries.iter().any(|(i, _)| *i == e.index) {
+                continue;
+            }
             if let Some(m) = decode_membership(e) {
                 self.memberships.entries.push((e.index, m));
             }

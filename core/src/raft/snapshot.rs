@@ -343,7 +343,8 @@ impl Raft {
     ) {
         let term = self.term;
         let index = meta.last.index;
-        if index <= self.commit || self.log.matches(meta.last) {
+        let keep_log = self.log.matches(meta.last) && !cfg!(feature = "planted-snapshot-drops-log");
+        if index <= self.commit || keep_log {
             // Everything in it is committed here already, or this log holds the snapshot's last
             // entry (and so, by log matching, everything before it): keep the log, including
             // entries after the snapshot this node may have acknowledged (Raft paper §7).
