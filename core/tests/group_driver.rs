@@ -8,7 +8,7 @@ use shale_core::group::{
 };
 use shale_core::raft::{Config, Raft, Recovered, Role};
 use shale_core::rsm::Replica;
-use shale_core::shard::{ClientRequest, KvOp, KvResult, ShardLimits, key_shard};
+use shale_core::shard::{ClientRequest, KvOp, KvResult, ShardCursor, ShardLimits, key_shard};
 use shale_core::time::{Duration, Instant};
 
 const SHARDS: u32 = 8;
@@ -135,7 +135,8 @@ impl World {
                         }
                         GroupRequest::DeleteShard { at, shard, num, .. } => {
                             let j = (at - 1) as usize;
-                            let deleted = self.groups[j].delete(now, shard, num);
+                            let requester = i as GroupId + 1;
+                            let deleted = self.groups[j].delete(now, requester, shard, num);
                             settle(&mut self.groups[j], now);
                             if deleted {
                                 self.groups[i].handle_deleted(now, shard, num);
@@ -251,4 +252,43 @@ fn shards_move_between_groups_and_old_copies_are_deleted() {
         "the left group keeps no data"
     );
     assert_eq!(w.groups[1].state().shards.len(), SHARDS as usize);
+}
+
+/// Only the group a shard is handed to may fetch it or have the old copy deleted: another
+/// group (one whose configurations disagree, say) gets nothing and deletes nothing
+#[test]
+fn a_shard_is_handed_only_to_its_new_owner() {
+    let mut w = World::new();
+    w.ctl
+        .apply(&ControllerCommand::Join(vec![(1, vec![1])]))
+        .unwrap();
+    w.rounds(3);
+    let c2 = w
+        .ctl
+        .apply(&ControllerCommand::Join(vec![(2, vec![2])]))
+        .unwrap();
+    let moving = (0..SHARDS).find(|&s| c2.owner(s) == 2).unwrap();
+    // Group 1 takes configuration 2 (the shard is Handing to 2); group 2 has not asked yet.
+    let now = w.now + Duration::from_millis(100);
+    w.groups[0].handle_config(now, c2.clone());
+    settle(&mut w.groups[0], now);
+    assert_eq!(w.groups[0].state().hands_to(moving, c2.num), Some(2));
+    let stranger = 3;
+    let fetched = w.groups[0].fetch(now, stranger, moving, c2.num, &ShardCursor::START, 1 << 20);
+    settle(&mut w.groups[0], now);
+    assert!(fetched.is_none());
+    assert!(
+        w.groups[0].poll_request().is_none(),
+        "no hand-over started for a group the shard is not handed to"
+    );
+    assert!(!w.groups[0].delete(now, stranger, moving, c2.num));
+    settle(&mut w.groups[0], now);
+    assert_eq!(
+        w.groups[0].state().hands_to(moving, c2.num),
+        Some(2),
+        "the copy is still handed to group 2"
+    );
+    // The real new owner still gets it.
+    w.rounds(6);
+    assert!(w.groups[1].state().serves(moving));
 }

@@ -449,7 +449,7 @@ impl<M: GroupMachine> GroupDriver<M> {
         from: &ShardCursor,
         max_bytes: usize,
     ) -> Option<ShardChunk> {
-        if self.restoring() {
+        if self.restoring() || self.refuses(requester, shard, num) {
             return None;
         }
         let budget = max_bytes.min(self.config.handover_chunk_bytes);
@@ -530,10 +530,19 @@ impl<M: GroupMachine> GroupDriver<M> {
         }
     }
 
-    /// Another group, which gained `shard` in `num`, asks this group to delete its copy: `true`
-    /// once deleted; otherwise the leader logs the deletion and the caller asks again
-    pub fn delete(&mut self, now: Instant, shard: ShardId, num: u64) -> bool {
-        if self.restoring() {
+    /// Whether `requester` asks for `shard` of configuration `num` that this group hands to
+    /// another group: refused, whatever the requester's configurations say
+    fn refuses(&self, requester: GroupId, shard: ShardId, num: u64) -> bool {
+        self.state()
+            .hands_to(shard, num)
+            .is_some_and(|to| to != requester)
+    }
+
+    /// Group `requester`, which gained `shard` in `num`, asks this group to delete its copy:
+    /// `true` once deleted; otherwise the leader logs the deletion and the caller asks again
+    /// (a group the shard is not handed to is refused)
+    pub fn delete(&mut self, now: Instant, requester: GroupId, shard: ShardId, num: u64) -> bool {
+        if self.restoring() || self.refuses(requester, shard, num) {
             return false;
         }
         if self.state().deleted(shard, num) {
@@ -595,7 +604,7 @@ impl<M: GroupMachine> GroupDriver<M> {
                 keys,
                 ..
             } => {
-                if self.restoring() {
+                if self.restoring() || self.refuses(requester, shard, num) {
                     return None;
                 }
                 let entries = self.state().offer_keys(shard, num, &keys)?;
@@ -619,12 +628,14 @@ impl<M: GroupMachine> GroupDriver<M> {
                 num,
                 ..
             } => {
-                return self.delete(now, shard, num).then_some(AppMessage::Deleted {
-                    gid: requester,
-                    by: gid,
-                    shard,
-                    num,
-                });
+                return self
+                    .delete(now, requester, shard, num)
+                    .then_some(AppMessage::Deleted {
+                        gid: requester,
+                        by: gid,
+                        shard,
+                        num,
+                    });
             }
             AppMessage::Deleted { shard, num, .. } => self.handle_deleted(now, shard, num),
             _ => {}

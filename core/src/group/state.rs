@@ -489,6 +489,18 @@ impl GroupState {
         matches!(slot.status, ShardStatus::Offering { .. }).then_some(&slot.state)
     }
 
+    /// The group this group hands `shard` to in configuration `num`, if it is handing it over
+    /// or offering it there: only that group may fetch it or have it deleted
+    pub fn hands_to(&self, shard: ShardId, num: u64) -> Option<GroupId> {
+        if self.config.num != num {
+            return None;
+        }
+        match self.shards.get(&shard)?.status {
+            ShardStatus::Offering { to } | ShardStatus::Handing { to } => Some(to),
+            _ => None,
+        }
+    }
+
     /// The previous owner's side of a delete: whether our copy from configuration `num` is gone
     /// (we moved past `num`, or never had it, or deleted it)
     pub fn deleted(&self, shard: ShardId, num: u64) -> bool {
