@@ -268,7 +268,8 @@ fn run_broken(seed: u64) -> Result<History, SimError> {
 }
 
 /// The deliberately broken read path (no quorum check on leader reads) must be caught: over a
-/// fixed list of seeds, the checker finds at least one history not linearizable
+/// fixed list of seeds, the checker finds most histories not linearizable (38 of 40 when
+/// written; at least three quarters required)
 #[test]
 fn broken_reads_are_caught() {
     let mut caught = Vec::new();
@@ -289,8 +290,9 @@ fn broken_reads_are_caught() {
         caught.len()
     );
     assert!(
-        !caught.is_empty(),
-        "the checker caught no stale read over {BROKEN_SEEDS} seeds"
+        caught.len() as u64 * 4 >= BROKEN_SEEDS * 3,
+        "the checker caught stale reads in only {} of {BROKEN_SEEDS} seeds",
+        caught.len()
     );
 }
 
@@ -329,7 +331,8 @@ const LEASE_ROUNDS: usize = 12;
 
 /// The lease test can fail: with clocks drifting far beyond the bound the lease assumes (30%
 /// slow or fast against a 10% margin), a cut-off leader's lease outlives the new leader's
-/// first writes, and the checker finds stale reads in most seeds
+/// first writes, and the checker finds stale reads (in 13 of 30 seeds when written; at least a
+/// quarter required)
 #[test]
 fn lease_reads_beyond_the_drift_bound_are_caught() {
     let caught: Vec<u64> = (0..LEASE_SEEDS)
@@ -344,8 +347,9 @@ fn lease_reads_beyond_the_drift_bound_are_caught() {
         caught.len()
     );
     assert!(
-        !caught.is_empty(),
-        "no stale lease read caught with clocks drifting 30%"
+        caught.len() as u64 * 4 >= LEASE_SEEDS,
+        "stale lease reads caught in only {} of {LEASE_SEEDS} seeds with clocks drifting 30%",
+        caught.len()
     );
 }
 
