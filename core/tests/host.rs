@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use shale_core::controller::ShardController;
-use shale_core::group::{DriverConfig, GroupDriver, GroupState};
+use shale_core::group::{AppMessage, DriverConfig, GroupDriver, GroupState};
 use shale_core::node::{
     CONTROLLER_GROUP, GroupAdmin, Host, HostConfig, HostOutput, HostedReplica, OpId, WalDone, WalOp,
 };
@@ -416,4 +416,51 @@ fn a_retried_join_refused_as_already_joined_reports_the_configuration() {
         }
     }
     panic!("the admin command never finished: {sent:?}");
+}
+
+/// A node listed among the controller's voters whose own controller replica cannot answer (here
+/// it hosts none, as after the replica was removed) asks the other voters for configurations
+/// instead of only itself
+#[test]
+fn a_configuration_the_local_controller_lacks_is_asked_of_other_voters() {
+    let raft = Raft::new(Config::new(1, 3), &[1], Recovered::default(), Instant::ZERO).unwrap();
+    let state = GroupState::new(1, SHARDS, ShardLimits::default());
+    let mut replicas = BTreeMap::new();
+    replicas.insert(
+        1,
+        HostedReplica::Group(Box::new(GroupDriver::new(
+            Replica::new(raft, state),
+            DriverConfig::default(),
+            Instant::ZERO,
+        ))),
+    );
+    let mut host: Host = Host::new(
+        HostConfig::new(1, vec![1, 2], SHARDS),
+        replicas,
+        Instant::ZERO,
+    );
+    let mut now = Instant::ZERO;
+    let mut asked_2 = 0;
+    for _ in 0..300 {
+        now += Duration::from_millis(10);
+        host.handle_timeout(now);
+        host.flush(now);
+        while let Some(output) = host.poll_output() {
+            match output {
+                HostOutput::Wal {
+                    gid,
+                    op: WalOp::Write(write),
+                } => host.handle_wal(now, WalDone::Persisted { gid, id: write.id }),
+                HostOutput::App {
+                    to: 2,
+                    message: AppMessage::Query { .. },
+                } => asked_2 += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        asked_2 > 0,
+        "the group's leader never asked node 2 for a configuration"
+    );
 }

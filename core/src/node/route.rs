@@ -151,6 +151,15 @@ impl<M: HostMachines> Host<M> {
 
     /// Sends a group driver's request to the replicas that can answer it
     fn send_request(&mut self, gid: GroupId, request: GroupRequest) {
+        // A configuration the local controller replica has already made is answered here.
+        let local_has = match &request {
+            GroupRequest::QueryConfig { num } => self
+                .replicas
+                .get(&CONTROLLER_GROUP)
+                .and_then(HostedReplica::controller)
+                .is_some_and(|c| c.config(*num).is_some()),
+            _ => false,
+        };
         let Addressed {
             target,
             replicas,
@@ -158,12 +167,14 @@ impl<M: HostMachines> Host<M> {
             message,
         } = request.address(gid);
         let Some(target) = target else {
-            // The local controller replica answers best: no network at all.
+            // The local controller replica answers best, with no network at all, when it has
+            // made the configuration; otherwise the voters take turns (the local replica may
+            // lag, be restoring, or no longer be a member at all).
             let voters = self.config.controller_voters.clone();
             if voters.is_empty() {
                 return; // no controller to ask: the driver asks again next poll
             }
-            let to = if voters.contains(&self.id()) {
+            let to = if local_has && voters.contains(&self.id()) {
                 self.id()
             } else {
                 self.take_turn(&voters, (CONTROLLER_GROUP, lane))
