@@ -17,6 +17,11 @@ use shale_core::time::{Duration, Instant};
 const SHARDS: u32 = 8;
 
 fn host(voters: &[u64]) -> Host {
+    host_with(voters, None)
+}
+
+/// [`host`], giving the new cluster `max_moves` moves per configuration with its first join
+fn host_with(voters: &[u64], max_moves: Option<u32>) -> Host {
     let raft = |gid: u64| {
         Raft::new(
             Config::new(1, 7 + gid),
@@ -45,6 +50,7 @@ fn host(voters: &[u64]) -> Host {
     );
     let mut config = HostConfig::new(1, voters.to_vec(), SHARDS);
     config.bootstrap_groups = vec![(1, voters.to_vec())];
+    config.bootstrap_max_moves_per_config = max_moves;
     Host::new(config, replicas, Instant::ZERO)
 }
 
@@ -463,4 +469,18 @@ fn a_configuration_the_local_controller_lacks_is_asked_of_other_voters() {
         asked_2 > 0,
         "the group's leader never asked node 2 for a configuration"
     );
+}
+
+/// A new cluster's controller takes its moves per configuration from its log, set before the
+/// first join from the bootstrapping node's configuration
+#[test]
+fn a_new_cluster_logs_its_moves_per_configuration() {
+    let mut host = host_with(&[1], Some(3));
+    let mut now = Instant::ZERO;
+    run(&mut host, &mut now, Duration::from_secs(3));
+    assert_eq!(host.local_config().map(|c| c.num), Some(1), "joined");
+    let controller = host.replicas()[&CONTROLLER_GROUP]
+        .controller()
+        .expect("a controller replica");
+    assert_eq!(controller.max_moves_per_config(), 3);
 }

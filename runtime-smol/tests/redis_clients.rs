@@ -154,7 +154,16 @@ fn every_command_through_any_node() {
     assert!(err_text(q(&mut a, &["NOSUCHCOMMAND", "x"])).contains("unknown command"));
     assert!(err_text(q(&mut a, &["GET"])).contains("wrong number of arguments"));
     assert!(err_text(q(&mut a, &["SHALE", "JOIN", "x"])).contains("unknown SHALE subcommand"));
+    assert!(err_text(q(&mut a, &["SHALE", "MAX-MOVES", "-1"])).contains("usage"));
     assert_eq!(q::<String>(&mut a, &["GET", "k3"]).unwrap(), "w3");
+
+    // The moves per configuration change through the controller's log: no new configuration.
+    let before: i64 = q(&mut a, &["SHALE", "MAX-MOVES", "2"]).unwrap();
+    let again: i64 = q(&mut a, &["SHALE", "MAX-MOVES", "1"]).unwrap();
+    assert_eq!(
+        before, again,
+        "setting the moves per configuration made a configuration"
+    );
 }
 
 #[test]

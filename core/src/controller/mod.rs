@@ -82,6 +82,10 @@ pub enum ControllerCommand {
     },
     /// The configuration numbered `num`, or the latest for `None`
     Query(Option<u64>),
+    /// From now on, a join or leave moves at most this many shards holding data per
+    /// configuration (0: any number); makes no configuration and answers the latest. In the
+    /// log, so every replica stages the same configurations from the same commands.
+    SetMaxMovesPerConfig(u32),
 }
 
 impl ControllerCommand {
@@ -254,6 +258,11 @@ impl ShardController {
         };
         match command {
             ControllerCommand::Query(None) => return Ok(latest.clone()),
+            ControllerCommand::SetMaxMovesPerConfig(max) => {
+                let latest = latest.clone();
+                self.max_moves_per_config = *max;
+                return Ok(latest);
+            }
             ControllerCommand::Query(Some(num)) => {
                 return self
                     .config(*num)
@@ -352,6 +361,22 @@ impl crate::rsm::StateMachine for ShardController {
 mod tests {
     use super::*;
     use alloc::vec;
+
+    #[test]
+    fn the_moves_per_configuration_are_set_through_the_log() {
+        let mut ctl = ShardController::with_max_moves(8, 0);
+        ctl.apply(&ControllerCommand::Join(vec![(1, vec![1])]))
+            .unwrap();
+        let latest = ctl
+            .apply(&ControllerCommand::SetMaxMovesPerConfig(1))
+            .unwrap();
+        assert_eq!((latest.num, ctl.max_moves_per_config()), (1, 1));
+        // A join now moves one held shard per configuration: four of them for four shards.
+        let last = ctl
+            .apply(&ControllerCommand::Join(vec![(2, vec![2])]))
+            .unwrap();
+        assert_eq!(last.num, 5);
+    }
 
     #[test]
     fn a_leave_of_every_group_is_refused() {

@@ -6,9 +6,10 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::controller::{Configuration, ControllerCommand, GroupId};
+use crate::controller::{Configuration, ControllerCommand, GroupId, ShardController};
 use crate::group::AppMessage;
 use alloc::boxed::Box;
+use core::borrow::Borrow;
 
 use crate::raft::{NodeId, Outgoing, Raft, Role, SnapshotMeta, SnapshotTask, Write};
 use crate::rsm::{Release, RestoredState, SnapshotDecoder, SnapshotEncoder, SnapshotError};
@@ -173,6 +174,10 @@ pub struct HostConfig {
     /// Replica groups the controller's first leader joins when the cluster is new (the
     /// controller has no configuration yet), with their replicas
     pub bootstrap_groups: Vec<(GroupId, Vec<NodeId>)>,
+    /// Moves per configuration a new cluster's controller is given with its first join
+    /// ([`ControllerCommand::SetMaxMovesPerConfig`], logged so every replica agrees; `None`:
+    /// the controller's own); a cluster that exists keeps what its log says
+    pub bootstrap_max_moves_per_config: Option<u32>,
     /// How long a client attempt waits for a replica's answer before trying another
     pub attempt_timeout: Duration,
     /// How long a client operation keeps trying before it is given up on
@@ -200,6 +205,7 @@ impl HostConfig {
             controller_voters,
             shard_count,
             bootstrap_groups: Vec::new(),
+            bootstrap_max_moves_per_config: None,
             attempt_timeout: Duration::from_millis(1_000),
             op_timeout: Duration::from_secs(10),
             retry_delay: Duration::from_millis(5),
@@ -460,7 +466,17 @@ impl<M: HostMachines> Host<M> {
         }
         self.next_bootstrap = now + self.config.bootstrap_interval;
         let join = ControllerCommand::Join(self.config.bootstrap_groups.clone());
+        let max_moves = self.config.bootstrap_max_moves_per_config;
         if let Some(HostedReplica::Controller(r)) = self.replicas.get_mut(&CONTROLLER_GROUP) {
+            // A refused proposal (not leader any more, busy) is tried again next interval,
+            // until the join makes configuration 1; the setting is logged before the join.
+            if let Some(max) = max_moves
+                && Borrow::<ShardController>::borrow(r.state()).max_moves_per_config() != max
+                && r.propose(now, 0, &ControllerCommand::SetMaxMovesPerConfig(max))
+                    .is_err()
+            {
+                return;
+            }
             let _ = r.propose(now, 0, &join);
         }
     }

@@ -44,6 +44,12 @@ pub enum CtlCommand {
         /// The group
         gid: u64,
     },
+    /// From now on, a join or leave moves at most SHARDS shards holding data per
+    /// configuration (0: all at once); logged by the controller, so every node agrees
+    MaxMoves {
+        /// Shards per configuration
+        shards: u32,
+    },
     /// Hand group GID's Raft leadership to NODE
     TransferLeader {
         /// The group
@@ -111,6 +117,9 @@ pub fn run(args: &CtlArgs) -> Result<(), String> {
                 shard.to_string(),
                 gid.to_string(),
             ]
+        }
+        CtlCommand::MaxMoves { shards } => {
+            vec!["SHALE".into(), "MAX-MOVES".into(), shards.to_string()]
         }
         CtlCommand::TransferLeader { gid, node } => {
             return on_leader("TRANSFER", *gid, *node, args);

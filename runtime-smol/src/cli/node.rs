@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use shale_runtime_std::node::{
-    CONTROLLER_GROUP, DEFAULT_HANDOVER_BYTES_PER_SEC, GroupSpec, NodeConfig,
+    CONTROLLER_GROUP, DEFAULT_HANDOVER_BYTES_PER_SEC, DEFAULT_MAX_MOVES_PER_CONFIG, GroupSpec,
+    NodeConfig,
 };
 
 use crate::runtime::Runtime;
@@ -61,6 +62,10 @@ pub struct NodeArgs {
     /// can; default 4096)
     #[arg(long)]
     pub handover_kib_per_sec: Option<u64>,
+    /// Most shards holding data one configuration moves, given to the controller when the
+    /// cluster is created (0: all at once; default 1); later, `shale ctl max-moves`
+    #[arg(long)]
+    pub max_moves_per_config: Option<u32>,
 }
 
 /// The `flag = value` lines of a config file
@@ -138,6 +143,13 @@ pub fn run(args: &NodeArgs) -> Result<(), String> {
     let requirepass = get("requirepass", args.requirepass.clone());
     let secret = get("secret", args.secret.clone()).unwrap_or_default();
     let lease_reads = args.lease_reads || get("lease-reads", None).is_some_and(|v| v == "true");
+    let max_moves_per_config: u32 = get(
+        "max-moves-per-config",
+        args.max_moves_per_config.map(|v| v.to_string()),
+    )
+    .map_or(Ok(DEFAULT_MAX_MOVES_PER_CONFIG), |v| {
+        parse("max-moves-per-config", &v)
+    })?;
     let handover_kib_per_sec: u64 = get(
         "handover-kib-per-sec",
         args.handover_kib_per_sec.map(|v| v.to_string()),
@@ -164,6 +176,7 @@ pub fn run(args: &NodeArgs) -> Result<(), String> {
     node.peers = peers;
     node.shard_count = shards;
     node.handover_bytes_per_sec = handover_kib_per_sec.saturating_mul(1024);
+    node.max_moves_per_config = max_moves_per_config;
     node.controller_voters = ids.clone();
     node.groups = vec![GroupSpec {
         gid: CONTROLLER_GROUP,

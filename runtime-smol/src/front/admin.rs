@@ -85,6 +85,10 @@ pub(crate) async fn execute(node: &NodeClient, args: &[Vec<u8>]) -> Reply {
             Some(gid) => ControllerCommand::Leave(vec![gid]),
             None => return Reply::error("ERR usage: SHALE LEAVE <gid>"),
         },
+        (b"MAX-MOVES", 3) => match number(&args[2]).and_then(|n| u32::try_from(n).ok()) {
+            Some(max) => ControllerCommand::SetMaxMovesPerConfig(max),
+            None => return Reply::error("ERR usage: SHALE MAX-MOVES <shards per configuration>"),
+        },
         (b"MOVE", 4) => match (
             number(&args[2]).and_then(|s| u32::try_from(s).ok()),
             number(&args[3]),
@@ -94,7 +98,7 @@ pub(crate) async fn execute(node: &NodeClient, args: &[Vec<u8>]) -> Reply {
         },
         _ => {
             return Reply::error(
-                "ERR unknown SHALE subcommand or wrong arguments (STATUS, GROUPS, JOIN, LEAVE, MOVE, TRANSFER, ADD-REPLICA, REMOVE-REPLICA, SNAPSHOT)",
+                "ERR unknown SHALE subcommand or wrong arguments (STATUS, GROUPS, JOIN, LEAVE, MOVE, MAX-MOVES, TRANSFER, ADD-REPLICA, REMOVE-REPLICA, SNAPSHOT)",
             );
         }
     };

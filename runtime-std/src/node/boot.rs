@@ -86,10 +86,9 @@ pub struct NodeConfig {
     /// Largest WAL segment file, in bytes
     pub max_segment_bytes: u64,
     /// Most shards holding data one configuration moves: a join or leave becomes a series of
-    /// configurations, so a shard waits only for its own transfer (0: any number). Part of
-    /// the controller's state machine but not of its log: every node of a cluster must use
-    /// the same value, for the cluster's whole life, or their controller replicas make
-    /// different configurations from the same commands.
+    /// configurations, so a shard waits only for its own transfer (0: any number). Given to a
+    /// new cluster's controller through its log with the first join (so every replica agrees
+    /// whatever its own flags say); later, `SHALE MAX-MOVES` changes it.
     pub max_moves_per_config: u32,
     /// Bytes per second each group pulls when shards move to it (0: as fast as it can); see
     /// [`DriverConfig::handover_bytes_per_sec`]
@@ -285,7 +284,9 @@ pub fn boot(config: &NodeConfig, now: Instant) -> Result<Booted, BootError> {
         let mut replica = if spec.gid == CONTROLLER_GROUP {
             HostedReplica::Controller(Box::new(Replica::new(
                 raft,
-                ShardController::with_max_moves(config.shard_count, config.max_moves_per_config),
+                // The same on every node whatever its flags: the value in force is the one the
+                // controller's log set (see HostConfig::bootstrap_max_moves_per_config).
+                ShardController::with_max_moves(config.shard_count, DEFAULT_MAX_MOVES_PER_CONFIG),
             )))
         } else {
             let state = GroupState::new(spec.gid, config.shard_count, config.limits);

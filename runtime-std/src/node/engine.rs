@@ -135,6 +135,7 @@ impl NodeEngine {
             config.shard_count,
         );
         host_config.bootstrap_groups = config.bootstrap_groups.clone();
+        host_config.bootstrap_max_moves_per_config = Some(config.max_moves_per_config);
         // Tokens of this boot start above every earlier boot's (see HostConfig::first_token).
         let boot_micros = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
