@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 use shale_runtime_smol::runtime::Runtime;
 use shale_runtime_smol::server::{LocalClusterConfig, Server, local_cluster};
 
+/// Shards of a test cluster
+const SHARDS: u32 = 8;
+
 /// A running local cluster; stopped (cleanly) when dropped
 pub struct TestCluster {
     pub rt: Option<Runtime>,
@@ -23,7 +26,7 @@ impl TestCluster {
             nodes,
             groups,
             initial_groups: groups,
-            shards: 8,
+            shards: SHARDS,
             data_dir: dir.path().to_owned(),
             host: std::net::Ipv4Addr::LOCALHOST.into(),
             client_port: 0,
@@ -54,9 +57,19 @@ impl TestCluster {
         format!("redis://{}/", self.servers[i].client_addr())
     }
 
-    /// Waits until a write through every node succeeds (leaders elected, groups joined)
+    /// Waits until a write through every node to every shard succeeds (every group's leader
+    /// elected, every group joined and serving)
     fn wait_ready(&self, password: Option<&str>) {
         let deadline = Instant::now() + Duration::from_secs(60);
+        // One key per shard: the first that hashes there
+        let keys: Vec<String> = (0..SHARDS)
+            .map(|shard| {
+                (0..)
+                    .map(|n| format!("ready{n}"))
+                    .find(|k| shale_core::shard::key_shard(k.as_bytes(), SHARDS) == shard)
+                    .unwrap_or_default()
+            })
+            .collect();
         for i in 0..self.servers.len() {
             loop {
                 let ok = (|| -> redis::RedisResult<()> {
@@ -65,10 +78,10 @@ impl TestCluster {
                     if let Some(p) = password {
                         redis::cmd("AUTH").arg(p).query::<()>(&mut con)?;
                     }
-                    redis::cmd("SET")
-                        .arg("ready")
-                        .arg("1")
-                        .query::<()>(&mut con)
+                    for key in &keys {
+                        redis::cmd("SET").arg(key).arg("1").query::<()>(&mut con)?;
+                    }
+                    Ok(())
                 })();
                 if ok.is_ok() {
                     break;
