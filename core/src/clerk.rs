@@ -134,8 +134,11 @@ impl Clerk {
             // The group is in an older configuration than ours, where it does not own the key
             // (a change made of several configurations is under way): route by that one, whose
             // owner still holds the shard. Otherwise ours may be old: fetch the latest.
+            // Configuration 0 has no groups (a group answering from it has only just started):
+            // nothing to follow there, the latest is asked for instead.
             Err(GroupError::WrongGroup { config_num }) => {
-                let behind = self.config.as_ref().is_some_and(|c| config_num < c.num);
+                let behind =
+                    config_num > 0 && self.config.as_ref().is_some_and(|c| config_num < c.num);
                 let num = behind.then_some(config_num);
                 self.asked_older = num;
                 ClerkStep::Act(ClerkAction::QueryConfig { num })
@@ -293,6 +296,33 @@ mod tests {
         assert_eq!(
             clerk.handle_reply(Err(GroupError::Kv(KvError::SessionExpired))),
             ClerkStep::Done(Err(KvError::SessionExpired))
+        );
+    }
+
+    /// At start-up a group may answer from configuration 0, which it has not left yet: that
+    /// configuration has no groups, so the clerk keeps its own and asks again, instead of
+    /// following configuration 0 (where the host would wait forever for a group to appear)
+    #[test]
+    fn a_group_still_at_configuration_0_is_not_followed_there() {
+        let mut ctl = ShardController::new(2);
+        let c1 = ctl
+            .apply(&ControllerCommand::Join(vec![(1, vec![11])]))
+            .unwrap();
+        let mut clerk = Clerk::new(5, 2);
+        clerk.handle_config(c1);
+        let ClerkAction::Send { .. } = clerk.start(KvOp::Put {
+            key: b"k".to_vec(),
+            value: vec![1],
+        }) else {
+            panic!("routed");
+        };
+        let step = clerk.handle_reply(Err(GroupError::WrongGroup { config_num: 0 }));
+        assert!(
+            !matches!(
+                step,
+                ClerkStep::Act(ClerkAction::QueryConfig { num: Some(0) })
+            ),
+            "followed configuration 0: {step:?}"
         );
     }
 }

@@ -253,10 +253,11 @@ impl<M: HostMachines> Host<M> {
                         self.step(now, session, step);
                     }
                     Some(_) => {
-                        // A new cluster: no group has joined yet. Ask again shortly.
+                        // A new cluster: no group has joined yet. Ask again shortly, for the
+                        // latest (an older configuration without groups never gets any).
                         let at = now + self.config.bootstrap_interval;
                         if let Some(s) = self.sessions.sessions.get_mut(&session) {
-                            s.waiting = Waiting::Delayed(ClerkAction::QueryConfig { num });
+                            s.waiting = Waiting::Delayed(ClerkAction::QueryConfig { num: None });
                             s.deadline = at;
                         }
                     }
