@@ -54,6 +54,26 @@ fn host_with(voters: &[u64], max_moves: Option<u32>) -> Host {
     Host::new(config, replicas, Instant::ZERO)
 }
 
+/// Node 1 hosting only replica group 1 (a lone voter), told of `controller_voters`
+fn group_only_host(controller_voters: Vec<u64>) -> Host {
+    let raft = Raft::new(Config::new(1, 3), &[1], Recovered::default(), Instant::ZERO).unwrap();
+    let state = GroupState::new(1, SHARDS, ShardLimits::default());
+    let mut replicas = BTreeMap::new();
+    replicas.insert(
+        1,
+        HostedReplica::Group(Box::new(GroupDriver::new(
+            Replica::new(raft, state),
+            DriverConfig::default(),
+            Instant::ZERO,
+        ))),
+    );
+    Host::new(
+        HostConfig::new(1, controller_voters, SHARDS),
+        replicas,
+        Instant::ZERO,
+    )
+}
+
 /// Runs the host for `duration` in 10 ms steps with a disk that persists at once; returns
 /// the finished operations with the time they finished
 fn run(host: &mut Host, now: &mut Instant, duration: Duration) -> Vec<(Instant, HostOutput)> {
@@ -219,22 +239,7 @@ fn an_operator_snapshot_is_taken_and_stored_on_request() {
 fn a_host_without_controller_voters_keeps_running() {
     // A replica group alone on its node, told of no controller: its leader's queries for a
     // configuration have nowhere to go, and nothing panics.
-    let raft = Raft::new(Config::new(1, 3), &[1], Recovered::default(), Instant::ZERO).unwrap();
-    let state = GroupState::new(1, SHARDS, ShardLimits::default());
-    let mut replicas = BTreeMap::new();
-    replicas.insert(
-        1,
-        HostedReplica::Group(Box::new(GroupDriver::new(
-            Replica::new(raft, state),
-            DriverConfig::default(),
-            Instant::ZERO,
-        ))),
-    );
-    let mut host = Host::new(
-        HostConfig::new(1, Vec::new(), SHARDS),
-        replicas,
-        Instant::ZERO,
-    );
+    let mut host = group_only_host(Vec::new());
     let mut now = Instant::ZERO;
     let session = host.open_session(1 << 20);
     let op = host
@@ -429,22 +434,7 @@ fn a_retried_join_refused_as_already_joined_reports_the_configuration() {
 /// instead of only itself
 #[test]
 fn a_configuration_the_local_controller_lacks_is_asked_of_other_voters() {
-    let raft = Raft::new(Config::new(1, 3), &[1], Recovered::default(), Instant::ZERO).unwrap();
-    let state = GroupState::new(1, SHARDS, ShardLimits::default());
-    let mut replicas = BTreeMap::new();
-    replicas.insert(
-        1,
-        HostedReplica::Group(Box::new(GroupDriver::new(
-            Replica::new(raft, state),
-            DriverConfig::default(),
-            Instant::ZERO,
-        ))),
-    );
-    let mut host: Host = Host::new(
-        HostConfig::new(1, vec![1, 2], SHARDS),
-        replicas,
-        Instant::ZERO,
-    );
+    let mut host = group_only_host(vec![1, 2]);
     let mut now = Instant::ZERO;
     let mut asked_2 = 0;
     for _ in 0..300 {

@@ -259,6 +259,19 @@ fn value_with_zeros() -> Vec<u8> {
     v
 }
 
+/// Flips a byte of the [`value_with_zeros`] in the only segment of `dir`; returns the segment
+fn flip_in_value_with_zeros(dir: &Path) -> PathBuf {
+    let segment = segments(dir).pop().expect("one segment");
+    let mut bytes = fs::read(&segment).expect("read");
+    let marker = bytes
+        .windows(2)
+        .position(|w| w == [0xAB, 0])
+        .expect("the value is in the segment");
+    bytes[marker] ^= 0x01;
+    fs::write(&segment, &bytes).expect("write");
+    segment
+}
+
 /// Damage inside a record that a later group commit followed is corruption, even when the
 /// record holds a sector of zeros (which a torn append would also leave): the later commit was
 /// written only after this one was synced and acknowledged, so cutting here would lose
@@ -275,14 +288,7 @@ fn damage_before_a_later_commit_is_an_error_even_with_a_zero_sector() {
     );
     commit(&mut storage, 4, &[vec![4; 10], vec![5; 10]]);
     drop(storage);
-    let segment = segments(dir.path()).pop().expect("one segment");
-    let mut bytes = fs::read(&segment).expect("read");
-    let marker = bytes
-        .windows(2)
-        .position(|w| w == [0xAB, 0])
-        .expect("the value is in the segment");
-    bytes[marker] ^= 0x01;
-    fs::write(&segment, &bytes).expect("write");
+    let segment = flip_in_value_with_zeros(dir.path());
     let before = contents(dir.path());
     match Storage::open_with(dir.path(), one_segment) {
         Err(StorageError::Corrupt { path, .. }) => assert_eq!(path, segment),
@@ -305,14 +311,7 @@ fn damage_in_the_last_commit_with_a_zero_sector_is_cut_as_torn() {
     commit(&mut storage, 1, &[vec![1; 10], vec![2; 10]]);
     commit(&mut storage, 3, &[value_with_zeros(), vec![4; 10]]);
     drop(storage);
-    let segment = segments(dir.path()).pop().expect("one segment");
-    let mut bytes = fs::read(&segment).expect("read");
-    let marker = bytes
-        .windows(2)
-        .position(|w| w == [0xAB, 0])
-        .expect("the value is in the segment");
-    bytes[marker] ^= 0x01;
-    fs::write(&segment, &bytes).expect("write");
+    flip_in_value_with_zeros(dir.path());
     let (_, recovered) = Storage::open_with(dir.path(), one_segment).expect("open");
     assert_eq!(recovered.entries.len(), 2, "cut at the torn record");
 }

@@ -249,13 +249,19 @@ fn kv_linearizable_membership_changes() {
 /// Rounds of the broken scenario: clients run, the leader is cut off and keeps serving reads
 /// while the others elect a new leader and take writes, then everything heals
 fn run_broken(seed: u64) -> Result<History, SimError> {
-    let mut sim = kv_sim(seed, ReadMode::Broken);
+    let sim = kv_sim(seed, ReadMode::Broken);
+    cut_off_leaders(sim, ReadMode::Broken, 3)
+}
+
+/// `rounds` times: 6 clients run, the leader is cut off while they go on for four election
+/// timeouts, then everything heals; the clients' history
+fn cut_off_leaders(mut sim: Sim, mode: ReadMode, rounds: usize) -> Result<History, SimError> {
     sim.wait_for_leader(ELECTION_TIMEOUT.saturating_mul(10))?;
-    let mut config = ClientsConfig::new(6, ReadMode::Broken);
+    let mut config = ClientsConfig::new(6, mode);
     // Clients stuck on the cut-off leader give up on their writes soon and look elsewhere.
     config.op_timeout = ELECTION_TIMEOUT;
     let mut clients = Clients::new(&sim, config);
-    for _ in 0..3 {
+    for _ in 0..rounds {
         sim.run_clients(&mut clients, Duration::from_millis(300));
         let Some(old): Option<NodeId> = sim.leader() else {
             continue;
@@ -307,21 +313,7 @@ fn run_lease(seed: u64, drift_ppm: i64) -> Result<History, SimError> {
     config.network = NetworkConfig::reliable();
     // Slow and fast clocks side by side: some leaders are slow, some followers fast.
     config.clock_drifts_ppm = vec![-drift_ppm, drift_ppm, -drift_ppm, drift_ppm, drift_ppm];
-    let mut sim = Sim::new(config);
-    sim.wait_for_leader(ELECTION_TIMEOUT.saturating_mul(10))?;
-    let mut config = ClientsConfig::new(6, ReadMode::Lease);
-    config.op_timeout = ELECTION_TIMEOUT;
-    let mut clients = Clients::new(&sim, config);
-    for _ in 0..LEASE_ROUNDS {
-        sim.run_clients(&mut clients, Duration::from_millis(300));
-        let Some(old): Option<NodeId> = sim.leader() else {
-            continue;
-        };
-        sim.disconnect(old);
-        sim.run_clients(&mut clients, ELECTION_TIMEOUT.saturating_mul(4));
-        sim.heal();
-    }
-    Ok(clients.finish())
+    cut_off_leaders(Sim::new(config), ReadMode::Lease, LEASE_ROUNDS)
 }
 
 /// Seeds of the lease scenarios

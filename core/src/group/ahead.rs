@@ -100,12 +100,7 @@ impl<M: GroupMachine> GroupDriver<M> {
         let ShardStatus::Pulling { from } = state.shards[&shard].status else {
             return false;
         };
-        let replicas = state
-            .previous
-            .groups
-            .get(&from)
-            .cloned()
-            .unwrap_or_default();
+        let replicas = state.previous_replicas(from);
         self.requests.push_back(GroupRequest::FetchKeys {
             from,
             replicas,

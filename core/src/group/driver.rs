@@ -367,7 +367,7 @@ impl<M: GroupMachine> GroupDriver<M> {
         for (shard, at) in state.deletes_owed() {
             requests.push(GroupRequest::DeleteShard {
                 at,
-                replicas: state.previous.groups.get(&at).cloned().unwrap_or_default(),
+                replicas: state.previous_replicas(at),
                 shard,
                 num,
             });
@@ -389,12 +389,7 @@ impl<M: GroupMachine> GroupDriver<M> {
         };
         let wanted = self.pulls.wanted(state, term, pace);
         for (shard, from, cursor) in wanted {
-            let replicas = state
-                .previous
-                .groups
-                .get(&from)
-                .cloned()
-                .unwrap_or_default();
+            let replicas = state.previous_replicas(from);
             self.requests.push_back(GroupRequest::FetchShard {
                 from,
                 replicas,

@@ -489,6 +489,12 @@ impl GroupState {
         matches!(slot.status, ShardStatus::Offering { .. }).then_some(&slot.state)
     }
 
+    /// The replicas of group `gid` in the previous configuration (the one shards move from;
+    /// empty if it was not in it)
+    pub fn previous_replicas(&self, gid: GroupId) -> Vec<crate::raft::NodeId> {
+        self.previous.groups.get(&gid).cloned().unwrap_or_default()
+    }
+
     /// The group this group hands `shard` to in configuration `num`, if it is handing it over
     /// or offering it there: only that group may fetch it or have it deleted
     pub fn hands_to(&self, shard: ShardId, num: u64) -> Option<GroupId> {
