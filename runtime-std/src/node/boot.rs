@@ -12,8 +12,10 @@ use shale_core::rsm::Replica;
 use shale_core::shard::ShardLimits;
 use shale_core::time::{Duration, Instant};
 
+use crate::storage::{Disk, StdDisk};
 use crate::{Storage, StorageConfig, StorageError};
 use shale_core::node::{CONTROLLER_GROUP, HostedReplica};
+use std::sync::Arc;
 
 /// One group this node hosts a replica of
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +99,9 @@ pub struct NodeConfig {
     /// again: a port the OS chose stays this node's from the moment it is known (binding,
     /// closing and binding again could lose it to another process)
     pub peer_listener: Option<std::sync::Arc<std::net::TcpListener>>,
+    /// The file system the data directory is on: [`StdDisk`] but in tests (which use a
+    /// [`PowerCutDisk`](crate::storage::PowerCutDisk) to cut the power under a node)
+    pub disk: Arc<dyn Disk>,
 }
 
 impl NodeConfig {
@@ -119,6 +124,7 @@ impl NodeConfig {
             max_moves_per_config: DEFAULT_MAX_MOVES_PER_CONFIG,
             handover_bytes_per_sec: DEFAULT_HANDOVER_BYTES_PER_SEC,
             peer_listener: None,
+            disk: Arc::new(StdDisk),
         }
     }
 
@@ -195,14 +201,17 @@ pub const DATA_FORMAT: &str = "shale-data-format 3\n";
 /// Checks that `config.data_dir` holds data of this build's format (or none yet, and then
 /// marks it)
 fn check_format(config: &NodeConfig) -> Result<(), BootError> {
-    let dir = &config.data_dir;
-    crate::storage::create_dir_durably(dir).map_err(BootError::Storage)?;
+    let (dir, disk) = (&config.data_dir, &*config.disk);
+    crate::storage::create_dir_durably(disk, dir).map_err(BootError::Storage)?;
     let path = dir.join(DATA_FORMAT_FILE);
     let mark = || {
-        crate::storage::write_atomic(dir, DATA_FORMAT_FILE, &[DATA_FORMAT.as_bytes()])
+        crate::storage::write_atomic(disk, dir, DATA_FORMAT_FILE, &[DATA_FORMAT.as_bytes()])
             .map_err(BootError::Storage)
     };
-    match std::fs::read_to_string(&path) {
+    let read = disk
+        .read(&path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    match read {
         Ok(found) if found == DATA_FORMAT => Ok(()),
         Ok(found) => Err(BootError::Invalid(format!(
             "{} holds data of format {:?}, this build reads {:?}; use a data directory of this \
@@ -215,7 +224,7 @@ fn check_format(config: &NodeConfig) -> Result<(), BootError> {
             let earlier = config
                 .groups
                 .iter()
-                .any(|g| config.group_dir(g.gid).exists());
+                .any(|g| disk.exists(&config.group_dir(g.gid)));
             if earlier {
                 return Err(BootError::Invalid(format!(
                     "{} holds data written by an earlier version of Shale (no {DATA_FORMAT_FILE} \
@@ -252,13 +261,13 @@ pub fn boot(config: &NodeConfig, now: Instant) -> Result<Booted, BootError> {
     let mut storages = BTreeMap::new();
     for spec in &config.groups {
         let dir = config.group_dir(spec.gid);
-        crate::storage::create_dir_durably(&dir).map_err(BootError::Storage)?;
+        crate::storage::create_dir_durably(&*config.disk, &dir).map_err(BootError::Storage)?;
         let storage_config = StorageConfig {
             max_segment_bytes: config.max_segment_bytes,
             ..StorageConfig::default()
         };
-        let (storage, recovered) =
-            Storage::open_with(&dir, storage_config).map_err(BootError::Storage)?;
+        let (storage, recovered) = Storage::open_on(config.disk.clone(), &dir, storage_config)
+            .map_err(BootError::Storage)?;
         Raft::recover(&recovered).map_err(|e| {
             BootError::Invalid(format!(
                 "{}: recovered log is inconsistent: {e}",
@@ -298,7 +307,7 @@ pub fn boot(config: &NodeConfig, now: Instant) -> Result<Booted, BootError> {
             HostedReplica::Group(Box::new(GroupDriver::new(replica, driver, now)))
         };
         // Streamed from the file into the state machine's decoder: one piece in memory.
-        let loaded = crate::storage::load_snapshot(&dir, None, replica.restorer())
+        let loaded = crate::storage::load_snapshot(&*config.disk, &dir, None, replica.restorer())
             .map_err(BootError::Storage)?;
         if let Some((meta, state)) = loaded {
             let restored = state.map_err(|e| {

@@ -28,7 +28,7 @@ use shale_core::controller::GroupId;
 use shale_core::raft::Write;
 
 use crate::Storage;
-use crate::storage::{BuiltSnapshot, build_snapshot, load_snapshot};
+use crate::storage::{BuiltSnapshot, Disk, build_snapshot, load_snapshot};
 use shale_core::node::{WalDone, WalOp};
 
 /// Most operations taken into one batch
@@ -86,7 +86,7 @@ type Done = Arc<dyn Fn(WalEvent) -> bool + Send + Sync>;
 /// The handle of a node's WAL threads and snapshot workers
 pub struct Wal {
     txs: BTreeMap<GroupId, Sender<(GroupId, WalJob)>>,
-    dirs: BTreeMap<GroupId, PathBuf>,
+    dirs: BTreeMap<GroupId, (Arc<dyn Disk>, PathBuf)>,
     threads: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
     done: Done,
@@ -118,7 +118,8 @@ impl Wal {
         for (gid, storage) in storages {
             let (tx, rx) = channel();
             let done = done.clone();
-            wal.dirs.insert(gid, storage.dir().to_path_buf());
+            wal.dirs
+                .insert(gid, (storage.disk().clone(), storage.dir().to_path_buf()));
             let thread = std::thread::Builder::new()
                 .name(format!("shale-wal-g{gid}"))
                 .spawn(move || run(BTreeMap::from([(gid, storage)]), &rx, |e| done(e)))?;
@@ -137,12 +138,12 @@ impl Wal {
         let done = self.done.clone();
         let spawned = match op {
             WalOp::SaveSnapshot { meta, encoder } => {
-                let (tx, dir) = (tx.clone(), dir.clone());
+                let (tx, (disk, dir)) = (tx.clone(), dir.clone());
                 std::thread::Builder::new()
                     .name(format!("shale-snap-g{gid}"))
                     .spawn(move || {
                         let started = Instant::now();
-                        match build_snapshot(&dir, meta, encoder) {
+                        match build_snapshot(&*disk, &dir, meta, encoder) {
                             Ok(built) => {
                                 let bytes = built.meta().size_bytes;
                                 done(WalEvent::SnapshotBuilt {
@@ -160,12 +161,12 @@ impl Wal {
                     })
             }
             WalOp::LoadSnapshot { index, decoder } => {
-                let dir = dir.clone();
+                let (disk, dir) = dir.clone();
                 std::thread::Builder::new()
                     .name(format!("shale-load-g{gid}"))
                     .spawn(move || {
                         let started = Instant::now();
-                        let event = match load_snapshot(&dir, Some(index), decoder) {
+                        let event = match load_snapshot(&*disk, &dir, Some(index), decoder) {
                             Ok(loaded) => {
                                 if let Some((meta, _)) = &loaded {
                                     done(WalEvent::SnapshotRestored {

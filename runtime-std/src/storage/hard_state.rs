@@ -4,12 +4,12 @@
 //! `hardstate.tmp`, fsync'd, renamed over `hardstate`, and the directory is fsync'd, so a
 //! crash leaves the old value or the new one, never a mix.
 
-use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
 
 use shale_core::raft::HardState;
 
+use super::disk::Disk;
 use super::error::StorageError;
 use super::write_atomic;
 
@@ -17,9 +17,9 @@ use super::write_atomic;
 pub(crate) const FILE: &str = "hardstate";
 
 /// Reads the stored hard state; the default if none was ever stored
-pub(crate) fn read(dir: &Path) -> Result<HardState, StorageError> {
+pub(crate) fn read(disk: &dyn Disk, dir: &Path) -> Result<HardState, StorageError> {
     let path = dir.join(FILE);
-    let buf = match fs::read(&path) {
+    let buf = match disk.read(&path) {
         Ok(buf) => buf,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(HardState::default()),
         Err(e) => return Err(StorageError::io(&path, "read")(e)),
@@ -49,11 +49,11 @@ pub(crate) fn read(dir: &Path) -> Result<HardState, StorageError> {
 }
 
 /// Replaces the stored hard state durably
-pub(crate) fn write(dir: &Path, hs: &HardState) -> Result<(), StorageError> {
+pub(crate) fn write(disk: &dyn Disk, dir: &Path, hs: &HardState) -> Result<(), StorageError> {
     let payload = postcard::to_allocvec(hs).unwrap_or_default();
     let mut buf = Vec::with_capacity(8 + payload.len());
     buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     buf.extend_from_slice(&payload);
-    write_atomic(dir, FILE, &[&buf])
+    write_atomic(disk, dir, FILE, &[&buf])
 }

@@ -11,22 +11,26 @@
 //! | `snapshot.building` | a snapshot taken here, being encoded; discarded on open |
 //! | `wal-<first index>.log` | log segments of `[len][crc32][postcard Entry]` records |
 
+mod disk;
 mod error;
 pub mod group_commit;
 mod hard_state;
 mod lock;
+mod power_cut;
 mod record;
 mod segment;
 mod snapshot;
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Seek, SeekFrom, Write as _};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use shale_core::raft::{Entry, HardState, Index, Raft, Recovered, SnapshotMeta, Write};
 
+pub use disk::{Disk, DiskFile, StdDisk};
 pub use error::StorageError;
 pub use group_commit::{GroupCommit, GroupCommitConfig, GroupCommitError, GroupCommitStats};
+pub use power_cut::{Cut, Fault, FaultOn, POWER_CUT_SECTOR_BYTES, PowerCutDisk};
 
 use lock::DirLock;
 use segment::Segment;
@@ -63,28 +67,27 @@ impl Default for StorageConfig {
 }
 
 /// Syncs a directory, making creations, renames and deletions in it durable
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+pub(crate) fn sync_dir(disk: &dyn Disk, dir: &Path) -> Result<(), StorageError> {
     #[cfg(test)]
     tests::journal(format!("sync dir {}", dir.display()));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+    disk.sync_dir(dir)
         .map_err(StorageError::io(dir, "sync directory"))
 }
 
 /// Syncs a log segment's data (and its size)
-fn sync_file(file: &File, path: &Path) -> Result<(), StorageError> {
+fn sync_file(file: &mut dyn DiskFile, path: &Path) -> Result<(), StorageError> {
     #[cfg(test)]
     tests::journal(format!("sync {}", path.display()));
-    file.sync_data().map_err(StorageError::io(path, "sync"))
+    file.sync().map_err(StorageError::io(path, "sync"))
 }
 
 /// Creates `dir` and any missing parents, durably: each created directory's parent is
 /// synced, so a crash cannot lose the directory after files in it were synced
-pub fn create_dir_durably(dir: &Path) -> Result<(), StorageError> {
+pub fn create_dir_durably(disk: &dyn Disk, dir: &Path) -> Result<(), StorageError> {
     let mut missing = Vec::new();
     let mut at = Some(dir);
     while let Some(path) = at {
-        if path.as_os_str().is_empty() || path.exists() {
+        if path.as_os_str().is_empty() || disk.exists(path) {
             break;
         }
         missing.push(path);
@@ -93,34 +96,41 @@ pub fn create_dir_durably(dir: &Path) -> Result<(), StorageError> {
     if missing.is_empty() {
         return Ok(());
     }
-    fs::create_dir_all(dir).map_err(StorageError::io(dir, "create directory"))?;
+    disk.create_dir_all(dir)
+        .map_err(StorageError::io(dir, "create directory"))?;
     for created in missing.iter().rev() {
-        let parent = created
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        sync_dir(parent)?;
+        sync_dir(disk, &disk::parent_dir(created))?;
     }
     Ok(())
 }
 
 /// Replaces `dir/name` with `parts` concatenated: temp file, fsync, rename, directory fsync
-pub(crate) fn write_atomic(dir: &Path, name: &str, parts: &[&[u8]]) -> Result<(), StorageError> {
+pub(crate) fn write_atomic(
+    disk: &dyn Disk,
+    dir: &Path,
+    name: &str,
+    parts: &[&[u8]],
+) -> Result<(), StorageError> {
     let tmp = dir.join(format!("{name}.tmp"));
-    let mut file = File::create(&tmp).map_err(StorageError::io(&tmp, "create"))?;
+    let mut file = disk
+        .create(&tmp)
+        .map_err(StorageError::io(&tmp, "create"))?;
+    let mut at = 0;
     for part in parts {
-        file.write_all(part)
+        file.write_at(at, part)
             .map_err(StorageError::io(&tmp, "write"))?;
+        at += part.len() as u64;
     }
-    file.sync_all().map_err(StorageError::io(&tmp, "sync"))?;
+    file.sync().map_err(StorageError::io(&tmp, "sync"))?;
     drop(file);
     let target = dir.join(name);
-    fs::rename(&tmp, &target).map_err(StorageError::io(&target, "rename"))?;
-    sync_dir(dir)
+    disk.rename(&tmp, &target)
+        .map_err(StorageError::io(&target, "rename"))?;
+    sync_dir(disk, dir)
 }
 
-fn remove_if_present(path: &Path) -> Result<bool, StorageError> {
-    match fs::remove_file(path) {
+fn remove_if_present(disk: &dyn Disk, path: &Path) -> Result<bool, StorageError> {
+    match disk.remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
         Err(e) => Err(StorageError::io(path, "remove")(e)),
@@ -133,6 +143,7 @@ fn remove_if_present(path: &Path) -> Result<bool, StorageError> {
 /// directory again: the in-memory view may no longer match the files.
 #[derive(Debug)]
 pub struct Storage {
+    disk: Arc<dyn Disk>,
     dir: PathBuf,
     config: StorageConfig,
     _lock: DirLock,
@@ -142,7 +153,7 @@ pub struct Storage {
     /// Log segments, oldest first, none empty, indexes contiguous
     segments: Vec<Segment>,
     /// Open handle on the last segment
-    current: Option<File>,
+    current: Option<Box<dyn DiskFile>>,
     /// Length of the last segment's file: its records, then zeros written ahead
     current_file_len: u64,
     /// The last segment has writes not yet synced
@@ -161,27 +172,38 @@ impl Storage {
         Storage::open_with(dir, StorageConfig::default())
     }
 
-    /// Opens the storage in `dir`: locks it, then recovers hard state, snapshot and log
-    ///
-    /// A torn record at the end of the last segment is cut off. Any other damage, a missing
-    /// segment or a state Raft cannot start from is an error, and then nothing in the
-    /// directory has been changed.
+    /// Opens the storage in `dir` of the real file system (see [`open_on`](Self::open_on))
     pub fn open_with(
         dir: impl AsRef<Path>,
         config: StorageConfig,
     ) -> Result<(Storage, Recovered), StorageError> {
+        Storage::open_on(Arc::new(StdDisk), dir, config)
+    }
+
+    /// Opens the storage in `dir` of `disk`: locks it, then recovers hard state, snapshot and
+    /// log
+    ///
+    /// A torn record at the end of the last segment is cut off. Any other damage, a missing
+    /// segment or a state Raft cannot start from is an error, and then nothing in the
+    /// directory has been changed.
+    pub fn open_on(
+        disk: Arc<dyn Disk>,
+        dir: impl AsRef<Path>,
+        config: StorageConfig,
+    ) -> Result<(Storage, Recovered), StorageError> {
         let dir = dir.as_ref().to_path_buf();
-        create_dir_durably(&dir)?;
-        let lock = DirLock::acquire(&dir)?;
-        let hard_state = hard_state::read(&dir)?;
-        let snapshot = snapshot::read_info(&dir)?;
+        let d = &*disk;
+        create_dir_durably(d, &dir)?;
+        let lock = DirLock::acquire(d, &dir)?;
+        let hard_state = hard_state::read(d, &dir)?;
+        let snapshot = snapshot::read_info(d, &dir)?;
         let snap_index = snapshot.as_ref().map_or(0, |s| s.meta.last.index);
 
-        let listing = segment::list(&dir)?;
+        let listing = segment::list(d, &dir)?;
         let count = listing.len();
         let mut loaded = Vec::with_capacity(count);
         for (i, (first, path)) in listing.into_iter().enumerate() {
-            let l = segment::load(first, path)?;
+            let l = segment::load(d, first, path)?;
             let is_last = i + 1 == count;
             if let Some(stop) = &l.stop
                 && (!is_last || !stop.torn)
@@ -258,17 +280,16 @@ impl Storage {
 
         // Everything checked out: now repair.
         if let Some(seg) = torn_tail {
-            let file = OpenOptions::new()
-                .write(true)
+            let mut file = d
                 .open(&seg.path)
                 .map_err(StorageError::io(&seg.path, "open"))?;
             file.set_len(seg.len)
-                .and_then(|()| file.sync_data())
+                .and_then(|()| file.sync())
                 .map_err(StorageError::io(&seg.path, "cut torn tail"))?;
         }
         for l in stale.iter().rev() {
-            remove_if_present(&l.segment.path)?;
-            sync_dir(&dir)?;
+            remove_if_present(d, &l.segment.path)?;
+            sync_dir(d, &dir)?;
         }
         let mut removed = false;
         for name in [
@@ -277,12 +298,13 @@ impl Storage {
             snapshot::PARTIAL,
             snapshot::BUILDING,
         ] {
-            removed |= remove_if_present(&dir.join(name))?;
+            removed |= remove_if_present(d, &dir.join(name))?;
         }
         if removed {
-            sync_dir(&dir)?;
+            sync_dir(d, &dir)?;
         }
         let mut storage = Storage {
+            disk,
             dir,
             config,
             _lock: lock,
@@ -304,6 +326,11 @@ impl Storage {
     /// The storage directory
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The disk the storage is on
+    pub fn disk(&self) -> &Arc<dyn Disk> {
+        &self.disk
     }
 
     /// The stored hard state
@@ -345,7 +372,7 @@ impl Storage {
     /// Stores a snapshot the application took, durably (temp file, fsync, rename, directory
     /// fsync); the log is left alone until a write compacts it
     pub fn save_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
-        self.snapshot = Some(snapshot::save(&self.dir, meta, data)?);
+        self.snapshot = Some(snapshot::save(&*self.disk, &self.dir, meta, data)?);
         Ok(())
     }
 
@@ -355,12 +382,14 @@ impl Storage {
     pub fn adopt_snapshot(&mut self, built: BuiltSnapshot) -> Result<bool, StorageError> {
         let current = self.snapshot.as_ref().map_or(0, |s| s.meta.last.index);
         if built.info.meta.last.index <= current {
-            remove_if_present(&built.path)?;
+            remove_if_present(&*self.disk, &built.path)?;
             return Ok(false);
         }
         let target = self.dir.join(snapshot::FILE);
-        fs::rename(&built.path, &target).map_err(StorageError::io(&target, "rename"))?;
-        sync_dir(&self.dir)?;
+        self.disk
+            .rename(&built.path, &target)
+            .map_err(StorageError::io(&target, "rename"))?;
+        sync_dir(&*self.disk, &self.dir)?;
         self.snapshot = Some(built.info);
         Ok(true)
     }
@@ -375,7 +404,7 @@ impl Storage {
     ) -> Result<Vec<u8>, StorageError> {
         match &self.snapshot {
             Some(info) if info.meta.last.index == index => {
-                snapshot::read_chunk(&self.dir, info, offset, max_bytes)
+                snapshot::read_chunk(&*self.disk, &self.dir, info, offset, max_bytes)
             }
             _ => Err(StorageError::NoSnapshot {
                 dir: self.dir.clone(),
@@ -389,7 +418,7 @@ impl Storage {
         let Some(info) = &self.snapshot else {
             return Ok(None);
         };
-        let data = snapshot::read_chunk(&self.dir, info, 0, info.data_len as usize)?;
+        let data = snapshot::read_chunk(&*self.disk, &self.dir, info, 0, info.data_len as usize)?;
         Ok(Some((info.meta.clone(), data)))
     }
 
@@ -397,14 +426,16 @@ impl Storage {
         if let Some(hs) = write.hard_state {
             // Earlier writes' entries become durable before this hard state can.
             self.sync()?;
-            hard_state::write(&self.dir, &hs)?;
+            hard_state::write(&*self.disk, &self.dir, &hs)?;
             self.hard_state = hs;
         }
         for chunk in &write.snapshot_chunks {
             if chunk.install {
                 self.sync()?;
             }
-            if let Some(info) = snapshot::store_chunk(&self.dir, &mut self.partial, chunk)? {
+            if let Some(info) =
+                snapshot::store_chunk(&*self.disk, &self.dir, &mut self.partial, chunk)?
+            {
                 self.snapshot = Some(info);
                 self.delete_segments_from(0)?;
             }
@@ -421,15 +452,15 @@ impl Storage {
 
     fn sync(&mut self) -> Result<(), StorageError> {
         if self.log_dirty {
-            if let (Some(file), Some(seg)) = (&self.current, self.segments.last()) {
-                sync_file(file, &seg.path)?;
+            if let (Some(file), Some(seg)) = (&mut self.current, self.segments.last()) {
+                sync_file(&mut **file, &seg.path)?;
                 self.synced_len = seg.len;
                 self.marker_due = true;
             }
             self.log_dirty = false;
         }
         if self.dir_dirty {
-            sync_dir(&self.dir)?;
+            sync_dir(&*self.disk, &self.dir)?;
             self.dir_dirty = false;
         }
         Ok(())
@@ -441,14 +472,13 @@ impl Storage {
         if self.current.is_none()
             && let Some(seg) = self.segments.last()
         {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
+            let mut file = self
+                .disk
                 .open(&seg.path)
                 .map_err(StorageError::io(&seg.path, "open"))?;
             self.current_file_len = file
-                .metadata()
-                .and_then(|m| file.sync_data().map(|()| m.len()))
+                .size()
+                .and_then(|len| file.sync().map(|()| len))
                 .map_err(StorageError::io(&seg.path, "open"))?;
             self.current = Some(file);
             self.synced_len = seg.len;
@@ -466,8 +496,8 @@ impl Storage {
             };
             self.current = None;
             self.log_dirty = false;
-            remove_if_present(&seg.path)?;
-            sync_dir(&self.dir)?;
+            remove_if_present(&*self.disk, &seg.path)?;
+            sync_dir(&*self.disk, &self.dir)?;
         }
         Ok(())
     }
@@ -488,7 +518,7 @@ impl Storage {
         let keep = self.segments.partition_point(|s| s.first < index);
         self.delete_segments_from(keep)?;
         self.open_current()?;
-        let (Some(seg), Some(file)) = (self.segments.last_mut(), &self.current) else {
+        let (Some(seg), Some(file)) = (self.segments.last_mut(), &mut self.current) else {
             return Ok(());
         };
         if index <= seg.last() {
@@ -499,7 +529,7 @@ impl Storage {
             tests::journal(format!("set_len {}", seg.path.display()));
             file.set_len(len)
                 .map_err(StorageError::io(&seg.path, "truncate"))?;
-            sync_file(file, &seg.path)?;
+            sync_file(&mut **file, &seg.path)?;
             seg.offsets.truncate((index - seg.first) as usize);
             seg.len = len;
             self.current_file_len = len;
@@ -541,12 +571,9 @@ impl Storage {
 
     fn roll(&mut self, first: Index) -> Result<(), StorageError> {
         let seg = Segment::new(&self.dir, first);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&seg.path)
+        let file = self
+            .disk
+            .create(&seg.path)
             .map_err(StorageError::io(&seg.path, "create"))?;
         self.segments.push(seg);
         self.current = Some(file);
@@ -559,7 +586,7 @@ impl Storage {
 
     /// Cuts the zeros written ahead of the last segment's records
     fn seal(&mut self) -> Result<(), StorageError> {
-        let (Some(seg), Some(file)) = (self.segments.last(), &self.current) else {
+        let (Some(seg), Some(file)) = (self.segments.last(), &mut self.current) else {
             return Ok(());
         };
         if self.current_file_len > seg.len {
@@ -581,8 +608,7 @@ impl Storage {
         };
         #[cfg(test)]
         tests::journal(format!("write {}", seg.path.display()));
-        file.seek(SeekFrom::Start(seg.len))
-            .and_then(|_| file.write_all(buf))
+        file.write_at(seg.len, buf)
             .map_err(StorageError::io(&seg.path, "append"))?;
         seg.len += buf.len() as u64;
         buf.clear();
@@ -594,7 +620,7 @@ impl Storage {
             .min(self.config.max_segment_bytes);
         if ahead > 0 && seg.len >= self.current_file_len {
             let zeros = vec![0u8; ahead as usize];
-            file.write_all(&zeros)
+            file.write_at(seg.len, &zeros)
                 .map_err(StorageError::io(&seg.path, "preallocate"))?;
             self.current_file_len = seg.len + ahead;
         } else {
@@ -614,7 +640,7 @@ impl Storage {
             self.log_dirty = false;
         }
         for seg in self.segments.drain(..drop) {
-            remove_if_present(&seg.path)?;
+            remove_if_present(&*self.disk, &seg.path)?;
         }
         self.dir_dirty = true;
         Ok(())

@@ -1,11 +1,11 @@
 //! Write-ahead log segment files: `wal-<first index, 20 digits>.log`, each a run of records
 //! (see [`super::record`]) holding consecutive entries from its first index
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use shale_core::raft::{Entry, Index};
 
+use super::disk::Disk;
 use super::error::StorageError;
 use super::record;
 
@@ -68,12 +68,11 @@ pub(crate) struct Loaded {
 }
 
 /// The segments in `dir`, sorted by first index
-pub(crate) fn list(dir: &Path) -> Result<Vec<(Index, PathBuf)>, StorageError> {
+pub(crate) fn list(disk: &dyn Disk, dir: &Path) -> Result<Vec<(Index, PathBuf)>, StorageError> {
     let mut found = Vec::new();
-    for item in fs::read_dir(dir).map_err(StorageError::io(dir, "list"))? {
-        let item = item.map_err(StorageError::io(dir, "list"))?;
-        if let Some(first) = item.file_name().to_str().and_then(parse_name) {
-            found.push((first, item.path()));
+    for name in disk.list(dir).map_err(StorageError::io(dir, "list"))? {
+        if let Some(first) = parse_name(&name) {
+            found.push((first, dir.join(name)));
         }
     }
     found.sort_unstable_by_key(|(first, _)| *first);
@@ -81,8 +80,8 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(Index, PathBuf)>, StorageError> {
 }
 
 /// Reads one segment; entries must be consecutive from the index in its name
-pub(crate) fn load(first: Index, path: PathBuf) -> Result<Loaded, StorageError> {
-    let buf = fs::read(&path).map_err(StorageError::io(&path, "read"))?;
+pub(crate) fn load(disk: &dyn Disk, first: Index, path: PathBuf) -> Result<Loaded, StorageError> {
+    let buf = disk.read(&path).map_err(StorageError::io(&path, "read"))?;
     let scan = record::scan(&buf);
     for (i, (entry, offset)) in scan.entries.iter().zip(&scan.offsets).enumerate() {
         let expected = first + i as Index;

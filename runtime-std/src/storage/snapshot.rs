@@ -12,13 +12,13 @@
 //! The file only ever appears under its final name through a rename after an fsync, so it
 //! is whole or absent; the checksums catch later damage.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write as _};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use shale_core::raft::{Index, SnapshotChunk, SnapshotMeta};
 use shale_core::rsm::{RestoredState, SnapshotDecoder, SnapshotEncoder, SnapshotError};
 
+use super::disk::{Disk, DiskFile};
 use super::error::StorageError;
 use super::{sync_dir, write_atomic};
 
@@ -48,7 +48,9 @@ pub(crate) struct SnapInfo {
 #[derive(Debug)]
 pub(crate) struct Partial {
     meta: SnapshotMeta,
-    file: File,
+    file: Box<dyn DiskFile>,
+    /// Bytes received so far
+    len: u64,
 }
 
 /// Everything after the data: the encoded meta and the trailer
@@ -63,42 +65,55 @@ fn tail(meta: &SnapshotMeta, data_len: u64, data_crc: u32) -> Vec<u8> {
     out
 }
 
-fn crc_of_prefix(file: &mut File, path: &Path, len: u64) -> Result<u32, StorageError> {
-    file.seek(SeekFrom::Start(0))
-        .map_err(StorageError::io(path, "seek"))?;
+fn crc_of_prefix(file: &dyn DiskFile, path: &Path, len: u64) -> Result<u32, StorageError> {
     let mut hasher = crc32fast::Hasher::new();
     let mut buf = vec![0; READ_BUF];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(READ_BUF as u64) as usize;
-        file.read_exact(&mut buf[..n])
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(READ_BUF as u64) as usize;
+        file.read_at(at, &mut buf[..n])
             .map_err(StorageError::io(path, "read"))?;
         hasher.update(&buf[..n]);
-        left -= n as u64;
+        at += n as u64;
     }
     Ok(hasher.finalize())
 }
 
+/// Opens `path` if it exists
+fn open_if_present(
+    disk: &dyn Disk,
+    path: &Path,
+) -> Result<Option<Box<dyn DiskFile>>, StorageError> {
+    match disk.open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::io(path, "open")(e)),
+    }
+}
+
 /// Reads and verifies the current snapshot (its whole data is checksummed)
-pub(crate) fn read_info(dir: &Path) -> Result<Option<SnapInfo>, StorageError> {
+pub(crate) fn read_info(disk: &dyn Disk, dir: &Path) -> Result<Option<SnapInfo>, StorageError> {
     let path = dir.join(FILE);
-    let mut file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StorageError::io(&path, "open")(e)),
+    let Some(file) = open_if_present(disk, &path)? else {
+        return Ok(None);
     };
-    let (meta, data_len, data_crc) = read_trailer(&mut file, &path)?;
-    if crc_of_prefix(&mut file, &path, data_len)? != data_crc {
+    let (meta, data_len, data_crc) = read_trailer(&*file, &path)?;
+    if crc_of_prefix(&*file, &path, data_len)? != data_crc {
         return Err(StorageError::corrupt(&path, 0, "data checksum mismatch"));
     }
     Ok(Some(SnapInfo { meta, data_len }))
 }
 
 /// Stores a whole snapshot durably (temp file, fsync, rename, directory fsync)
-pub(crate) fn save(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Result<SnapInfo, StorageError> {
+pub(crate) fn save(
+    disk: &dyn Disk,
+    dir: &Path,
+    meta: &SnapshotMeta,
+    data: &[u8],
+) -> Result<SnapInfo, StorageError> {
     let data_len = data.len() as u64;
     let tail = tail(meta, data_len, crc32fast::hash(data));
-    write_atomic(dir, FILE, &[data, &tail])?;
+    write_atomic(disk, dir, FILE, &[data, &tail])?;
     Ok(SnapInfo {
         meta: meta.clone(),
         data_len,
@@ -107,6 +122,7 @@ pub(crate) fn save(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Result<SnapI
 
 /// Reads up to `max` bytes of the current snapshot's data from `offset`
 pub(crate) fn read_chunk(
+    disk: &dyn Disk,
     dir: &Path,
     info: &SnapInfo,
     offset: u64,
@@ -115,9 +131,8 @@ pub(crate) fn read_chunk(
     let path = dir.join(FILE);
     let n = info.data_len.saturating_sub(offset).min(max as u64) as usize;
     let mut buf = vec![0; n];
-    let mut file = File::open(&path).map_err(StorageError::io(&path, "open"))?;
-    file.seek(SeekFrom::Start(offset))
-        .and_then(|_| file.read_exact(&mut buf))
+    disk.open(&path)
+        .and_then(|file| file.read_at(offset, &mut buf))
         .map_err(StorageError::io(&path, "read"))?;
     Ok(buf)
 }
@@ -125,6 +140,7 @@ pub(crate) fn read_chunk(
 /// Writes one received chunk into `snapshot.partial`; a chunk at offset 0 or of another
 /// snapshot starts over. Returns the installed snapshot for an `install` chunk.
 pub(crate) fn store_chunk(
+    disk: &dyn Disk,
     dir: &Path,
     partial: &mut Option<Partial>,
     chunk: &SnapshotChunk,
@@ -132,49 +148,48 @@ pub(crate) fn store_chunk(
     let path = dir.join(PARTIAL);
     let restart = chunk.offset == 0 || partial.as_ref().is_none_or(|p| p.meta != chunk.meta);
     if restart {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)
+        let file = disk
+            .create(&path)
             .map_err(StorageError::io(&path, "create"))?;
         *partial = Some(Partial {
             meta: chunk.meta.clone(),
             file,
+            len: 0,
         });
     }
     let Some(p) = partial.as_mut() else {
         return Ok(None);
     };
+    let data = chunk.data.as_bytes();
     p.file
-        .seek(SeekFrom::Start(chunk.offset))
-        .and_then(|_| p.file.write_all(chunk.data.as_bytes()))
+        .write_at(chunk.offset, data)
         .map_err(StorageError::io(&path, "write"))?;
+    p.len = p.len.max(chunk.offset + data.len() as u64);
     if !chunk.install {
         return Ok(None);
     }
     let Some(mut p) = partial.take() else {
         return Ok(None);
     };
-    install(dir, &path, &mut p).map(Some)
+    install(disk, dir, &path, &mut p).map(Some)
 }
 
-fn install(dir: &Path, path: &PathBuf, p: &mut Partial) -> Result<SnapInfo, StorageError> {
-    let data_len = p
-        .file
-        .metadata()
-        .map_err(StorageError::io(path, "stat"))?
-        .len();
-    let data_crc = crc_of_prefix(&mut p.file, path, data_len)?;
+fn install(
+    disk: &dyn Disk,
+    dir: &Path,
+    path: &PathBuf,
+    p: &mut Partial,
+) -> Result<SnapInfo, StorageError> {
+    let data_len = p.len;
+    let data_crc = crc_of_prefix(&*p.file, path, data_len)?;
     p.file
-        .seek(SeekFrom::Start(data_len))
-        .and_then(|_| p.file.write_all(&tail(&p.meta, data_len, data_crc)))
-        .and_then(|_| p.file.sync_all())
+        .write_at(data_len, &tail(&p.meta, data_len, data_crc))
+        .and_then(|_| p.file.sync())
         .map_err(StorageError::io(path, "write"))?;
     let target = dir.join(FILE);
-    fs::rename(path, &target).map_err(StorageError::io(&target, "rename"))?;
-    sync_dir(dir)?;
+    disk.rename(path, &target)
+        .map_err(StorageError::io(&target, "rename"))?;
+    sync_dir(disk, dir)?;
     Ok(SnapInfo {
         meta: p.meta.clone(),
         data_len,
@@ -199,12 +214,15 @@ impl BuiltSnapshot {
 /// to the data's length) and checksums, and syncs it; it becomes current only through
 /// [`super::Storage::adopt_snapshot`]. Runs on any thread: it touches no other file.
 pub fn build(
+    disk: &dyn Disk,
     dir: &Path,
     mut meta: SnapshotMeta,
     mut encoder: Box<dyn SnapshotEncoder>,
 ) -> Result<BuiltSnapshot, StorageError> {
     let path = dir.join(BUILDING);
-    let mut file = File::create(&path).map_err(StorageError::io(&path, "create"))?;
+    let mut file = disk
+        .create(&path)
+        .map_err(StorageError::io(&path, "create"))?;
     let mut hasher = crc32fast::Hasher::new();
     let mut piece = Vec::with_capacity(SNAPSHOT_PIECE_BYTES + 4096);
     let mut data_len = 0u64;
@@ -212,7 +230,7 @@ pub fn build(
         piece.clear();
         let more = encoder.encode(&mut piece, SNAPSHOT_PIECE_BYTES);
         hasher.update(&piece);
-        file.write_all(&piece)
+        file.write_at(data_len, &piece)
             .map_err(StorageError::io(&path, "write"))?;
         data_len += piece.len() as u64;
         if !more {
@@ -220,8 +238,8 @@ pub fn build(
         }
     }
     meta.size_bytes = data_len;
-    file.write_all(&tail(&meta, data_len, hasher.finalize()))
-        .and_then(|()| file.sync_all())
+    file.write_at(data_len, &tail(&meta, data_len, hasher.finalize()))
+        .and_then(|()| file.sync())
         .map_err(StorageError::io(&path, "write"))?;
     Ok(BuiltSnapshot {
         path,
@@ -236,35 +254,32 @@ pub type Loaded = Option<(SnapshotMeta, Result<RestoredState, SnapshotError>)>;
 /// for `None`), checking its checksums; `Ok(None)` when there is no such snapshot. The file
 /// is opened once, so a newer snapshot renamed over it meanwhile does not disturb the read.
 pub fn load(
+    disk: &dyn Disk,
     dir: &Path,
     index: Option<Index>,
     mut decoder: Box<dyn SnapshotDecoder>,
 ) -> Result<Loaded, StorageError> {
     let path = dir.join(FILE);
-    let mut file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StorageError::io(&path, "open")(e)),
+    let Some(file) = open_if_present(disk, &path)? else {
+        return Ok(None);
     };
-    let (meta, data_len, data_crc) = read_trailer(&mut file, &path)?;
+    let (meta, data_len, data_crc) = read_trailer(&*file, &path)?;
     if index.is_some_and(|i| i != meta.last.index) {
         return Ok(None);
     }
-    file.seek(SeekFrom::Start(0))
-        .map_err(StorageError::io(&path, "seek"))?;
     let mut hasher = crc32fast::Hasher::new();
     let mut buf = vec![0; SNAPSHOT_PIECE_BYTES];
-    let mut left = data_len;
+    let mut at = 0;
     let mut decoded = Ok(());
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        file.read_exact(&mut buf[..n])
+    while at < data_len {
+        let n = (data_len - at).min(buf.len() as u64) as usize;
+        file.read_at(at, &mut buf[..n])
             .map_err(StorageError::io(&path, "read"))?;
         hasher.update(&buf[..n]);
         if decoded.is_ok() {
             decoded = decoder.decode(&buf[..n]);
         }
-        left -= n as u64;
+        at += n as u64;
     }
     if hasher.finalize() != data_crc {
         return Err(StorageError::corrupt(&path, 0, "data checksum mismatch"));
@@ -275,11 +290,11 @@ pub fn load(
 
 /// The meta, data length and data checksum in `file`'s trailer (the meta's own checksum
 /// checked)
-fn read_trailer(file: &mut File, path: &Path) -> Result<(SnapshotMeta, u64, u32), StorageError> {
-    let len = file
-        .metadata()
-        .map_err(StorageError::io(path, "stat"))?
-        .len();
+fn read_trailer(
+    file: &dyn DiskFile,
+    path: &Path,
+) -> Result<(SnapshotMeta, u64, u32), StorageError> {
+    let len = file.size().map_err(StorageError::io(path, "stat"))?;
     if len < TRAILER_BYTES {
         return Err(StorageError::corrupt(
             path,
@@ -289,8 +304,7 @@ fn read_trailer(file: &mut File, path: &Path) -> Result<(SnapshotMeta, u64, u32)
     }
     let at = len - TRAILER_BYTES;
     let mut t = [0u8; TRAILER_BYTES as usize];
-    file.seek(SeekFrom::Start(at))
-        .and_then(|_| file.read_exact(&mut t))
+    file.read_at(at, &mut t)
         .map_err(StorageError::io(path, "read"))?;
     let u32_at = |i: usize| u32::from_le_bytes([t[i], t[i + 1], t[i + 2], t[i + 3]]);
     if &t[20..28] != MAGIC {
@@ -309,8 +323,7 @@ fn read_trailer(file: &mut File, path: &Path) -> Result<(SnapshotMeta, u64, u32)
         ));
     }
     let mut meta_bytes = vec![0u8; meta_len as usize];
-    file.seek(SeekFrom::Start(data_len))
-        .and_then(|_| file.read_exact(&mut meta_bytes))
+    file.read_at(data_len, &mut meta_bytes)
         .map_err(StorageError::io(path, "read"))?;
     if crc32fast::hash(&meta_bytes) != meta_crc {
         return Err(StorageError::corrupt(
