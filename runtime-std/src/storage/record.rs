@@ -175,7 +175,9 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
         };
         let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
         if len > MAX_PAYLOAD_BYTES {
-            scan.stop = Some(stop(format!("record length {len} is implausible"), false));
+            // A header straddling a sector that never reached the disk reads as garbage.
+            let torn = meets_zero_sector(buf, pos, pos + HEADER_BYTES);
+            scan.stop = Some(stop(format!("record length {len} is implausible"), torn));
             break;
         }
         if rest.len() - HEADER_BYTES < len {
@@ -192,9 +194,9 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
         // The last record, or one followed only by zeros written ahead: an interrupted append.
         let is_last = rest[HEADER_BYTES + len..].iter().all(|&b| b == 0);
         if checksum(len_bytes, payload) != crc {
-            // Torn: the last record, or one with a whole disk sector of zeros (a part of the
-            // append that never reached the disk).
-            let torn = is_last || has_zero_sector(buf, pos, pos + HEADER_BYTES + len);
+            // Torn: the last record, or one that meets a disk sector of zeros (a part of the
+            // append that never reached the disk, while later parts did).
+            let torn = is_last || meets_zero_sector(buf, pos, pos + HEADER_BYTES + len);
             scan.stop = Some(stop("record checksum mismatch".into(), torn));
             break;
         }
@@ -222,13 +224,17 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
 /// Bytes of a disk sector, the unit a crash writes or loses whole
 const SECTOR_BYTES: usize = 512;
 
-/// Whether `buf[start..end]` holds a whole aligned sector of zeros
-fn has_zero_sector(buf: &[u8], start: usize, end: usize) -> bool {
-    let first = start.div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
-    (first..end)
-        .step_by(SECTOR_BYTES)
-        .filter(|s| s + SECTOR_BYTES <= end)
-        .any(|s| buf[s..s + SECTOR_BYTES].iter().all(|&b| b == 0))
+/// Whether an aligned sector overlapping `buf[start..end]` is all zeros, in all of it that
+/// `buf` holds: what an append leaves when that sector of it never reached the disk (the
+/// zeros written ahead are still there), even where the sector holds only a few bytes of the
+/// record and the rest of it belongs to the next one
+fn meets_zero_sector(buf: &[u8], start: usize, end: usize) -> bool {
+    let first = start / SECTOR_BYTES * SECTOR_BYTES;
+    (first..end.min(buf.len())).step_by(SECTOR_BYTES).any(|s| {
+        buf[s..(s + SECTOR_BYTES).min(buf.len())]
+            .iter()
+            .all(|&b| b == 0)
+    })
 }
 
 #[cfg(test)]
@@ -298,6 +304,44 @@ mod tests {
                 .as_ref()
                 .is_some_and(|s| s.torn && s.offset == start as u64)
         );
+    }
+
+    #[test]
+    fn a_record_whose_last_sector_never_reached_the_disk_is_torn_though_later_ones_did() {
+        // Records of 300 bytes: one straddles a sector boundary by a few bytes; the sector
+        // after the boundary is lost (zeros), later sectors reached the disk.
+        let big = |index| Entry {
+            term: 3,
+            index,
+            kind: EntryKind::Command,
+            data: vec![9u8; 280].into(),
+        };
+        let mut buf = Vec::new();
+        let mut starts = Vec::new();
+        for i in 1..=12 {
+            starts.push(buf.len());
+            encode(&big(i), &mut buf);
+        }
+        let (torn_at, _) = starts
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| (s, starts.get(i + 1).copied().unwrap_or(buf.len())))
+            .find(|(s, e)| s / SECTOR_BYTES != (e - 1) / SECTOR_BYTES && s > &SECTOR_BYTES)
+            .unwrap();
+        let lost = torn_at.div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
+        buf[lost..lost + SECTOR_BYTES].fill(0);
+        let s = scan(&buf);
+        let stop = s.stop.as_ref().expect("stops at the torn record");
+        assert_eq!(stop.offset, torn_at as u64);
+        assert!(stop.torn, "{stop:?}");
+        // The same damage as a bit flip (no zero sector) is corruption.
+        let mut buf2 = Vec::new();
+        for i in 1..=12 {
+            encode(&big(i), &mut buf2);
+        }
+        buf2[lost + 3] ^= 0x40;
+        let s = scan(&buf2);
+        assert!(s.stop.as_ref().is_some_and(|s| !s.torn), "{:?}", s.stop);
     }
 
     #[test]
