@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use shale_core::raft::{Entry, HardState, Index, Payload, Write};
-use shale_runtime_std::storage::{Cut, Disk, Fault, FaultOn, PowerCutDisk};
+use shale_runtime_std::storage::{Cut, Fault, FaultOn, PowerCutDisk};
 use shale_runtime_std::{GroupCommit, GroupCommitConfig, GroupCommitError, Storage, StorageConfig};
 
 const WRITERS: u64 = 6;
