@@ -35,7 +35,7 @@ fn seed() -> u64 {
         Ok(v) => v
             .parse()
             .unwrap_or_else(|_| panic!("SHALE_SEED={v:?} is not a number")),
-        Err(_) => 0x5eed_0f_90e7_c475,
+        Err(_) => 0x5eed_0f90_e7c4_7500,
     }
 }
 
