@@ -29,6 +29,7 @@ use shale_core::controller::{Configuration, ControllerCommand};
 use shale_core::shard::{KvError, KvOp, KvResult};
 use shale_runtime_std::node::{
     AdminError, Call, Deliver, GroupAdmin, Input, NodeConfig, NodeEngine, NodeError, NodeStatus,
+    ReplicaDigest,
     OpResult, Reply, SessionId, WalEvent,
 };
 use shale_runtime_std::transport::PeerCounterSet;
@@ -265,6 +266,11 @@ impl NodeClient {
     /// The node's groups, roles, terms and indexes, and its latest configuration
     pub async fn status(&self) -> Result<NodeStatus, NodeError> {
         self.call(Call::Status).await
+    }
+
+    /// The digests of every replica the node hosts, each at its applied index
+    pub async fn digest(&self) -> Result<Vec<ReplicaDigest>, NodeError> {
+        self.call(Call::Digest).await
     }
 }
 

@@ -50,12 +50,14 @@
 mod ahead;
 mod app;
 mod arrival;
+mod digest;
 mod driver;
 mod pull;
 mod snapshot;
 mod state;
 
 pub use app::{Addressed, AppMessage};
+pub use digest::{Fnv64, GroupDigest, ShardDigest};
 
 pub use driver::{ClientReply, DriverConfig, GroupDriver, GroupMachine, GroupRequest};
 pub use state::{

@@ -563,8 +563,9 @@ impl GroupState {
             .collect()
     }
 
-    /// A copy that shares every shard's data with this state (O(shards)): a frozen view
-    pub(crate) fn view(&self) -> GroupState {
+    /// A copy that shares every shard's data with this state (O(shards)): a frozen view, for
+    /// work that reads all of it off the node's loop (snapshots, [`digest`](Self::digest))
+    pub fn view(&self) -> GroupState {
         GroupState {
             gid: self.gid,
             config: self.config.clone(),

@@ -77,6 +77,16 @@ pub enum CtlCommand {
         /// The group
         gid: u64,
     },
+    /// Compare the replicas of every group on the nodes given with --addr (give them all),
+    /// shard by shard, at one applied index; fails on any difference
+    Verify {
+        /// Tries for the replicas of each group to reach one applied index
+        #[arg(long, default_value_t = 40)]
+        attempts: u32,
+        /// Milliseconds between tries
+        #[arg(long, default_value_t = 250)]
+        pause_ms: u64,
+    },
 }
 
 /// Runs `shale ctl`
@@ -129,6 +139,14 @@ pub fn run(args: &CtlArgs) -> Result<(), String> {
             return on_leader("REMOVE-REPLICA", *gid, *node, args);
         }
         CtlCommand::Snapshot { gid } => return snapshot(*gid, args),
+        CtlCommand::Verify { attempts, pause_ms } => {
+            return super::verify::run(
+                &args.addrs,
+                password,
+                *attempts,
+                std::time::Duration::from_millis(*pause_ms),
+            );
+        }
     };
     let refs: Vec<&str> = command.iter().map(String::as_str).collect();
     let mut last_error = String::from("no address given");

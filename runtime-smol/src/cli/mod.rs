@@ -7,6 +7,7 @@
 mod ctl;
 mod node;
 mod up;
+mod verify;
 
 /// Prints to standard output, ignoring a closed pipe (`shale ctl status | head` must not
 /// panic)

@@ -11,7 +11,9 @@
 //!   `SHALE REMOVE-REPLICA <gid> <node>`: changes to one group's Raft leader or members, run
 //!   on the node that leads the group (any other answers an error naming the leader);
 //! - `SHALE SNAPSHOT <gid>`: this node's replica of the group snapshots its state now and
-//!   compacts its log.
+//!   compacts its log;
+//! - `SHALE DIGEST`: digests of every replica on this node, for `shale ctl verify` (see
+//!   [`super::digest`]).
 
 use std::fmt::Write as _;
 
@@ -39,6 +41,7 @@ pub(crate) async fn execute(node: &NodeClient, args: &[Vec<u8>]) -> Reply {
                 Err(e) => Reply::error(format!("TRYAGAIN {e}")),
             };
         }
+        (b"DIGEST", 2) => return super::digest::execute(node).await,
         (b"GROUPS", 2) => {
             return match node.status().await {
                 Ok(status) => groups_reply(&status),
@@ -98,7 +101,7 @@ pub(crate) async fn execute(node: &NodeClient, args: &[Vec<u8>]) -> Reply {
         },
         _ => {
             return Reply::error(
-                "ERR unknown SHALE subcommand or wrong arguments (STATUS, GROUPS, JOIN, LEAVE, MOVE, MAX-MOVES, TRANSFER, ADD-REPLICA, REMOVE-REPLICA, SNAPSHOT)",
+                "ERR unknown SHALE subcommand or wrong arguments (STATUS, GROUPS, JOIN, LEAVE, MOVE, MAX-MOVES, TRANSFER, ADD-REPLICA, REMOVE-REPLICA, SNAPSHOT, DIGEST)",
             );
         }
     };

@@ -8,6 +8,7 @@
 
 mod admin;
 pub mod commands;
+pub mod digest;
 mod info;
 
 pub use admin::render_status;

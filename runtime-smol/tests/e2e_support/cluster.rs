@@ -314,6 +314,15 @@ impl Cluster {
         clean
     }
 
+    /// Deletes the data directory of node `id`, which must be down: it starts empty next time
+    pub fn wipe(&mut self, id: u64) {
+        let node = self.node(id);
+        assert!(node.child.is_none(), "node {id} is running");
+        let dir = node.data_dir.clone();
+        let removed = std::fs::remove_dir_all(&dir);
+        self.note(format!("node {id}: data directory wiped ({removed:?})"));
+    }
+
     /// Starts node `id` again with the same arguments and data directory, and waits for it
     pub fn restart(&mut self, id: u64) {
         self.spawn(id);

@@ -256,6 +256,12 @@ impl NodeHandle {
     pub fn status(&self) -> Result<NodeStatus, NodeError> {
         self.call(Call::Status)
     }
+
+    /// The digests of every replica the node hosts, each at its applied index (see
+    /// [`ReplicaDigest`](super::ReplicaDigest))
+    pub fn digest(&self) -> Result<Vec<super::ReplicaDigest>, NodeError> {
+        self.call(Call::Digest)
+    }
 }
 
 /// The driver thread's loop: see [`NodeEngine`] for the order of calls

@@ -11,6 +11,7 @@ use shale_core::shard::{KvError, KvOp, KvResult};
 use shale_core::time::Instant;
 
 use super::boot::{NodeConfig, boot};
+use super::digest::ReplicaDigest;
 use super::driver::{GroupStatus, HandoverStatus, NodeError, NodeStatus};
 use super::release::Releaser;
 use super::wal::{Wal, WalEvent};
@@ -40,6 +41,8 @@ pub enum Call {
     Status(Reply<NodeStatus>),
     /// Change one group's replicas or leader (run on its leader)
     Group(GroupAdmin, Reply<Result<String, String>>),
+    /// Digest every replica this node hosts (answered from a thread of its own)
+    Digest(Reply<Vec<ReplicaDigest>>),
 }
 
 /// Everything that wakes the engine
@@ -222,6 +225,7 @@ impl NodeEngine {
             }
             Call::Status(reply) => reply(self.status()),
             Call::Group(admin, reply) => reply(self.host.group_admin(now, &admin)),
+            Call::Digest(reply) => super::digest::start(self.host.replicas().iter(), reply),
         }
     }
 

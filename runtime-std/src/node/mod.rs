@@ -40,6 +40,7 @@
 
 mod boot;
 mod client;
+mod digest;
 mod driver;
 mod engine;
 mod release;
@@ -50,6 +51,7 @@ pub use boot::{
     NodeConfig, RaftTuning, boot,
 };
 pub use client::{FrontClient, FrontRequest, FrontResponse, serve_clients};
+pub use digest::ReplicaDigest;
 pub use driver::{GroupStatus, HandoverStatus, Node, NodeError, NodeHandle, NodeStatus};
 pub use engine::{Call, Deliver, Input, NodeEngine, OpResult, Reply};
 pub use release::Releaser;

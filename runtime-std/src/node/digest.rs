@@ -1,0 +1,100 @@
+//! Replica digests, to compare the replicas of each group (`shale ctl verify`)
+//!
+//! [`NodeHandle::digest`](super::NodeHandle::digest) asks the engine for every replica it
+//! hosts: on the loop it only notes the applied index and takes a frozen view of the state
+//! (O(shards); the controller's snapshot encoder for the controller), and a thread of its own
+//! reads the views and hashes them, so the loop never does work in proportion to the data.
+//! Replicas at the same applied index must have the same digests.
+
+use shale_core::controller::GroupId;
+use shale_core::group::{Fnv64, GroupState, ShardDigest};
+use shale_core::node::HostedReplica;
+use shale_core::rsm::{SnapshotEncoder, StateMachine};
+
+use super::engine::Reply;
+
+/// Bytes of the controller's snapshot encoded per piece while digesting
+const DIGEST_PIECE_BYTES: usize = 1 << 20;
+
+/// One replica's digests, as [`NodeHandle::digest`](super::NodeHandle::digest) reports them
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaDigest {
+    /// The group
+    pub gid: GroupId,
+    /// The index the digests are of
+    pub applied: u64,
+    /// An installed snapshot waits to be restored: the state is not the applied index's, and
+    /// no digest was taken
+    pub restoring: bool,
+    /// FNV-1a of the group's own fields (of the whole state, for the controller)
+    pub header: u64,
+    /// Every shard slot the group holds (none for the controller)
+    pub shards: Vec<ShardDigest>,
+}
+
+enum Source {
+    Group(GroupState),
+    Encoder(Box<dyn SnapshotEncoder>),
+    Nothing,
+}
+
+/// Takes what the digests of every replica need (cheap, on the loop), then computes them on
+/// a thread of its own and answers `reply` from there
+pub(crate) fn start<'a>(
+    replicas: impl Iterator<Item = (&'a GroupId, &'a HostedReplica)>,
+    reply: Reply<Vec<ReplicaDigest>>,
+) {
+    let jobs: Vec<(GroupId, u64, bool, Source)> = replicas
+        .map(|(&gid, r)| {
+            let restoring = r.restore_wanted().is_some();
+            let source = if restoring {
+                Source::Nothing
+            } else if let Some(driver) = r.driver() {
+                Source::Group(driver.state().view())
+            } else if let Some(controller) = r.controller() {
+                Source::Encoder(controller.snapshot())
+            } else {
+                Source::Nothing
+            };
+            (gid, r.raft().applied_index(), restoring, source)
+        })
+        .collect();
+    // If no thread can start, `reply` is dropped unanswered: the caller sees the node gone.
+    let _ = std::thread::Builder::new()
+        .name("shale-digest".into())
+        .spawn(move || {
+            let digests = jobs
+                .into_iter()
+                .map(|(gid, applied, restoring, source)| {
+                    let (header, shards) = match source {
+                        Source::Group(view) => {
+                            let d = view.digest();
+                            (d.header, d.shards)
+                        }
+                        Source::Encoder(mut encoder) => {
+                            let mut h = Fnv64::default();
+                            let mut piece = Vec::new();
+                            loop {
+                                piece.clear();
+                                let more = encoder.encode(&mut piece, DIGEST_PIECE_BYTES);
+                                h.write(&piece);
+                                if !more {
+                                    break;
+                                }
+                            }
+                            (h.finish(), Vec::new())
+                        }
+                        Source::Nothing => (0, Vec::new()),
+                    };
+                    ReplicaDigest {
+                        gid,
+                        applied,
+                        restoring,
+                        header,
+                        shards,
+                    }
+                })
+                .collect();
+            reply(digests);
+        });
+}
