@@ -29,8 +29,7 @@ use shale_core::controller::{Configuration, ControllerCommand};
 use shale_core::shard::{KvError, KvOp, KvResult};
 use shale_runtime_std::node::{
     AdminError, Call, Deliver, GroupAdmin, Input, NodeConfig, NodeEngine, NodeError, NodeStatus,
-    ReplicaDigest,
-    OpResult, Reply, SessionId, WalEvent,
+    OpResult, ReplicaDigest, Reply, SessionId, WalEvent,
 };
 use shale_runtime_std::transport::PeerCounterSet;
 

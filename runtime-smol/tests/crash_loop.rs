@@ -225,9 +225,8 @@ impl Run {
         let mut last = String::new();
         while Instant::now() < deadline {
             for id in self.cluster.live() {
-                let answer = connect(self.cluster.resp(id)).and_then(|mut c| {
-                    query(&mut c, &["SHALE", sub, gid, &node.to_string()])
-                });
+                let answer = connect(self.cluster.resp(id))
+                    .and_then(|mut c| query(&mut c, &["SHALE", sub, gid, &node.to_string()]));
                 match answer {
                     Ok(redis::Value::SimpleString(done)) => {
                         self.cluster
@@ -256,6 +255,7 @@ fn crash_loops_keep_histories_linearizable_and_replicas_identical() {
         initial_groups: 2,
         shards: 8,
         proxied: false,
+        lease_reads: false,
     });
     let addrs = cluster.resp_addrs();
     let keys: Vec<String> = (0..6).map(|i| format!("loop{i}")).collect();
@@ -305,9 +305,12 @@ fn crash_loops_keep_histories_linearizable_and_replicas_identical() {
     let deadline = Instant::now() + Duration::from_secs(60);
     for id in cluster.ids() {
         let missing = writers::verify(cluster.resp(id), &acked, deadline);
-        ensure(matches!(&missing, Ok(m) if m.is_empty()), &cluster, seed, || {
-            format!("node {id}: acknowledged writes lost or changed: {missing:?}")
-        });
+        ensure(
+            matches!(&missing, Ok(m) if m.is_empty()),
+            &cluster,
+            seed,
+            || format!("node {id}: acknowledged writes lost or changed: {missing:?}"),
+        );
     }
     // Every replica of every group, compared shard by shard at one applied index.
     let mut verify = Command::new(env!("CARGO_BIN_EXE_shale"));

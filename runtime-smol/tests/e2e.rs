@@ -145,6 +145,7 @@ fn acknowledged_writes_survive_leader_kill_group_changes_and_full_restart() {
         initial_groups: 2,
         shards: 8,
         proxied: false,
+        lease_reads: false,
     });
     let first = g1_leader(&cluster);
     cluster.note(format!("g1 leader at start: node {first}"));
@@ -229,6 +230,7 @@ fn histories_are_linearizable_under_a_leader_kill() {
         initial_groups: 2,
         shards: 8,
         proxied: false,
+        lease_reads: false,
     });
     let leader = g1_leader(&cluster);
     let keys = keys_for(&cluster, 5, 3);
@@ -270,6 +272,7 @@ fn partitioned_leader_loses_nothing_acknowledged_and_reads_stay_linearizable() {
         initial_groups: 2,
         shards: 8,
         proxied: true,
+        lease_reads: false,
     });
     g1_leader(&cluster);
     let keys = keys_for(&cluster, 5, 3);
@@ -342,6 +345,60 @@ fn partitioned_leader_loses_nothing_acknowledged_and_reads_stay_linearizable() {
         "e2e: linearizable: {}; {} acknowledged writes kept; test took {:?}",
         verdict.unwrap(),
         acked.len(),
+        started.elapsed()
+    );
+}
+
+#[test]
+fn lease_reads_stay_linearizable_when_the_leader_is_paused() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut cluster = Cluster::start(Shape {
+        nodes: 3,
+        groups: 2,
+        initial_groups: 2,
+        shards: 8,
+        proxied: false,
+        lease_reads: true,
+    });
+    let keys = keys_for(&cluster, 5, 4);
+    let clients = Clients::start(6, &cluster.resp_addrs(), &keys);
+    let progress = |cluster: &mut Cluster, clients: &Clients, more: u64, phase: &str| {
+        let want = clients.ok_count() + more;
+        let ok = clients.wait_ok(want, PROGRESS);
+        let summary = clients.shared.counters.summary();
+        ensure(ok, cluster, || {
+            format!("clients made no progress ({phase}): wanted {want} completions; {summary}")
+        });
+        cluster.note(format!("{phase}: {summary}"));
+    };
+    progress(&mut cluster, &clients, 150, "warm-up");
+    for round in 0..2 {
+        // A leader stopped mid-step resumes with whatever time it read before the stop: its
+        // lease must not let it answer reads the new leader's writes have made stale.
+        let victim = g1_leader(&cluster);
+        cluster.pause(victim);
+        progress(
+            &mut cluster,
+            &clients,
+            150,
+            &format!("round {round}: g1 leader paused"),
+        );
+        cluster.resume(victim);
+        progress(
+            &mut cluster,
+            &clients,
+            150,
+            &format!("round {round}: leader resumed"),
+        );
+    }
+    let (history, summary, odd) = clients.stop();
+    ensure(odd.is_empty(), &cluster, || format!("odd replies: {odd:?}"));
+    let verdict = check_history(&history, &summary);
+    ensure(verdict.is_ok(), &cluster, || verdict.clone().unwrap_err());
+    eprintln!(
+        "e2e: lease reads through paused leaders linearizable: {}; test took {:?}",
+        verdict.unwrap(),
         started.elapsed()
     );
 }

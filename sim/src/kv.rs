@@ -91,10 +91,7 @@ impl KvOp {
                     .extend_from_slice(suffix);
                 KvOutput::Done
             }
-            KvOp::Delete { key } => {
-                map.remove(key);
-                KvOutput::Done
-            }
+            KvOp::Delete { key } => KvOutput::Deleted(map.remove(key).is_some()),
             KvOp::Cas { key, expected, new } => {
                 if map.get(key) == expected.as_ref() {
                     map.insert(key.clone(), new.clone());

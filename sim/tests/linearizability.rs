@@ -127,6 +127,29 @@ fn lost_updates_are_illegal() {
 }
 
 #[test]
+fn increments_and_deletes_are_checked() {
+    // Two increments that both saw 0: one was lost.
+    let ops = vec![
+        op(0, KvInput::incr("n", 1), 0, 10, KvOutput::Int(Some(1))),
+        op(1, KvInput::incr("n", 1), 2, 12, KvOutput::Int(Some(1))),
+    ];
+    assert_illegal(ops, "n");
+    let ops = vec![
+        op(0, KvInput::incr("n", 1), 0, 10, KvOutput::Int(Some(1))),
+        op(1, KvInput::incr("n", 2), 2, 12, KvOutput::Int(Some(3))),
+        op(2, KvInput::delete("n"), 20, 21, KvOutput::Deleted(true)),
+        op(2, KvInput::delete("n"), 22, 23, KvOutput::Deleted(false)),
+        op(2, KvInput::put("n", "x"), 24, 25, Done),
+        op(2, KvInput::incr("n", 1), 26, 27, KvOutput::Int(None)),
+        op(2, KvInput::get("n"), 28, 29, val("x")),
+    ];
+    assert_eq!(verdict(ops), CheckResult::Ok);
+    // A delete that says the key was there when nothing wrote it.
+    let ops = vec![op(0, KvInput::delete("d"), 0, 1, KvOutput::Deleted(true))];
+    assert_illegal(ops, "d");
+}
+
+#[test]
 fn concurrent_operations_may_take_any_consistent_order() {
     // Both writes span every read, so the reads may see b then a, but not go back to b.
     let mut ops = vec![
@@ -316,11 +339,12 @@ fn random_history(specs: &[Spec], keys: u8, corrupt: Option<(usize, u8)>) -> His
     let input = |s: &Spec| {
         let key = [b'x' + s.key % keys];
         let value = VALUES[usize::from(s.value) % VALUES.len()];
-        match s.kind % 5 {
+        match s.kind % 6 {
             0 => KvInput::get(key),
             1 => KvInput::put(key, value),
             2 => KvInput::delete(key),
             3 => KvInput::append(key, value),
+            4 => KvInput::incr(key, 1 + i64::from(s.value % 3)),
             _ => {
                 let expected = ["", "a", "b", "ab"][usize::from(s.expected % 4)];
                 KvInput::cas(
@@ -353,7 +377,8 @@ fn random_history(specs: &[Spec], keys: u8, corrupt: Option<(usize, u8)>) -> His
     if let Some((target, variant)) = corrupt {
         let replacements = [MISSING, val("a"), val("b"), val("ab"), val("ba"), val("c")];
         match &mut outputs[target % specs.len()] {
-            Some(KvOutput::Cas(swapped)) => *swapped = !*swapped,
+            Some(KvOutput::Cas(swapped) | KvOutput::Deleted(swapped)) => *swapped = !*swapped,
+            Some(KvOutput::Int(n)) => *n = Some(n.unwrap_or(0) + 1),
             Some(output @ KvOutput::Value(_)) => {
                 let mut next = usize::from(variant);
                 while replacements[next % replacements.len()] == *output {
@@ -390,9 +415,17 @@ fn run(store: &mut Store, input: &KvInput) -> KvOutput {
             store.insert(key.clone(), value.clone());
             Done
         }
-        KvInput::Delete { key } => {
-            store.remove(key);
-            Done
+        KvInput::Delete { key } => KvOutput::Deleted(store.remove(key).is_some()),
+        KvInput::Incr { key, by } => {
+            let current = match store.get(key) {
+                None => Some(0),
+                Some(v) => String::from_utf8_lossy(v).parse::<i64>().ok(),
+            };
+            let sum = current.and_then(|c| c.checked_add(*by));
+            if let Some(n) = sum {
+                store.insert(key.clone(), n.to_string().into_bytes());
+            }
+            KvOutput::Int(sum)
         }
         KvInput::Append { key, suffix } => {
             store.entry(key.clone()).or_default().extend(suffix);

@@ -59,7 +59,7 @@ pub struct NodeArgs {
     #[arg(long)]
     pub lease_reads: bool,
     /// KiB per second each replica group pulls while shards move to it (0: as fast as it
-    /// can; default 4096)
+    /// can; default 2048)
     #[arg(long)]
     pub handover_kib_per_sec: Option<u64>,
     /// Most shards holding data one configuration moves, given to the controller when the

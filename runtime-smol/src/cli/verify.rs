@@ -188,7 +188,11 @@ pub fn run(
         let keys: u64 = replicas
             .first()
             .map_or(0, |r| r.shards.values().map(|(_, k, _)| k).sum());
-        let verdict = if diffs.is_empty() { "identical" } else { "DIFFER" };
+        let verdict = if diffs.is_empty() {
+            "identical"
+        } else {
+            "DIFFER"
+        };
         say!(
             "{name}: {verdict} at index {applied} on nodes {} ({} shards, {keys} keys)",
             nodes.join(","),
@@ -257,11 +261,14 @@ mod tests {
             ])]),
         ]);
         let parsed = parse(&reply).unwrap();
-        assert_eq!(parsed, vec![(1, {
-            let mut r = replica(2, 40, "aa");
-            r.header = "00ff".into();
-            r
-        })]);
+        assert_eq!(
+            parsed,
+            vec![(1, {
+                let mut r = replica(2, 40, "aa");
+                r.header = "00ff".into();
+                r
+            })]
+        );
         assert!(parse(&int(1)).is_err());
     }
 }

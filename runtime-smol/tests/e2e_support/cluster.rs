@@ -20,10 +20,17 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest a node may take to exit after SIGINT before it is killed
 const STOP_TIMEOUT: Duration = Duration::from_secs(8);
 
-/// A port the OS had free a moment ago
-pub fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address")
+/// `n` distinct ports the OS had free a moment ago: all are bound at once before any is
+/// released, so no two are the same (each `shale node` process binds its own again: peers
+/// must know every peer port before any node starts, and a port cannot be handed to a child)
+pub fn free_ports(n: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local address"))
+        .collect()
 }
 
 /// How the cluster is shaped
@@ -39,6 +46,8 @@ pub struct Shape {
     pub shards: u32,
     /// Route every peer link through a [`Proxy`]
     pub proxied: bool,
+    /// `--lease-reads`
+    pub lease_reads: bool,
 }
 
 /// One row of `SHALE STATUS`
@@ -85,7 +94,15 @@ impl Cluster {
             .tempdir()
             .expect("temp dir");
         let ids: Vec<u64> = (1..=shape.nodes).collect();
-        let peer_addr: BTreeMap<u64, SocketAddr> = ids.iter().map(|&i| (i, free_port())).collect();
+        let mut ports = free_ports(2 * ids.len()).into_iter();
+        let peer_addr: BTreeMap<u64, SocketAddr> = ids
+            .iter()
+            .map(|&i| (i, ports.next().expect("a port per node")))
+            .collect();
+        let resp_addr: BTreeMap<u64, SocketAddr> = ids
+            .iter()
+            .map(|&i| (i, ports.next().expect("a port per node")))
+            .collect();
         let mut proxies = BTreeMap::new();
         if shape.proxied {
             for &from in &ids {
@@ -113,7 +130,7 @@ impl Cluster {
                     .join(",");
                 NodeProc {
                     id,
-                    resp: free_port(),
+                    resp: resp_addr[&id],
                     peers_arg,
                     data_dir: dir.path().join(format!("node{id}")),
                     stdout: dir.path().join(format!("node{id}.out")),
@@ -235,6 +252,7 @@ impl Cluster {
             .args(["--groups", &shape.groups.to_string()])
             .args(["--initial-groups", &shape.initial_groups.to_string()])
             .args(["--shards", &shape.shards.to_string()])
+            .args(shape.lease_reads.then_some("--lease-reads"))
             .stdin(Stdio::null())
             .stdout(open(&node.stdout))
             .stderr(open(&node.stderr))
@@ -314,7 +332,31 @@ impl Cluster {
         clean
     }
 
+    /// Stops node `id` where it stands (SIGSTOP), as a long pause of its machine would;
+    /// [`resume`](Self::resume) lets it go on
+    pub fn pause(&mut self, id: u64) {
+        self.signal(id, "-STOP");
+        self.note(format!("node {id} paused (SIGSTOP)"));
+    }
+
+    /// Lets a paused node go on (SIGCONT)
+    pub fn resume(&mut self, id: u64) {
+        self.signal(id, "-CONT");
+        self.note(format!("node {id} resumed (SIGCONT)"));
+    }
+
+    fn signal(&self, id: u64, signal: &str) {
+        if let Some(child) = &self.node(id).child {
+            let sent = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(sent, "kill {signal} node {id} failed");
+        }
+    }
+
     /// Deletes the data directory of node `id`, which must be down: it starts empty next time
+    #[allow(dead_code)] // only some test binaries wipe nodes
     pub fn wipe(&mut self, id: u64) {
         let node = self.node(id);
         assert!(node.child.is_none(), "node {id} is running");

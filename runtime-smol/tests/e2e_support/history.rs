@@ -1,5 +1,6 @@
-//! Clients that record a history of GET / SET / APPEND / CAS on a few keys for the
-//! linearizability checker
+//! Clients that record a history of GET / SET / APPEND / CAS / DEL / INCRBY / MSET / MGET on a
+//! few keys (each with a partner and a counter in its shard) for the linearizability checker;
+//! a multi-key command is recorded as one operation per key with the command's times
 //!
 //! Times are microseconds of one monotonic clock since the recording started. An operation
 //! is invoked (clock read) just before its request is sent and completed just after its reply
@@ -13,7 +14,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use shale_core::time::Instant as ShaleInstant;
-use shale_sim::linearizability::{CheckResult, History, HistoryRecorder, KvInput, KvOutput, check};
+use shale_sim::linearizability::{
+    CheckResult, History, HistoryRecorder, KvInput, KvOutput, OpId, check,
+};
 
 use super::{Counters, Rng, RoamingConnection, is_connection_error, query};
 
@@ -105,65 +108,56 @@ fn run(c: usize, addrs: Vec<SocketAddr>, keys: &[String], shared: &Shared) {
             continue;
         };
         let k = rng.below(keys.len() as u64) as usize;
-        let key = keys[k].as_str();
         seq += 1;
         let tag = format!("c{c}.{seq}");
-        let (input, args): (KvInput, Vec<String>) = match rng.below(10) {
-            0..=3 => (KvInput::get(key), vec!["GET".into(), key.into()]),
-            4..=5 => (
-                KvInput::put(key, &tag),
-                vec!["SET".into(), key.into(), tag.clone()],
-            ),
-            6..=7 => {
-                let suffix = format!("+{tag}");
-                (
-                    KvInput::append(key, &suffix),
-                    vec!["APPEND".into(), key.into(), suffix],
-                )
-            }
-            _ => {
-                let expected = seen[k].clone().unwrap_or_else(|| "none".into());
-                (
-                    KvInput::cas(key, Some(expected.as_bytes()), &tag),
-                    vec!["CAS".into(), key.into(), expected, tag.clone()],
-                )
-            }
-        };
+        let (inputs, args) = pick(&keys[k], seen[k].as_deref(), &tag, &mut rng);
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let id = {
+        // One recorded operation per key; the keys after the first under clients of their own
+        let ids: Vec<OpId> = {
             let mut rec = shared.recorder.lock().unwrap();
             let now = shared.now();
-            rec.invoke(client, input.clone(), now)
+            inputs
+                .iter()
+                .enumerate()
+                .map(|(i, input)| {
+                    let who = if i == 0 { client } else { rec.new_client() };
+                    rec.invoke(who, input.clone(), now)
+                })
+                .collect()
         };
         let result = query(conn, &arg_refs);
         let mut rec = shared.recorder.lock().unwrap();
         let now = shared.now();
-        let output = match (&input, result) {
-            (KvInput::Get { .. }, Ok(redis::Value::Nil)) => Ok(KvOutput::MISSING),
-            (KvInput::Get { .. }, Ok(redis::Value::BulkString(b))) => {
-                seen[k] = Some(String::from_utf8_lossy(&b).into_owned());
-                Ok(KvOutput::value(b))
+        let outputs = match result {
+            Ok(reply) => match outputs(&inputs, reply) {
+                Ok(outs) => Ok(outs),
+                Err(odd) => {
+                    shared.odd_replies.lock().unwrap().push(odd);
+                    Err(None)
+                }
+            },
+            // INCR of a value that is not a number: a definite answer
+            Err(e) if matches!(inputs[0], KvInput::Incr { .. }) && is_not_an_integer(&e) => {
+                Ok(vec![KvOutput::Int(None)])
             }
-            (KvInput::Put { .. }, Ok(redis::Value::Okay)) => Ok(KvOutput::Done),
-            (KvInput::Append { .. }, Ok(redis::Value::Int(_))) => Ok(KvOutput::Done),
-            (KvInput::Cas { .. }, Ok(redis::Value::Int(n))) => Ok(KvOutput::Cas(n == 1)),
-            (_, Ok(other)) => {
-                shared
-                    .odd_replies
-                    .lock()
-                    .unwrap()
-                    .push(format!("{input} answered {other:?}"));
-                Err(None)
-            }
-            (_, Err(e)) => Err(Some(e)),
+            Err(e) => Err(Some(e)),
         };
-        match output {
-            Ok(out) => {
-                rec.complete(id, out, now);
+        match outputs {
+            Ok(outs) => {
+                if let (KvInput::Get { .. }, Some(KvOutput::Value(Some(v)))) =
+                    (&inputs[0], outs.first())
+                {
+                    seen[k] = Some(String::from_utf8_lossy(v).into_owned());
+                }
+                for (id, out) in ids.iter().zip(outs) {
+                    rec.complete(*id, out, now);
+                }
                 shared.counters.ok.fetch_add(1, Ordering::SeqCst);
             }
             Err(e) => {
-                rec.timeout(id);
+                for id in ids {
+                    rec.timeout(id);
+                }
                 client = rec.new_client();
                 drop(rec);
                 match e {
@@ -182,6 +176,88 @@ fn run(c: usize, addrs: Vec<SocketAddr>, keys: &[String], shared: &Shared) {
             }
         }
     }
+}
+
+fn is_not_an_integer(e: &redis::RedisError) -> bool {
+    e.to_string().contains("not an integer")
+}
+
+/// The next operation on `key` (its partner `{key}m` shares its shard through the hash tag,
+/// and so does its counter `{key}n`): what is recorded, one input per key, and the command
+fn pick(key: &str, seen: Option<&str>, tag: &str, rng: &mut Rng) -> (Vec<KvInput>, Vec<String>) {
+    let partner = format!("{{{key}}}m");
+    let counter = format!("{{{key}}}n");
+    let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
+    match rng.below(20) {
+        0..=5 => (vec![KvInput::get(key)], args(&["GET", key])),
+        6..=8 => (vec![KvInput::put(key, tag)], args(&["SET", key, tag])),
+        9..=10 => {
+            let suffix = format!("+{tag}");
+            (
+                vec![KvInput::append(key, &suffix)],
+                args(&["APPEND", key, &suffix]),
+            )
+        }
+        11..=12 => {
+            let expected = seen.unwrap_or("none");
+            (
+                vec![KvInput::cas(key, Some(expected.as_bytes()), tag)],
+                args(&["CAS", key, expected, tag]),
+            )
+        }
+        13 => {
+            let target = if rng.below(2) == 0 { key } else { &partner };
+            (vec![KvInput::delete(target)], args(&["DEL", target]))
+        }
+        14..=15 => {
+            let by = 1 + rng.below(3);
+            (
+                vec![KvInput::incr(&counter, by as i64)],
+                args(&["INCRBY", &counter, &by.to_string()]),
+            )
+        }
+        16..=17 => {
+            let (a, b) = (format!("m{tag}"), format!("n{tag}"));
+            (
+                vec![KvInput::put(key, &a), KvInput::put(&partner, &b)],
+                args(&["MSET", key, &a, &partner, &b]),
+            )
+        }
+        _ => (
+            vec![
+                KvInput::get(key),
+                KvInput::get(&partner),
+                KvInput::get(&counter),
+            ],
+            args(&["MGET", key, &partner, &counter]),
+        ),
+    }
+}
+
+/// What each recorded input of an operation returned, or a description of an odd reply
+fn outputs(inputs: &[KvInput], reply: redis::Value) -> Result<Vec<KvOutput>, String> {
+    let value = |v: &redis::Value| match v {
+        redis::Value::Nil => Some(KvOutput::MISSING),
+        redis::Value::BulkString(b) => Some(KvOutput::value(b)),
+        _ => None,
+    };
+    let one = |o: Option<KvOutput>| o.map(|o| vec![o]);
+    let outs = match (&inputs[0], &reply) {
+        (KvInput::Get { .. }, redis::Value::Array(items)) if items.len() == inputs.len() => {
+            items.iter().map(value).collect::<Option<Vec<_>>>()
+        }
+        (KvInput::Get { .. }, v) if inputs.len() == 1 => one(value(v)),
+        (KvInput::Put { .. }, redis::Value::Okay) => Some(vec![KvOutput::Done; inputs.len()]),
+        (KvInput::Append { .. }, redis::Value::Int(_)) => one(Some(KvOutput::Done)),
+        (KvInput::Cas { .. }, redis::Value::Int(n)) => one(Some(KvOutput::Cas(*n == 1))),
+        (KvInput::Delete { .. }, redis::Value::Int(n)) => one(Some(KvOutput::Deleted(*n == 1))),
+        (KvInput::Incr { .. }, redis::Value::Int(n)) => one(Some(KvOutput::Int(Some(*n)))),
+        _ => None,
+    };
+    outs.ok_or_else(|| {
+        let what: Vec<String> = inputs.iter().map(ToString::to_string).collect();
+        format!("{} answered {reply:?}", what.join(" + "))
+    })
 }
 
 /// Checks `history`; on failure returns a message with the verdict and a summary

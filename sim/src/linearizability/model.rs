@@ -36,6 +36,14 @@ pub enum KvInput {
         /// The bytes to append
         suffix: Vec<u8>,
     },
+    /// Add `by` to the key's value read as a decimal 64-bit integer (missing counts as 0);
+    /// fails, changing nothing, when the value is not one or the sum overflows
+    Incr {
+        /// The key
+        key: Vec<u8>,
+        /// The amount
+        by: i64,
+    },
     /// Set the key to `new` if its value is `expected` (`None`: the key is missing)
     Cas {
         /// The key
@@ -56,6 +64,12 @@ pub enum KvOutput {
     Done,
     /// The result of a [`KvInput::Cas`]: whether the swap happened
     Cas(bool),
+    /// The result of a [`KvInput::Delete`] that says whether the key was there (a
+    /// [`KvOutput::Done`] for a delete does not say)
+    Deleted(bool),
+    /// The result of a [`KvInput::Incr`]: the new value, or `None` when it failed (not an
+    /// integer, or overflow)
+    Int(Option<i64>),
 }
 
 impl KvInput {
@@ -89,6 +103,14 @@ impl KvInput {
         }
     }
 
+    /// `Incr(key, by)`
+    pub fn incr(key: impl AsRef<[u8]>, by: i64) -> Self {
+        KvInput::Incr {
+            key: key.as_ref().to_vec(),
+            by,
+        }
+    }
+
     /// `Cas(key, expected, new)`; `expected: None` means "only if the key is missing"
     pub fn cas(key: impl AsRef<[u8]>, expected: Option<&[u8]>, new: impl AsRef<[u8]>) -> Self {
         KvInput::Cas {
@@ -105,6 +127,7 @@ impl KvInput {
             | KvInput::Put { key, .. }
             | KvInput::Delete { key }
             | KvInput::Append { key, .. }
+            | KvInput::Incr { key, .. }
             | KvInput::Cas { key, .. } => key,
         }
     }
@@ -118,9 +141,13 @@ impl KvInput {
                 *value = Some(new.clone());
                 KvOutput::Done
             }
-            KvInput::Delete { .. } => {
-                *value = None;
-                KvOutput::Done
+            KvInput::Delete { .. } => KvOutput::Deleted(value.take().is_some()),
+            KvInput::Incr { by, .. } => {
+                let sum = incremented(value.as_deref(), *by);
+                if let Some(n) = sum {
+                    *value = Some(n.to_string().into_bytes());
+                }
+                KvOutput::Int(sum)
             }
             KvInput::Append { suffix, .. } => {
                 value.get_or_insert_with(Vec::new).extend_from_slice(suffix);
@@ -143,6 +170,8 @@ impl KvInput {
             (self, output),
             (KvInput::Get { .. }, KvOutput::Value(_))
                 | (KvInput::Cas { .. }, KvOutput::Cas(_))
+                | (KvInput::Delete { .. }, KvOutput::Deleted(_))
+                | (KvInput::Incr { .. }, KvOutput::Int(_))
                 | (
                     KvInput::Put { .. } | KvInput::Delete { .. } | KvInput::Append { .. },
                     KvOutput::Done
@@ -159,6 +188,16 @@ impl KvOutput {
     pub fn value(value: impl AsRef<[u8]>) -> Self {
         KvOutput::Value(Some(value.as_ref().to_vec()))
     }
+}
+
+/// What an increment by `by` of `value` gives: `None` when the value is not a decimal 64-bit
+/// integer (a missing key counts as 0) or the sum overflows
+fn incremented(value: Option<&[u8]>, by: i64) -> Option<i64> {
+    let current = match value {
+        None => 0,
+        Some(v) => std::str::from_utf8(v).ok()?.parse::<i64>().ok()?,
+    };
+    current.checked_add(by)
 }
 
 /// Writes bytes as a quoted, escaped string: `"abc"`, `"\xff"`
@@ -188,6 +227,7 @@ impl fmt::Display for KvInput {
             KvInput::Get { key } => write!(f, "get({})", Bytes(key)),
             KvInput::Put { key, value } => write!(f, "put({}, {})", Bytes(key), Bytes(value)),
             KvInput::Delete { key } => write!(f, "delete({})", Bytes(key)),
+            KvInput::Incr { key, by } => write!(f, "incr({}, {by})", Bytes(key)),
             KvInput::Append { key, suffix } => {
                 write!(f, "append({}, {})", Bytes(key), Bytes(suffix))
             }
@@ -208,6 +248,9 @@ impl fmt::Display for KvOutput {
             KvOutput::Value(value) => MaybeBytes(value.as_deref()).fmt(f),
             KvOutput::Done => f.write_str("ok"),
             KvOutput::Cas(swapped) => write!(f, "{swapped}"),
+            KvOutput::Deleted(existed) => write!(f, "deleted: {existed}"),
+            KvOutput::Int(Some(n)) => write!(f, "{n}"),
+            KvOutput::Int(None) => f.write_str("not an integer or overflow"),
         }
     }
 }
@@ -232,6 +275,13 @@ pub(crate) enum Step {
     },
     /// An operation whose result is unknown and that cannot change the value (a get)
     Nothing,
+    /// A delete that said whether the key was there (`None`: unknown)
+    Delete(Option<bool>),
+    /// An increment; `outcome` is `None` when its result is unknown
+    Incr {
+        by: i64,
+        outcome: Option<Option<i64>>,
+    },
 }
 
 /// The compiled model of one key: every value seen is interned to a [`StateId`]
@@ -279,7 +329,17 @@ impl KeyModel {
                 Step::Read(self.intern(value.clone()))
             }
             (KvInput::Put { value, .. }, _) => Step::Write(self.intern(Some(value.clone()))),
-            (KvInput::Delete { .. }, _) => Step::Write(0),
+            (KvInput::Delete { .. }, Some(KvOutput::Deleted(existed))) => {
+                Step::Delete(Some(*existed))
+            }
+            (KvInput::Delete { .. }, _) => Step::Delete(None),
+            (KvInput::Incr { by, .. }, output) => Step::Incr {
+                by: *by,
+                outcome: match output {
+                    Some(KvOutput::Int(result)) => Some(*result),
+                    _ => None,
+                },
+            },
             (KvInput::Append { suffix, .. }, _) => Step::Append(suffix.clone()),
             (KvInput::Cas { expected, new, .. }, output) => Step::Cas {
                 expected: self.intern(expected.clone()),
@@ -300,6 +360,20 @@ impl KeyModel {
             Step::Read(seen) => (seen == state).then_some(state),
             Step::Write(to) => Some(to),
             Step::Nothing => Some(state),
+            Step::Delete(existed) => match existed {
+                Some(said) if said != (state != 0) => None,
+                _ => Some(0),
+            },
+            Step::Incr { by, outcome } => {
+                let sum = incremented(self.value(state), by);
+                match outcome {
+                    Some(said) if said != sum => None,
+                    _ => Some(match sum {
+                        Some(n) => self.intern(Some(n.to_string().into_bytes())),
+                        None => state,
+                    }),
+                }
+            }
             Step::Cas {
                 expected,
                 new,
@@ -341,7 +415,10 @@ mod tests {
         let cas_ab = KvInput::cas("k", Some(b"ab"), "x");
         assert_eq!(cas_ab.apply(&mut value), KvOutput::Cas(true));
         assert_eq!(value.as_deref(), Some(&b"x"[..]));
-        assert_eq!(KvInput::delete("k").apply(&mut value), KvOutput::Done);
+        assert_eq!(
+            KvInput::delete("k").apply(&mut value),
+            KvOutput::Deleted(true)
+        );
         assert_eq!(cas_missing.apply(&mut value), KvOutput::Cas(true));
         assert_eq!(KvInput::put("k", "p").apply(&mut value), KvOutput::Done);
         assert_eq!(value.as_deref(), Some(&b"p"[..]));

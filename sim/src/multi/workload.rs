@@ -4,12 +4,17 @@
 //! Each user runs one operation at a time through its own [`KvClient`]. With
 //! [`Workload::OwnKeyAppends`], user `u` appends `x u j y` to its own key for `j = 0, 1, ...`,
 //! so the final value of its key must be exactly its appends, each once, in order
-//! ([`KvWorkload::check_appends`]). With [`Workload::Random`], users pick keys from a small set
-//! and do 50% appends, 5% puts and otherwise gets. Every operation is recorded with its call
-//! and return times; a user that gives up ([`KvWorkload::new`]'s `give_up`) leaves the
-//! operation unknown and continues with a new session and a new history client.
+//! ([`KvWorkload::check_appends`]). With [`Workload::Random`], users pick a key `k` from a
+//! small set and run, on `k`, `{k}m` (its partner, same shard by the hash tag) and `{k}n` (a
+//! counter): 40% appends, 5% puts, 5% deletes, 8% increments, 6% multi-sets of `k` and
+//! `{k}m`, 8% multi-gets of all three, and otherwise gets. A multi-key operation is recorded
+//! as one operation per key, each with the operation's call and return times (under a history
+//! client of its own), so every key's history checks what the operation did to that key.
+//! Every operation is recorded with its call and return times; a user that gives up
+//! ([`KvWorkload::new`]'s `give_up`) leaves the operation unknown and continues with a new
+//! session and a new history client.
 
-use shale_core::shard::{KvOp, KvResult};
+use shale_core::shard::{KvError, KvOp, KvResult};
 use shale_core::time::{Duration, Instant};
 
 use super::{CLERK_POLL, KvClient, ShardedCluster};
@@ -31,7 +36,8 @@ pub enum Workload {
 struct User {
     client: KvClient,
     hist: u64,
-    op: Option<(OpId, KvInput, Instant)>,
+    /// The operation running: its recorded parts (one per key) and when it was called
+    op: Option<(Vec<(OpId, KvInput)>, Instant)>,
     key: Vec<u8>,
     next_value: u64,
     next_at: Instant,
@@ -91,23 +97,25 @@ impl KvWorkload {
         let now = c.sim.now();
         for u in 0..self.users.len() {
             let user = &mut self.users[u];
-            if let Some((id, input, called)) = user.op.clone() {
+            if let Some((parts, called)) = user.op.clone() {
                 if let Some(result) = user.client.poll(&mut c.sim) {
-                    let output = match (&input, result) {
-                        (KvInput::Get { .. }, Ok(KvResult::Value(v))) => KvOutput::Value(v),
-                        (KvInput::Append { .. }, Ok(KvResult::Length(_)))
-                        | (KvInput::Put { .. }, Ok(KvResult::Done)) => KvOutput::Done,
-                        (_, other) => {
-                            return Err(c.sim.error(format!("{input} answered {other:?}")));
-                        }
+                    let Some(outputs) = outputs(&parts, &result) else {
+                        let what: Vec<String> = parts.iter().map(|(_, i)| i.to_string()).collect();
+                        return Err(c
+                            .sim
+                            .error(format!("{} answered {result:?}", what.join(" + "))));
                     };
-                    self.recorder.complete(id, output, c.sim.now());
+                    for ((id, _), output) in parts.iter().zip(outputs) {
+                        self.recorder.complete(*id, output, c.sim.now());
+                    }
                     self.completed += 1;
                     self.max_latency = self.max_latency.max(now.saturating_since(called));
                     user.op = None;
                     user.next_at = now + self.think;
                 } else if self.give_up.is_some_and(|g| now >= called + g) {
-                    self.recorder.timeout(id);
+                    for (id, _) in &parts {
+                        self.recorder.timeout(*id);
+                    }
                     self.unknown += 1;
                     user.client.cancel();
                     user.client = user.client.successor(&mut c.sim);
@@ -119,24 +127,30 @@ impl KvWorkload {
             if start && user.op.is_none() && now >= user.next_at {
                 let j = user.next_value;
                 user.next_value += 1;
-                let (input, op) = match &self.kind {
-                    Workload::OwnKeyAppends => append(&user.key, format!("x {u} {j} y")),
+                let (inputs, op) = match &self.kind {
+                    Workload::OwnKeyAppends => {
+                        let (input, op) = append(&user.key, format!("x {u} {j} y"));
+                        (vec![input], op)
+                    }
                     Workload::Random(keys) => {
                         let rng = c.sim.workload_rng();
                         let key = keys[rng.range(0, keys.len() as u64) as usize].clone();
-                        match rng.range(0, 100) {
-                            0..50 => append(&key, format!("{u}.{j};")),
-                            50..55 => {
-                                let value = format!("p{u}.{j};").into_bytes();
-                                let input = KvInput::put(&key, &value);
-                                (input, KvOp::Put { key, value })
-                            }
-                            _ => (KvInput::get(&key), KvOp::Get { key }),
-                        }
+                        let (roll, pick) = (rng.range(0, 100), rng.range(0, 3));
+                        random_op(key, roll, pick, &format!("{u}.{j}"))
                     }
                 };
-                let id = self.recorder.invoke(user.hist, input.clone(), now);
-                user.op = Some((id, input, now));
+                // The first part under the user's history client, the others (other keys of
+                // a multi-key operation) each under a client of its own.
+                let mut parts = Vec::with_capacity(inputs.len());
+                for (i, input) in inputs.into_iter().enumerate() {
+                    let hist = if i == 0 {
+                        user.hist
+                    } else {
+                        self.recorder.new_client()
+                    };
+                    parts.push((self.recorder.invoke(hist, input.clone(), now), input));
+                }
+                user.op = Some((parts, now));
                 user.client.start(&mut c.sim, op);
             }
         }
@@ -200,6 +214,74 @@ impl KvWorkload {
             Err(c
                 .sim
                 .error(format!("history of {} ops: {result:?}", history.len())))
+        }
+    }
+}
+
+/// What each recorded part of an operation returned, from the operation's result; `None` if
+/// the result does not fit the operation
+fn outputs(parts: &[(OpId, KvInput)], result: &Result<KvResult, KvError>) -> Option<Vec<KvOutput>> {
+    let one = |output| Some(vec![output]);
+    match (&parts.first()?.1, result) {
+        (KvInput::Get { .. }, Ok(KvResult::Value(v))) if parts.len() == 1 => {
+            one(KvOutput::Value(v.clone()))
+        }
+        (KvInput::Get { .. }, Ok(KvResult::Values(vs))) if vs.len() == parts.len() => {
+            Some(vs.iter().map(|v| KvOutput::Value(v.clone())).collect())
+        }
+        (KvInput::Put { .. }, Ok(KvResult::Done)) => Some(vec![KvOutput::Done; parts.len()]),
+        (KvInput::Append { .. }, Ok(KvResult::Length(_))) => one(KvOutput::Done),
+        (KvInput::Delete { .. }, Ok(KvResult::Deleted(existed))) => {
+            one(KvOutput::Deleted(*existed))
+        }
+        (KvInput::Incr { .. }, Ok(KvResult::Integer(n))) => one(KvOutput::Int(Some(*n))),
+        (KvInput::Incr { .. }, Err(KvError::NotAnInteger | KvError::Overflow)) => {
+            one(KvOutput::Int(None))
+        }
+        _ => None,
+    }
+}
+
+/// The operation a [`Workload::Random`] user runs on `key` for a roll of 0..100 (`pick`
+/// chooses among the key, its partner and its counter where the operation allows), with
+/// `tag` making written values unique; its recorded parts, one per key
+fn random_op(key: Vec<u8>, roll: u64, pick: u64, tag: &str) -> (Vec<KvInput>, KvOp) {
+    let partner = [b"{".as_slice(), &key, b"}m"].concat();
+    let counter = [b"{".as_slice(), &key, b"}n"].concat();
+    match roll {
+        0..40 => {
+            let (input, op) = append(&key, format!("{tag};"));
+            (vec![input], op)
+        }
+        40..45 => {
+            let value = format!("p{tag};").into_bytes();
+            (vec![KvInput::put(&key, &value)], KvOp::Put { key, value })
+        }
+        45..50 => {
+            let key = if pick == 0 { partner } else { key };
+            (vec![KvInput::delete(&key)], KvOp::Delete { key })
+        }
+        50..58 => {
+            let by = 1 + pick as i64;
+            let input = KvInput::incr(&counter, by);
+            (vec![input], KvOp::Incr { key: counter, by })
+        }
+        58..64 => {
+            let pairs = vec![
+                (key, format!("m{tag};").into_bytes()),
+                (partner, format!("n{tag};").into_bytes()),
+            ];
+            let inputs = pairs.iter().map(|(k, v)| KvInput::put(k, v)).collect();
+            (inputs, KvOp::MultiSet { pairs })
+        }
+        64..72 => {
+            let keys = vec![key, partner, counter];
+            let inputs = keys.iter().map(KvInput::get).collect();
+            (inputs, KvOp::MultiGet { keys })
+        }
+        _ => {
+            let key = [key, partner, counter][pick as usize % 3].clone();
+            (vec![KvInput::get(&key)], KvOp::Get { key })
         }
     }
 }
