@@ -1,8 +1,9 @@
 //! `redis-cli` and `redis-benchmark` against an in-process 3-node cluster
 //!
-//! They come from Debian's `redis-tools`, which `.ci/run` installs and then sets
-//! `SHALE_REQUIRE_REDIS_TOOLS=1`: without the tools this test fails in CI and, elsewhere,
-//! says it was skipped.
+//! They come from Debian's `redis-tools`. When they are missing, this test installs them with
+//! `apt-get` (as root, or through `sudo -n`), so `cargo test --workspace` works on a fresh
+//! machine; if that fails, the test fails, unless `SHALE_SKIP_REDIS_TOOLS=1` tells it to skip
+//! (and it says it did).
 
 mod common;
 
@@ -20,17 +21,60 @@ fn find(tool: &str) -> Option<PathBuf> {
 }
 
 fn tools() -> Option<(PathBuf, PathBuf)> {
-    match (find("redis-cli"), find("redis-benchmark")) {
-        (Some(cli), Some(bench)) => Some((cli, bench)),
-        _ => {
-            assert!(
-                std::env::var_os("SHALE_REQUIRE_REDIS_TOOLS").is_none(),
-                "redis-cli and redis-benchmark are required (install redis-tools)"
-            );
-            eprintln!("skipped: redis-cli or redis-benchmark is not installed (redis-tools)");
-            None
-        }
+    let found = || Some((find("redis-cli")?, find("redis-benchmark")?));
+    if let Some(tools) = found() {
+        return Some(tools);
     }
+    if std::env::var("SHALE_SKIP_REDIS_TOOLS").is_ok_and(|v| v == "1") {
+        eprintln!("skipped (SHALE_SKIP_REDIS_TOOLS=1): redis-cli or redis-benchmark missing");
+        return None;
+    }
+    let tried = install_redis_tools();
+    match found() {
+        Some(tools) => Some(tools),
+        None => panic!(
+            "redis-cli and redis-benchmark are required and could not be installed ({tried}): \
+             install redis-tools, or set SHALE_SKIP_REDIS_TOOLS=1 to skip this test"
+        ),
+    }
+}
+
+/// Installs Debian's redis-tools with apt-get, once per test process; what happened
+fn install_redis_tools() -> String {
+    static DONE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let mut done = DONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(what) = done.as_ref() {
+        return what.clone();
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let apt = |args: &[&str]| {
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["-n", "apt-get"]);
+            sudo
+        };
+        cmd.args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .output()
+            .map(|o| o.status.success())
+    };
+    eprintln!("redis-tools missing: installing them with apt-get");
+    let what = match apt(&["install", "-y", "redis-tools"]) {
+        Ok(true) => "installed".to_owned(),
+        _ => match apt(&["update"]).and_then(|_| apt(&["install", "-y", "redis-tools"])) {
+            Ok(true) => "installed after apt-get update".to_owned(),
+            Ok(false) => "apt-get install redis-tools failed".to_owned(),
+            Err(e) => format!("cannot run apt-get: {e}"),
+        },
+    };
+    *done = Some(what.clone());
+    what
 }
 
 /// Runs `cmd`, killing it after `limit`
