@@ -42,7 +42,9 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
 /// Installs Debian's redis-tools with apt-get, once per test process; what happened
 fn install_redis_tools() -> String {
     static DONE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-    let mut done = DONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut done = DONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(what) = done.as_ref() {
         return what.clone();
     }

@@ -30,8 +30,13 @@ pub const SHARDED_FAULT_PHASE: Duration = Duration::from_secs(6);
 
 /// Runs the sharded campaign of `seed`: invariant violations panic (with the seed); a history
 /// that is not linearizable, or users that cannot finish after healing, is an `Err`
+///
+/// Even seeds give each group nodes of its own; odd seeds put every group on the same three
+/// nodes, as `shale up` does. Faults: node crashes and restarts, pauses, partitions, one-way
+/// link cuts and lossy networks, while groups join and leave.
 pub fn run_sharded_seed(seed: u64) -> Result<ShardedReport, SimError> {
     let mut config = ShardedConfig::new(seed);
+    config.shared_nodes = seed % 2 == 1;
     config.raft.snapshot_threshold_bytes = 4096;
     config.raft.snapshot_trailing_bytes = 512;
     config.raft.snapshot_chunk_bytes = 1024;
@@ -58,7 +63,7 @@ pub fn run_sharded_seed(seed: u64) -> Result<ShardedReport, SimError> {
         let gap = c.sim.fault_rng().range(100, 600);
         let until = c.sim.now() + Duration::from_millis(gap);
         run_with(&mut c, &mut users, &mut admin, until, true)?;
-        match c.sim.fault_rng().range(0, 6) {
+        match c.sim.fault_rng().range(0, 9) {
             0 if admin.is_idle() => {
                 // Join a group that is out, or have one leave (never the last one).
                 let pick = c.sim.fault_rng().range(0, gids.len() as u64) as usize;
@@ -106,6 +111,32 @@ pub fn run_sharded_seed(seed: u64) -> Result<ShardedReport, SimError> {
                 c.sim.heal();
                 faults += 1;
             }
+            6 => {
+                let id = nodes[c.sim.fault_rng().range(0, nodes.len() as u64) as usize];
+                if c.sim.is_paused(id) {
+                    c.sim.resume(id);
+                } else {
+                    c.sim.pause(id);
+                }
+                faults += 1;
+            }
+            7 => {
+                let pick = |c: &mut ShardedCluster| {
+                    nodes[c.sim.fault_rng().range(0, nodes.len() as u64) as usize]
+                };
+                let (from, to) = (pick(&mut c), pick(&mut c));
+                if from != to {
+                    c.sim.set_link(from, to, false);
+                    faults += 1;
+                }
+            }
+            8 => {
+                for &id in &nodes {
+                    if c.sim.is_paused(id) {
+                        c.sim.resume(id);
+                    }
+                }
+            }
             _ => {
                 let network = if c.sim.fault_rng().chance(1, 2) {
                     NetworkConfig::unreliable()
@@ -120,6 +151,9 @@ pub fn run_sharded_seed(seed: u64) -> Result<ShardedReport, SimError> {
     c.sim.heal();
     c.sim.set_network(NetworkConfig::reliable());
     for id in nodes {
+        if c.sim.is_paused(id) {
+            c.sim.resume(id);
+        }
         if !c.sim.is_up(id) {
             c.sim.restart(id);
         }

@@ -35,8 +35,13 @@ pub struct ShardedConfig {
     pub seed: u64,
     /// Number of shards
     pub shards: u32,
-    /// Replica group ids; each gets three dedicated nodes after the controller's three
+    /// Replica group ids; each gets three dedicated nodes after the controller's three,
+    /// unless [`shared_nodes`](Self::shared_nodes)
     pub gids: Vec<GroupId>,
+    /// Every group (the controller too) has a replica on each of the same three nodes, as
+    /// `shale up` places them: a node's crash, pause or cut then hits every group at once,
+    /// and their messages share its links (false, the default: three nodes per group)
+    pub shared_nodes: bool,
     /// Raft settings of every replica (snapshot thresholds included)
     pub raft: Config,
     /// The network
@@ -68,6 +73,7 @@ impl ShardedConfig {
             seed,
             shards: 10,
             gids: vec![100, 101, 102],
+            shared_nodes: false,
             raft,
             network: NetworkConfig::reliable(),
             limits: ShardLimits::default(),
@@ -96,7 +102,11 @@ pub struct ShardedCluster {
 impl ShardedCluster {
     /// Builds the cluster and waits for the controller to elect a leader
     pub fn new(config: ShardedConfig) -> Self {
-        let nodes = 3 + 3 * config.gids.len();
+        let nodes = if config.shared_nodes {
+            3
+        } else {
+            3 + 3 * config.gids.len()
+        };
         let mut mc = MultiConfig::new(config.seed, nodes);
         mc.raft = config.raft.clone();
         // As the nodes of the program do: the largest values fit in one entry.
@@ -115,7 +125,11 @@ impl ShardedCluster {
         );
         let mut groups = BTreeMap::new();
         for (i, &gid) in config.gids.iter().enumerate() {
-            let base = 4 + 3 * i as NodeId;
+            let base = if config.shared_nodes {
+                1
+            } else {
+                4 + 3 * i as NodeId
+            };
             let voters = vec![base, base + 1, base + 2];
             let spec = MachineSpec::Group {
                 gid,
