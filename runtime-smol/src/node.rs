@@ -268,7 +268,7 @@ impl NodeClient {
     }
 
     /// The digests of every replica the node hosts, each at its applied index
-    pub async fn digest(&self) -> Result<Vec<ReplicaDigest>, NodeError> {
+    pub async fn digest(&self) -> Result<Result<Vec<ReplicaDigest>, String>, NodeError> {
         self.call(Call::Digest).await
     }
 }

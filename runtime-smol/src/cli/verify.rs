@@ -159,7 +159,15 @@ pub fn run(
     let mut tries = 0;
     let groups = loop {
         tries += 1;
-        let groups = collect(addrs, password)?;
+        let groups = match collect(addrs, password) {
+            Ok(groups) => groups,
+            // A node busy with another digest, or without a controller leader yet
+            Err(e) if e.contains("TRYAGAIN") && tries < attempts.max(1) => {
+                std::thread::sleep(pause);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let waiting: Vec<String> = groups
             .iter()
             .filter_map(|(gid, rs)| not_aligned(rs).map(|why| format!("g{gid}: {why}")))

@@ -23,7 +23,8 @@ pub(crate) async fn execute(node: &NodeClient) -> Reply {
         Err(e) => return super::commands::node_error(&e),
     };
     match node.digest().await {
-        Ok(digests) => reply(status.id, &digests),
+        Ok(Ok(digests)) => reply(status.id, &digests),
+        Ok(Err(busy)) => Reply::error(format!("TRYAGAIN {busy}")),
         Err(e) => super::commands::node_error(&e),
     }
 }

@@ -4,7 +4,11 @@
 //! hosts: on the loop it only notes the applied index and takes a frozen view of the state
 //! (O(shards); the controller's snapshot encoder for the controller), and a thread of its own
 //! reads the views and hashes them, so the loop never does work in proportion to the data.
-//! Replicas at the same applied index must have the same digests.
+//! Replicas at the same applied index must have the same digests. One digest runs at a time
+//! in a process: a call while one runs is refused ([`DIGEST_BUSY`]), so a client repeating
+//! the call cannot start threads without bound.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use shale_core::controller::GroupId;
 use shale_core::group::{Fnv64, GroupState, ShardDigest};
@@ -15,6 +19,21 @@ use super::engine::Reply;
 
 /// Bytes of the controller's snapshot encoded per piece while digesting
 const DIGEST_PIECE_BYTES: usize = 1 << 20;
+
+/// The refusal of a digest asked for while another one runs
+pub const DIGEST_BUSY: &str = "a digest is being computed already; try again when it is done";
+
+/// A digest thread runs in this process
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// Clears [`RUNNING`] when the digest thread ends, however it ends
+struct Running;
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.store(false, Ordering::Release);
+    }
+}
 
 /// One replica's digests, as [`NodeHandle::digest`](super::NodeHandle::digest) reports them
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,8 +61,13 @@ enum Source {
 /// a thread of its own and answers `reply` from there
 pub(crate) fn start<'a>(
     replicas: impl Iterator<Item = (&'a GroupId, &'a HostedReplica)>,
-    reply: Reply<Vec<ReplicaDigest>>,
+    reply: Reply<Result<Vec<ReplicaDigest>, String>>,
 ) {
+    if RUNNING.swap(true, Ordering::AcqRel) {
+        reply(Err(DIGEST_BUSY.to_owned()));
+        return;
+    }
+    let running = Running;
     let jobs: Vec<(GroupId, u64, bool, Source)> = replicas
         .map(|(&gid, r)| {
             let restoring = r.restore_wanted().is_some();
@@ -63,6 +87,7 @@ pub(crate) fn start<'a>(
     let _ = std::thread::Builder::new()
         .name("shale-digest".into())
         .spawn(move || {
+            let _running = running;
             let digests = jobs
                 .into_iter()
                 .map(|(gid, applied, restoring, source)| {
@@ -95,6 +120,32 @@ pub(crate) fn start<'a>(
                     }
                 })
                 .collect();
-            reply(digests);
+            reply(Ok(digests));
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_digest_asked_for_while_one_runs_is_refused_and_the_next_runs() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        RUNNING.store(true, Ordering::Release);
+        let answer = tx.clone();
+        start(
+            std::iter::empty(),
+            Box::new(move |r| answer.send(r).unwrap()),
+        );
+        assert_eq!(rx.recv().unwrap(), Err(DIGEST_BUSY.to_owned()));
+        RUNNING.store(false, Ordering::Release);
+        start(std::iter::empty(), Box::new(move |r| tx.send(r).unwrap()));
+        assert_eq!(rx.recv().unwrap(), Ok(Vec::new()));
+        // The thread cleared the flag as it ended.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while RUNNING.load(Ordering::Acquire) {
+            assert!(std::time::Instant::now() < deadline, "the flag stays set");
+            std::thread::yield_now();
+        }
+    }
 }

@@ -259,7 +259,7 @@ impl NodeHandle {
 
     /// The digests of every replica the node hosts, each at its applied index (see
     /// [`ReplicaDigest`](super::ReplicaDigest))
-    pub fn digest(&self) -> Result<Vec<super::ReplicaDigest>, NodeError> {
+    pub fn digest(&self) -> Result<Result<Vec<super::ReplicaDigest>, String>, NodeError> {
         self.call(Call::Digest)
     }
 }

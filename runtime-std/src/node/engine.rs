@@ -41,8 +41,9 @@ pub enum Call {
     Status(Reply<NodeStatus>),
     /// Change one group's replicas or leader (run on its leader)
     Group(GroupAdmin, Reply<Result<String, String>>),
-    /// Digest every replica this node hosts (answered from a thread of its own)
-    Digest(Reply<Vec<ReplicaDigest>>),
+    /// Digest every replica this node hosts (answered from a thread of its own; refused
+    /// while another digest runs)
+    Digest(Reply<Result<Vec<ReplicaDigest>, String>>),
 }
 
 /// Everything that wakes the engine
