@@ -65,6 +65,18 @@ fn keys_for(cluster: &Cluster, count: usize, in_g1: usize) -> Vec<String> {
     inside
 }
 
+/// Waits until the history clients completed `more` operations (a failure with the
+/// cluster's report if they do not within [`PROGRESS`])
+fn history_progress(cluster: &mut Cluster, clients: &Clients, more: u64, phase: &str) {
+    let want = clients.ok_count() + more;
+    let ok = clients.wait_ok(want, PROGRESS);
+    let summary = clients.shared.counters.summary();
+    ensure(ok, cluster, || {
+        format!("clients made no progress ({phase}): wanted {want} completions; {summary}")
+    });
+    cluster.note(format!("{phase}: {summary}"));
+}
+
 /// The node leading replica group 1, or a failure with the cluster's report
 fn g1_leader(cluster: &Cluster) -> u64 {
     let leader = cluster.leader_of("g1", PROGRESS);
@@ -236,21 +248,12 @@ fn histories_are_linearizable_under_a_leader_kill() {
     let keys = keys_for(&cluster, 5, 3);
     cluster.note(format!("g1 leader node {leader}; keys {keys:?}"));
     let clients = Clients::start(5, &cluster.resp_addrs(), &keys);
-    let progress = |cluster: &mut Cluster, clients: &Clients, more: u64, phase: &str| {
-        let want = clients.ok_count() + more;
-        let ok = clients.wait_ok(want, PROGRESS);
-        let summary = clients.shared.counters.summary();
-        ensure(ok, cluster, || {
-            format!("clients made no progress ({phase}): wanted {want} completions; {summary}")
-        });
-        cluster.note(format!("{phase}: {summary}"));
-    };
-    progress(&mut cluster, &clients, 150, "warm-up");
+    history_progress(&mut cluster, &clients, 150, "warm-up");
     let victim = g1_leader(&cluster);
     cluster.kill(victim);
-    progress(&mut cluster, &clients, 150, "g1 leader killed");
+    history_progress(&mut cluster, &clients, 150, "g1 leader killed");
     cluster.restart(victim);
-    progress(&mut cluster, &clients, 150, "killed leader restarted");
+    history_progress(&mut cluster, &clients, 150, "killed leader restarted");
     let (history, summary, odd) = clients.stop();
     ensure(odd.is_empty(), &cluster, || format!("odd replies: {odd:?}"));
     let verdict = check_history(&history, &summary);
@@ -363,29 +366,20 @@ fn lease_reads_stay_linearizable_when_the_leader_is_paused() {
     });
     let keys = keys_for(&cluster, 5, 4);
     let clients = Clients::start(6, &cluster.resp_addrs(), &keys);
-    let progress = |cluster: &mut Cluster, clients: &Clients, more: u64, phase: &str| {
-        let want = clients.ok_count() + more;
-        let ok = clients.wait_ok(want, PROGRESS);
-        let summary = clients.shared.counters.summary();
-        ensure(ok, cluster, || {
-            format!("clients made no progress ({phase}): wanted {want} completions; {summary}")
-        });
-        cluster.note(format!("{phase}: {summary}"));
-    };
-    progress(&mut cluster, &clients, 150, "warm-up");
+    history_progress(&mut cluster, &clients, 150, "warm-up");
     for round in 0..2 {
         // A leader stopped mid-step resumes with whatever time it read before the stop: its
         // lease must not let it answer reads the new leader's writes have made stale.
         let victim = g1_leader(&cluster);
         cluster.pause(victim);
-        progress(
+        history_progress(
             &mut cluster,
             &clients,
             150,
             &format!("round {round}: g1 leader paused"),
         );
         cluster.resume(victim);
-        progress(
+        history_progress(
             &mut cluster,
             &clients,
             150,

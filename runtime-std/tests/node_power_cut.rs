@@ -9,6 +9,8 @@
 //! `SHALE_SEED=<seed>` picks the tears of unsynced writes and the nodes cut; a failure prints
 //! it (thread timing still varies from run to run).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -22,6 +24,7 @@ use shale_runtime_std::node::{
     CONTROLLER_GROUP, GroupSpec, Node, NodeConfig, NodeError, NodeHandle, RaftTuning,
 };
 use shale_runtime_std::storage::{Cut, Fault, FaultOn, PowerCutDisk};
+use support::{env_number, mix};
 
 const NODES: usize = 3;
 /// The replica group holding the data
@@ -29,22 +32,6 @@ const GROUP: u64 = 1;
 /// Longest any single wait of these tests may take
 const WAIT: StdDuration = StdDuration::from_secs(60);
 const WRITERS: usize = 3;
-
-fn seed() -> u64 {
-    match std::env::var("SHALE_SEED") {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("SHALE_SEED={v:?} is not a number")),
-        Err(_) => 0x5eed_0f90_e7c4_7500,
-    }
-}
-
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 type Handles = Arc<Mutex<Vec<Option<NodeHandle>>>>;
 type Acked = Arc<Mutex<BTreeMap<String, String>>>;
@@ -310,7 +297,7 @@ fn check_all(cluster: &Cluster, acked: &BTreeMap<String, String>) {
 
 #[test]
 fn acknowledged_writes_survive_power_cuts_of_one_node_and_of_all() {
-    let seed = seed();
+    let seed = env_number("SHALE_SEED", 0x5eed_0f90_e7c4_7500);
     let mut cluster = Cluster::new(seed);
     let writers = Writers::start(&cluster.handles);
     writers.wait_for(50);
@@ -340,7 +327,7 @@ fn acknowledged_writes_survive_power_cuts_of_one_node_and_of_all() {
 
 #[test]
 fn a_full_or_failing_disk_stops_its_node_with_the_reason_and_loses_nothing() {
-    let seed = seed();
+    let seed = env_number("SHALE_SEED", 0x5eed_0f90_e7c4_7500);
     let mut cluster = Cluster::new(seed);
     let writers = Writers::start(&cluster.handles);
     writers.wait_for(50);

@@ -10,6 +10,8 @@
 //! `SHALE_SEED=<seed>` replays a failing run (each failure prints its seed);
 //! `SHALE_POWER_CUT_ROUNDS` sets the rounds of the first test (default 200, 25 per fresh disk).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use shale_core::raft::{Entry, HardState, Index, Payload, Write};
 use shale_runtime_std::storage::{Cut, Fault, FaultOn, PowerCutDisk};
 use shale_runtime_std::{GroupCommit, GroupCommitConfig, GroupCommitError, Storage, StorageConfig};
+use support::{env_number, mix};
 
 const WRITERS: u64 = 6;
 const DIR: &str = "/power-cut/group";
@@ -27,31 +30,6 @@ fn config() -> StorageConfig {
         max_segment_bytes: 8 << 10,
         preallocate_bytes: 2 << 10,
     }
-}
-
-fn seed() -> u64 {
-    match std::env::var("SHALE_SEED") {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("SHALE_SEED={v:?} is not a number")),
-        Err(_) => 0x90e7_c47d_15c0_0001,
-    }
-}
-
-fn rounds() -> u64 {
-    match std::env::var("SHALE_POWER_CUT_ROUNDS") {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("SHALE_POWER_CUT_ROUNDS={v:?} is not a number")),
-        Err(_) => 200,
-    }
-}
-
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// `round thread seq` and a filler whose length varies, so records straddle sectors
@@ -167,8 +145,8 @@ const ROUNDS_PER_DISK: u64 = 25;
 
 #[test]
 fn power_cuts_during_group_commit_lose_nothing_acknowledged() {
-    let base = seed();
-    for run in 0..rounds().div_ceil(ROUNDS_PER_DISK) {
+    let base = env_number("SHALE_SEED", 0x90e7_c47d_15c0_0001);
+    for run in 0..env_number("SHALE_POWER_CUT_ROUNDS", 200).div_ceil(ROUNDS_PER_DISK) {
         let seed = if run == 0 { base } else { mix(base ^ run) };
         let disk = PowerCutDisk::new(seed);
         let acked: Acked = Arc::default();
@@ -193,7 +171,7 @@ fn power_cuts_during_group_commit_lose_nothing_acknowledged() {
 
 #[test]
 fn no_space_or_io_errors_stop_acknowledgements_and_lose_nothing() {
-    let seed = seed();
+    let seed = env_number("SHALE_SEED", 0x90e7_c47d_15c0_0001);
     let faults = [
         (FaultOn::Write, Fault::NoSpace, "no space left on device"),
         (FaultOn::Sync, Fault::Io, "input/output error"),

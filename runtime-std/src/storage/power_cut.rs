@@ -39,6 +39,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use shale_core::rng::Rng;
+
 use super::disk::{Disk, DiskFile, parent_dir};
 
 /// Sector size of the simulated disk, in bytes: the unit in which unsynced writes are torn
@@ -100,7 +102,7 @@ struct Inode {
 struct State {
     on: bool,
     boot: u64,
-    rng: u64,
+    rng: Rng,
     next_inode: u64,
     inodes: HashMap<u64, Inode>,
     names: BTreeMap<PathBuf, Name>,
@@ -146,16 +148,8 @@ impl State {
         }
     }
 
-    fn next_random(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next_random() % n }
+        self.rng.below(n)
     }
 
     fn dir_exists(&self, dir: &Path) -> bool {
@@ -233,7 +227,7 @@ impl PowerCutDisk {
             state: Arc::new(Mutex::new(State {
                 on: true,
                 boot: 0,
-                rng: seed,
+                rng: Rng::new(seed),
                 next_inode: 1,
                 inodes: HashMap::new(),
                 names: BTreeMap::new(),
