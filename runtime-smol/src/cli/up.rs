@@ -4,6 +4,7 @@ use super::say;
 use std::path::PathBuf;
 
 use shale_runtime_std::node::{DEFAULT_HANDOVER_BYTES_PER_SEC, DEFAULT_MAX_MOVES_PER_CONFIG};
+use shale_runtime_std::storage::StdDisk;
 
 use crate::runtime::Runtime;
 use crate::server::{LocalClusterConfig, Server, local_cluster};
@@ -82,8 +83,10 @@ fn check_shape(args: &UpArgs) -> Result<(), String> {
             shape.trim()
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(&args.data_dir)
-                .and_then(|()| std::fs::write(&path, shape))
+            // Each directory made is synced into its parent: nodes keep their data under it.
+            shale_runtime_std::storage::create_dir_durably(&StdDisk, &args.data_dir)
+                .map_err(|e| e.to_string())?;
+            std::fs::write(&path, shape)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
         }
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),

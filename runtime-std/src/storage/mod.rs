@@ -82,7 +82,8 @@ fn sync_file(file: &mut dyn DiskFile, path: &Path) -> Result<(), StorageError> {
 }
 
 /// Creates `dir` and any missing parents, durably: each created directory's parent is
-/// synced, so a crash cannot lose the directory after files in it were synced
+/// synced (and `dir`'s parent even when `dir` already existed), so a crash cannot lose the
+/// directory after files in it were synced
 pub fn create_dir_durably(disk: &dyn Disk, dir: &Path) -> Result<(), StorageError> {
     let mut missing = Vec::new();
     let mut at = Some(dir);
@@ -94,7 +95,9 @@ pub fn create_dir_durably(disk: &dyn Disk, dir: &Path) -> Result<(), StorageErro
         at = path.parent();
     }
     if missing.is_empty() {
-        return Ok(());
+        // It exists, but a crash of an earlier run between its creation and its parent's sync
+        // may have left its name unsynced: sync the parent again (at open only, so cheap).
+        return sync_dir(disk, &disk::parent_dir(dir));
     }
     disk.create_dir_all(dir)
         .map_err(StorageError::io(dir, "create directory"))?;

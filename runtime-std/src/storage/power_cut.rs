@@ -51,8 +51,9 @@ pub const POWER_CUT_SECTOR_BYTES: usize = 512;
 pub enum Cut {
     /// Nothing: every file is back to its last synced content
     LoseUnsynced,
-    /// A seeded choice per file: nothing, everything, a prefix of sectors, or any sectors, and
-    /// the old or the new length
+    /// A seeded choice per file: nothing, everything, a prefix of sectors, or per sector the
+    /// old bytes, the new ones or new ones up to a point and old ones after it; and the old or
+    /// the new length
     Tear,
 }
 
@@ -189,16 +190,24 @@ impl State {
         let prefix = self.below(sectors as u64 + 1) as usize;
         let mut out = vec![0; len];
         for s in 0..sectors {
-            let take_new = match mode {
-                0 => false,
-                1 => true,
-                2 => s < prefix,
-                _ => self.below(2) == 0,
-            };
-            let from = if take_new { new } else { old };
             let start = s * POWER_CUT_SECTOR_BYTES;
             let end = (start + POWER_CUT_SECTOR_BYTES).min(len);
+            // Bytes of the sector from `new` before `split`, from `old` after it: all old, all
+            // new, or (mode 3) a version in between, as when a page went to the disk after one
+            // append to it and before the next.
+            let split = match mode {
+                0 => start,
+                1 => end,
+                2 if s < prefix => end,
+                2 => start,
+                _ => match self.below(3) {
+                    0 => start,
+                    1 => end,
+                    _ => start + self.below((end - start) as u64 + 1) as usize,
+                },
+            };
             for (i, byte) in out[start..end].iter_mut().enumerate() {
+                let from = if start + i < split { new } else { old };
                 *byte = from.get(start + i).copied().unwrap_or(0);
             }
         }
@@ -257,7 +266,25 @@ impl PowerCutDisk {
     pub fn power_on(&self) {
         let mut s = self.lock();
         if let Some(cut) = s.pending_cut.take() {
-            let names = s.synced_names.clone();
+            // A name survives only if every directory above it survived too.
+            let mut names = s.synced_names.clone();
+            loop {
+                let orphans: Vec<PathBuf> = names
+                    .keys()
+                    .filter(|p| {
+                        let parent = parent_dir(p);
+                        parent.parent().is_some() && names.get(&parent) != Some(&Name::Dir)
+                    })
+                    .cloned()
+                    .collect();
+                if orphans.is_empty() {
+                    break;
+                }
+                for p in orphans {
+                    names.remove(&p);
+                }
+            }
+            s.synced_names = names.clone();
             let mut inodes = HashMap::new();
             for name in names.values() {
                 let Name::File(id) = *name else { continue };
@@ -559,6 +586,23 @@ mod tests {
         disk.power_cut(Cut::Tear);
         disk.power_on();
         assert!(!disk.exists(Path::new("/d/f")));
+    }
+
+    #[test]
+    fn files_in_a_directory_whose_name_was_never_synced_are_lost() {
+        let disk = PowerCutDisk::new(4);
+        disk.create_dir_all(Path::new("/d/e")).unwrap();
+        // "/d" is synced in "/", but "/d/e" never is in "/d".
+        disk.sync_dir(Path::new("/")).unwrap();
+        let mut f = disk.create(Path::new("/d/e/f")).unwrap();
+        f.write_at(0, b"data").unwrap();
+        f.sync().unwrap();
+        disk.sync_dir(Path::new("/d/e")).unwrap();
+        disk.power_cut(Cut::LoseUnsynced);
+        disk.power_on();
+        assert!(disk.exists(Path::new("/d")));
+        assert!(!disk.exists(Path::new("/d/e")));
+        assert!(!disk.exists(Path::new("/d/e/f")));
     }
 
     #[test]

@@ -175,8 +175,8 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
         };
         let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
         if len > MAX_PAYLOAD_BYTES {
-            // A header straddling a sector that never reached the disk reads as garbage.
-            let torn = meets_zero_sector(buf, pos, pos + HEADER_BYTES);
+            // A header in a sector that never got all of it reads as garbage.
+            let torn = meets_lost_write(buf, pos, pos + HEADER_BYTES);
             scan.stop = Some(stop(format!("record length {len} is implausible"), torn));
             break;
         }
@@ -194,9 +194,9 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
         // The last record, or one followed only by zeros written ahead: an interrupted append.
         let is_last = rest[HEADER_BYTES + len..].iter().all(|&b| b == 0);
         if checksum(len_bytes, payload) != crc {
-            // Torn: the last record, or one that meets a disk sector of zeros (a part of the
-            // append that never reached the disk, while later parts did).
-            let torn = is_last || meets_zero_sector(buf, pos, pos + HEADER_BYTES + len);
+            // Torn: the last record, or one with a part that never reached the disk (while
+            // later parts did).
+            let torn = is_last || meets_lost_write(buf, pos, pos + HEADER_BYTES + len);
             scan.stop = Some(stop("record checksum mismatch".into(), torn));
             break;
         }
@@ -224,16 +224,27 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
 /// Bytes of a disk sector, the unit a crash writes or loses whole
 const SECTOR_BYTES: usize = 512;
 
-/// Whether an aligned sector overlapping `buf[start..end]` is all zeros, in all of it that
-/// `buf` holds: what an append leaves when that sector of it never reached the disk (the
-/// zeros written ahead are still there), even where the sector holds only a few bytes of the
-/// record and the rest of it belongs to the next one
-fn meets_zero_sector(buf: &[u8], start: usize, end: usize) -> bool {
+/// Whether the record at `buf[start..end]` shows a write that never reached the disk: some
+/// aligned sector it overlaps ends in zeros (the zeros written ahead, which the sector held
+/// before) from a byte of the record on. That is what a power cut leaves when the sector went
+/// to the disk without the record's bytes, or with only some of them (a page written back in
+/// the middle of an append), while later sectors went with theirs; and the record's own head
+/// counts even when the sector begins with synced bytes of the record before it.
+///
+/// Damage to written bytes (a flipped bit) leaves no such zeros, except by chance where the
+/// record itself holds zeros up to a sector's end; that risk is only taken for bytes no later
+/// sync marker proves synced.
+fn meets_lost_write(buf: &[u8], start: usize, end: usize) -> bool {
+    let end = end.min(buf.len());
     let first = start / SECTOR_BYTES * SECTOR_BYTES;
-    (first..end.min(buf.len())).step_by(SECTOR_BYTES).any(|s| {
-        buf[s..(s + SECTOR_BYTES).min(buf.len())]
+    (first..end).step_by(SECTOR_BYTES).any(|sector| {
+        let sector_end = (sector + SECTOR_BYTES).min(buf.len());
+        // Where the sector's trailing zeros begin
+        let zeros_from = buf[sector..sector_end]
             .iter()
-            .all(|&b| b == 0)
+            .rposition(|&b| b != 0)
+            .map_or(sector, |i| sector + i + 1);
+        zeros_from < end.min(sector_end)
     })
 }
 
@@ -342,6 +353,72 @@ mod tests {
         buf2[lost + 3] ^= 0x40;
         let s = scan(&buf2);
         assert!(s.stop.as_ref().is_some_and(|s| !s.torn), "{:?}", s.stop);
+    }
+
+    #[test]
+    fn a_record_whose_first_bytes_never_reached_the_disk_is_torn() {
+        // Record 2 starts a few bytes before a sector boundary: the sector holding record 1's end
+        // and record 2's first bytes was synced before record 2 was written; after a power
+        // cut it holds record 1's end and zeros, while the next sectors reached the disk.
+        let small = |index, len| Entry {
+            term: 3,
+            index,
+            kind: EntryKind::Command,
+            data: vec![5u8; len].into(),
+        };
+        let mut buf = Vec::new();
+        // Grow record 1's value until record 2 starts a few bytes (1 to 7) before the boundary.
+        for len in 0.. {
+            buf.clear();
+            encode(&small(1, len), &mut buf);
+            if buf.len() > SECTOR_BYTES - HEADER_BYTES {
+                break;
+            }
+        }
+        assert!(
+            buf.len() < SECTOR_BYTES,
+            "record 2's header straddles the boundary"
+        );
+        let second = buf.len();
+        encode(&small(2, 700), &mut buf);
+        encode(&small(3, 10), &mut buf);
+        buf[second..SECTOR_BYTES].fill(0);
+        let s = scan(&buf);
+        let stop = s.stop.as_ref().expect("stops at record 2");
+        assert_eq!(stop.offset, second as u64);
+        assert!(stop.torn, "{stop:?}");
+    }
+
+    #[test]
+    fn a_record_cut_inside_a_sector_is_torn_though_later_sectors_reached_the_disk() {
+        // A page went to the disk while an append was being copied into it: the sector holds
+        // the record's first bytes and then the zeros it held before, the next sectors hold
+        // the rest and the records after it.
+        let big = |index| Entry {
+            term: 3,
+            index,
+            kind: EntryKind::Command,
+            data: vec![9u8; 300].into(),
+        };
+        let mut buf = Vec::new();
+        let mut starts = Vec::new();
+        for i in 1..=8 {
+            starts.push(buf.len());
+            encode(&big(i), &mut buf);
+        }
+        let (at, _) = starts
+            .iter()
+            .zip(starts.iter().skip(1))
+            .map(|(&s, &e)| (s, e))
+            .find(|&(s, e)| s / SECTOR_BYTES != (e - 1) / SECTOR_BYTES && s > SECTOR_BYTES)
+            .expect("a record crossing a sector boundary");
+        let boundary = at.div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
+        let split = at + (boundary - at) / 2;
+        buf[split..boundary].fill(0);
+        let s = scan(&buf);
+        let stop = s.stop.as_ref().expect("stops at the cut record");
+        assert_eq!(stop.offset, at as u64);
+        assert!(stop.torn, "{stop:?}");
     }
 
     #[test]
