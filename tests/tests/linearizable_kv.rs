@@ -256,18 +256,28 @@ fn run_broken(seed: u64) -> Result<History, SimError> {
 /// `rounds` times: 6 clients run, the leader is cut off while they go on for four election
 /// timeouts, then everything heals; the clients' history
 fn cut_off_leaders(mut sim: Sim, mode: ReadMode, rounds: usize) -> Result<History, SimError> {
-    sim.wait_for_leader(ELECTION_TIMEOUT.saturating_mul(10))?;
+    cut_off_leaders_with(&mut sim, mode, rounds, ELECTION_TIMEOUT)
+}
+
+/// [`cut_off_leaders`] for a cluster whose election timeout is `election`
+fn cut_off_leaders_with(
+    sim: &mut Sim,
+    mode: ReadMode,
+    rounds: usize,
+    election: Duration,
+) -> Result<History, SimError> {
+    sim.wait_for_leader(election.saturating_mul(10))?;
     let mut config = ClientsConfig::new(6, mode);
     // Clients stuck on the cut-off leader give up on their writes soon and look elsewhere.
-    config.op_timeout = ELECTION_TIMEOUT;
-    let mut clients = Clients::new(&sim, config);
+    config.op_timeout = election;
+    let mut clients = Clients::new(sim, config);
     for _ in 0..rounds {
         sim.run_clients(&mut clients, Duration::from_millis(300));
         let Some(old): Option<NodeId> = sim.leader() else {
             continue;
         };
         sim.disconnect(old);
-        sim.run_clients(&mut clients, ELECTION_TIMEOUT.saturating_mul(4));
+        sim.run_clients(&mut clients, election.saturating_mul(4));
         sim.heal();
     }
     Ok(clients.finish())
@@ -306,14 +316,29 @@ fn broken_reads_are_caught() {
 /// is cut off and keeps answering lease reads until its lease ends, while the others elect a
 /// new leader (as soon as their own clocks say an election timeout passed) and take writes
 fn run_lease(seed: u64, drift_ppm: i64) -> Result<History, SimError> {
+    run_lease_scaled(seed, drift_ppm, 1)
+}
+
+/// [`run_lease`] with the election timeout and the drift allowance both `scale` times longer
+/// (their ratio, the lease's margin, stays 10%): the same drift then opens a window `scale`
+/// times longer, so a lease without its margin shows stale reads
+fn run_lease_scaled(seed: u64, drift_ppm: i64, scale: u32) -> Result<History, SimError> {
     let mut config = SimConfig::new(seed, NODES);
     config.raft = kv_raft(ReadMode::Lease);
+    let election = ELECTION_TIMEOUT.saturating_mul(u64::from(scale));
+    config.raft.election_timeout_min = election;
+    config.raft.max_clock_drift = config.raft.max_clock_drift.saturating_mul(u64::from(scale));
     // Elections start as soon as the lease assumes they can: no random slack beyond it.
-    config.raft.election_timeout_max = ELECTION_TIMEOUT + Duration::from_millis(20);
+    config.raft.election_timeout_max = election + Duration::from_millis(20);
     config.network = NetworkConfig::reliable();
     // Slow and fast clocks side by side: some leaders are slow, some followers fast.
     config.clock_drifts_ppm = vec![-drift_ppm, drift_ppm, -drift_ppm, drift_ppm, drift_ppm];
-    cut_off_leaders(Sim::new(config), ReadMode::Lease, LEASE_ROUNDS)
+    cut_off_leaders_with(
+        &mut Sim::new(config),
+        ReadMode::Lease,
+        LEASE_ROUNDS,
+        election,
+    )
 }
 
 /// Seeds of the lease scenarios
@@ -342,6 +367,30 @@ fn lease_reads_beyond_the_drift_bound_are_caught() {
         caught.len() as u64 * 4 >= LEASE_SEEDS,
         "stale lease reads caught in only {} of {LEASE_SEEDS} seeds with clocks drifting 30%",
         caught.len()
+    );
+}
+
+/// At the bound with 8-times longer timeouts (4 s, and a 400 ms drift allowance): the window
+/// a lease without its margin leaves open (about 390 ms here) is long enough for the new
+/// leader's writes and the old leader's reads to fall into it, so this is the scenario that
+/// catches a missing margin (`planted-lease-without-drift`); with the margin it stays
+/// linearizable
+#[test]
+fn lease_reads_at_the_drift_bound_with_long_timeouts_stay_linearizable() {
+    for_seeds(
+        "lease_reads_at_the_drift_bound_with_long_timeouts_stay_linearizable",
+        (0..LEASE_SEEDS / 3).collect(),
+        |seed| {
+            let history = run_lease_scaled(seed, 49_000, 8)?;
+            match check(&history, DEFAULT_BUDGET) {
+                CheckResult::Ok => Ok(()),
+                other => Err(SimError {
+                    seed,
+                    message: format!("not proven linearizable: {other}"),
+                    at: shale_core::time::Instant::ZERO,
+                }),
+            }
+        },
     );
 }
 

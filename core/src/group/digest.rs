@@ -71,7 +71,7 @@ pub struct ShardDigest {
 /// A group's digests on one replica
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupDigest {
-    /// FNV-1a of the group's id, configurations, limits and hand-over totals
+    /// FNV-1a of the group's id, configurations and hand-over totals
     pub header: u64,
     /// Every shard slot the group holds, by shard
     pub shards: Vec<ShardDigest>,
@@ -82,13 +82,8 @@ impl GroupState {
     /// off the node's loop)
     pub fn digest(&self) -> GroupDigest {
         let mut header = Fnv64::default();
-        header.write_encoded(&(
-            self.gid,
-            &self.config,
-            &self.previous,
-            &self.limits,
-            &self.received,
-        ));
+        // Not the limits: they come from each node's configuration, not from the log.
+        header.write_encoded(&(self.gid, &self.config, &self.previous, &self.received));
         let shards = self
             .shards
             .iter()

@@ -22,9 +22,20 @@ fn encode(args: &[&str]) -> Vec<u8> {
 /// Sends `args` (after `AUTH password`, if given) to `addr` on a new connection and returns
 /// the reply; an error reply to `AUTH` is an error
 pub fn call(addr: SocketAddr, password: Option<&str>, args: &[&str]) -> Result<Reply, String> {
+    call_waiting(addr, password, args, CALL_TIMEOUT)
+}
+
+/// [`call`], waiting up to `reply_timeout` for the reply (for commands whose work grows with
+/// the data, such as `SHALE DIGEST`)
+pub fn call_waiting(
+    addr: SocketAddr,
+    password: Option<&str>,
+    args: &[&str],
+    reply_timeout: Duration,
+) -> Result<Reply, String> {
     let mut stream = TcpStream::connect_timeout(&addr, CALL_TIMEOUT)
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let _ = stream.set_read_timeout(Some(CALL_TIMEOUT));
+    let _ = stream.set_read_timeout(Some(reply_timeout));
     let mut request = Vec::new();
     if let Some(p) = password {
         request.extend(encode(&["AUTH", p]));

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::say;
-use crate::bench::call::call;
+use crate::bench::call::call_waiting;
 use crate::bench::reply::Reply;
 
 /// One replica's digests, as read from `SHALE DIGEST`
@@ -80,6 +80,9 @@ fn parse(reply: &Reply) -> Result<Vec<(u64, Replica)>, String> {
     Ok(out)
 }
 
+/// How long a node may take to digest its replicas (it reads all of its data)
+const DIGEST_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Every node's replicas, by group; an error names a node that did not answer
 fn collect(
     addrs: &[SocketAddr],
@@ -87,7 +90,7 @@ fn collect(
 ) -> Result<BTreeMap<u64, Vec<Replica>>, String> {
     let mut groups: BTreeMap<u64, Vec<Replica>> = BTreeMap::new();
     for &addr in addrs {
-        let reply = call(addr, password, &["SHALE", "DIGEST"])?;
+        let reply = call_waiting(addr, password, &["SHALE", "DIGEST"], DIGEST_TIMEOUT)?;
         if let Reply::Error(e) = &reply {
             return Err(format!("{addr}: {}", String::from_utf8_lossy(e)));
         }
@@ -184,6 +187,7 @@ pub fn run(
         std::thread::sleep(pause);
     };
     let mut differing = 0;
+    let mut alone = Vec::new();
     for (gid, replicas) in &groups {
         let name = if *gid == 0 {
             "controller".to_owned()
@@ -210,9 +214,17 @@ pub fn run(
             say!("  {d}");
         }
         differing += usize::from(!diffs.is_empty());
+        if replicas.len() < 2 {
+            alone.push(name);
+        }
     }
     if differing > 0 {
         Err(format!("the replicas of {differing} group(s) differ"))
+    } else if !alone.is_empty() {
+        Err(format!(
+            "only one node answered for {}: nothing to compare (give every node with --addr)",
+            alone.join(", ")
+        ))
     } else {
         Ok(())
     }

@@ -9,6 +9,7 @@
 //! the call cannot start threads without bound.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use shale_core::controller::GroupId;
 use shale_core::group::{Fnv64, GroupState, ShardDigest};
@@ -83,45 +84,75 @@ pub(crate) fn start<'a>(
             (gid, r.raft().applied_index(), restoring, source)
         })
         .collect();
-    // If no thread can start, `reply` is dropped unanswered: the caller sees the node gone.
-    let _ = std::thread::Builder::new()
+    // The reply is shared with the thread: a thread that cannot start, or a digest that
+    // panics, still gets an answer out (whoever takes it first answers).
+    let slot: ReplySlot = Arc::new(Mutex::new(Some(reply)));
+    let thread_slot = Arc::clone(&slot);
+    let spawned = std::thread::Builder::new()
         .name("shale-digest".into())
         .spawn(move || {
             let _running = running;
-            let digests = jobs
-                .into_iter()
-                .map(|(gid, applied, restoring, source)| {
-                    let (header, shards) = match source {
-                        Source::Group(view) => {
-                            let d = view.digest();
-                            (d.header, d.shards)
-                        }
-                        Source::Encoder(mut encoder) => {
-                            let mut h = Fnv64::default();
-                            let mut piece = Vec::new();
-                            loop {
-                                piece.clear();
-                                let more = encoder.encode(&mut piece, DIGEST_PIECE_BYTES);
-                                h.write(&piece);
-                                if !more {
-                                    break;
-                                }
-                            }
-                            (h.finish(), Vec::new())
-                        }
-                        Source::Nothing => (0, Vec::new()),
-                    };
-                    ReplicaDigest {
-                        gid,
-                        applied,
-                        restoring,
-                        header,
-                        shards,
-                    }
-                })
-                .collect();
-            reply(Ok(digests));
+            let unwinding = AnswerOnUnwind(Arc::clone(&thread_slot));
+            let digests = jobs.into_iter().map(digest).collect();
+            answer(&thread_slot, Ok(digests));
+            drop(unwinding);
         });
+    if let Err(e) = spawned {
+        answer(&slot, Err(format!("cannot start a digest thread: {e}")));
+    }
+}
+
+/// A digest's reply, until someone answers it
+type ReplySlot = Arc<Mutex<Option<Reply<Result<Vec<ReplicaDigest>, String>>>>>;
+
+/// Answers `result` unless the reply was answered already
+fn answer(slot: &ReplySlot, result: Result<Vec<ReplicaDigest>, String>) {
+    if let Some(reply) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        reply(result);
+    }
+}
+
+/// Answers an error if the digest thread unwinds before answering
+struct AnswerOnUnwind(ReplySlot);
+
+impl Drop for AnswerOnUnwind {
+    fn drop(&mut self) {
+        answer(
+            &self.0,
+            Err("the digest failed (see the node's log)".to_owned()),
+        );
+    }
+}
+
+/// One replica's digests from what was taken on the loop
+fn digest((gid, applied, restoring, source): (GroupId, u64, bool, Source)) -> ReplicaDigest {
+    let (header, shards) = match source {
+        Source::Group(view) => {
+            let d = view.digest();
+            (d.header, d.shards)
+        }
+        Source::Encoder(mut encoder) => {
+            let mut h = Fnv64::default();
+            let mut piece = Vec::new();
+            loop {
+                piece.clear();
+                let more = encoder.encode(&mut piece, DIGEST_PIECE_BYTES);
+                h.write(&piece);
+                if !more {
+                    break;
+                }
+            }
+            (h.finish(), Vec::new())
+        }
+        Source::Nothing => (0, Vec::new()),
+    };
+    ReplicaDigest {
+        gid,
+        applied,
+        restoring,
+        header,
+        shards,
+    }
 }
 
 #[cfg(test)]
