@@ -25,6 +25,9 @@ pub struct ShardedReport {
     pub trace_hash: u64,
 }
 
+/// Mixed into the seed for the campaign's clock drift draw
+const DRIFT_SALT: u64 = 0xd81f_7c10_c4a1_0001;
+
 /// Virtual time the faults go on for
 pub const SHARDED_FAULT_PHASE: Duration = Duration::from_secs(6);
 
@@ -32,11 +35,17 @@ pub const SHARDED_FAULT_PHASE: Duration = Duration::from_secs(6);
 /// that is not linearizable, or users that cannot finish after healing, is an `Err`
 ///
 /// Even seeds give each group nodes of its own; odd seeds put every group on the same three
-/// nodes, as `shale up` does. Faults: node crashes and restarts, pauses, partitions, one-way
-/// link cuts and lossy networks, while groups join and leave.
+/// nodes, as `shale up` does. Seeds 2 and 3 modulo 4 serve reads from leader leases. Every
+/// node's clock drifts (up to a seeded bound of at most 2%).
+/// Faults: node crashes and restarts, pauses, partitions, one-way link cuts and lossy
+/// networks, while groups join and leave.
 pub fn run_sharded_seed(seed: u64) -> Result<ShardedReport, SimError> {
     let mut config = ShardedConfig::new(seed);
     config.shared_nodes = seed % 2 == 1;
+    // Half the seeds serve reads from leader leases, under the pauses and drift below.
+    config.raft.lease_reads = seed % 4 >= 2;
+    // Clocks drift up to 2% (4% between two nodes, within the lease's 10% margin)
+    config.clock_drift_ppm_max = shale_core::rng::Rng::new(seed ^ DRIFT_SALT).below(20_001);
     config.raft.snapshot_threshold_bytes = 4096;
     config.raft.snapshot_trailing_bytes = 512;
     config.raft.snapshot_chunk_bytes = 1024;

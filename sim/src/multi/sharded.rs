@@ -59,6 +59,9 @@ pub struct ShardedConfig {
     /// Most shards with data one configuration moves (0, the default: any number; the program
     /// moves one at a time)
     pub max_moves_per_config: u32,
+    /// Most clock drift per node, in parts per million (0, the default: none; see
+    /// [`MultiConfig::clock_drift_ppm_max`])
+    pub clock_drift_ppm_max: u64,
 }
 
 impl ShardedConfig {
@@ -81,6 +84,7 @@ impl ShardedConfig {
             cpu_per_event: None,
             cpu_per_mib: None,
             max_moves_per_config: 0,
+            clock_drift_ppm_max: 0,
         }
     }
 }
@@ -117,6 +121,7 @@ impl ShardedCluster {
         mc.network = config.network.clone();
         mc.cpu_per_event = config.cpu_per_event;
         mc.cpu_per_mib = config.cpu_per_mib;
+        mc.clock_drift_ppm_max = config.clock_drift_ppm_max;
         let mut sim = MultiSim::with_staged_controller(
             mc,
             &[1, 2, 3],
