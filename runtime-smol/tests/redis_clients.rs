@@ -58,6 +58,22 @@ fn every_command_through_any_node() {
         "hello world"
     );
 
+    // Key slots as Redis Cluster computes them; hash tags pin keys to one slot.
+    assert_eq!(
+        q::<i64>(&mut a, &["CLUSTER", "KEYSLOT", "foo"]).unwrap(),
+        12182
+    );
+    assert_eq!(
+        q::<i64>(&mut b, &["cluster", "keyslot", "hello"]).unwrap(),
+        866
+    );
+    assert_eq!(
+        q::<i64>(&mut c, &["CLUSTER", "KEYSLOT", "{user1000}.following"]).unwrap(),
+        q::<i64>(&mut c, &["CLUSTER", "KEYSLOT", "user1000"]).unwrap()
+    );
+    assert!(q::<i64>(&mut a, &["CLUSTER", "KEYSLOT"]).is_err());
+    assert!(q::<String>(&mut a, &["CLUSTER", "NOSUCH"]).is_err());
+
     // SET options.
     assert_eq!(
         q::<Option<String>>(&mut a, &["SET", "greeting", "x", "NX"]).unwrap(),

@@ -26,7 +26,9 @@ mod transfer;
 
 use serde::{Deserialize, Serialize};
 
-pub use hash::{fnv1a, hash_tag, key_shard};
+pub use hash::{
+    MAX_SHARDS, SLOT_COUNT, crc16, hash_tag, key_shard, key_slot, shard_slots, slot_shard,
+};
 pub use ops::{Bytes, KvError, KvLimits, KvOp, KvResult, SetCondition, apply_op};
 pub use session::{
     Admission, CLIENT_ISSUER_BITS, ClientId, ExpiryWatermarks, Session, SessionLimits,

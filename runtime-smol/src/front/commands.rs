@@ -20,11 +20,12 @@
 //! `AUTH [user] pass`, `SELECT 0`, `QUIT`, `CLIENT SETNAME|GETNAME|ID|SETINFO|INFO`,
 //! `COMMAND` (empty lists, enough for `redis-cli`), `INFO [section]`, `DBSIZE` (keys of the
 //! groups this node hosts, as applied here, so it may lag), `CONFIG GET` (the few settings
-//! `redis-benchmark` asks for). Anything else gets `-ERR unknown command`.
+//! `redis-benchmark` asks for), `CLUSTER KEYSLOT key` (the key's Redis Cluster slot, which
+//! decides its shard). Anything else gets `-ERR unknown command`.
 
 use std::collections::BTreeMap;
 
-use shale_core::shard::{KvError, KvOp, KvResult, SetCondition, key_shard};
+use shale_core::shard::{KvError, KvOp, KvResult, SetCondition, key_shard, key_slot};
 use shale_runtime_std::node::NodeError;
 
 use super::info::{self, Section};
@@ -153,6 +154,19 @@ pub(crate) async fn execute(
             _ => Reply::Array(Some(Vec::new())),
         },
         "CONFIG" if argc == 3 && args[1].eq_ignore_ascii_case(b"GET") => config_get(&args[2]),
+        "CLUSTER" if argc >= 2 => match args[1].to_ascii_uppercase().as_slice() {
+            b"KEYSLOT" if argc == 3 => Reply::Integer(i64::from(key_slot(&args[2]))),
+            b"KEYSLOT" => wrong_args("cluster|keyslot"),
+            _ => {
+                let shown: String = String::from_utf8_lossy(&args[1])
+                    .chars()
+                    .take(128)
+                    .collect();
+                Reply::error(format!(
+                    "ERR unknown subcommand '{shown}'. Try CLUSTER HELP."
+                ))
+            }
+        },
         "INFO" => {
             let section = args.get(1).map_or(Section::All, |s| Section::parse(s));
             match node.status().await {
@@ -263,10 +277,9 @@ pub(crate) async fn execute(
                 other => unexpected(other),
             }
         }
-        "ECHO" | "SELECT" | "AUTH" | "CLIENT" | "CONFIG" | "DBSIZE" | "GET" | "SET" | "DEL"
-        | "EXISTS" | "APPEND" | "INCR" | "DECR" | "INCRBY" | "DECRBY" | "MGET" | "MSET" | "CAS" => {
-            wrong_args(&name)
-        }
+        "ECHO" | "SELECT" | "AUTH" | "CLIENT" | "CONFIG" | "CLUSTER" | "DBSIZE" | "GET" | "SET"
+        | "DEL" | "EXISTS" | "APPEND" | "INCR" | "DECR" | "INCRBY" | "DECRBY" | "MGET" | "MSET"
+        | "CAS" => wrong_args(&name),
         _ => {
             let shown: String = String::from_utf8_lossy(first).chars().take(128).collect();
             Reply::error(format!(

@@ -194,9 +194,10 @@ pub const DATA_FORMAT_FILE: &str = "FORMAT";
 
 /// The data format this build writes and reads: group commands, snapshots and hand-over
 /// messages as of shards moving in chunks (format 2), then WAL segments with sync markers
-/// and session watermarks per issuer (format 3); a directory of another format is refused
-/// rather than misread
-pub const DATA_FORMAT: &str = "shale-data-format 3\n";
+/// and session watermarks per issuer (format 3), then keys placed by their Redis Cluster
+/// slot (CRC16) instead of an FNV-1a hash (format 4); a directory of another format is
+/// refused rather than misread
+pub const DATA_FORMAT: &str = "shale-data-format 4\n";
 
 /// Checks that `config.data_dir` holds data of this build's format (or none yet, and then
 /// marks it)
@@ -255,6 +256,13 @@ pub type Booted = (BTreeMap<GroupId, HostedReplica>, BTreeMap<GroupId, Storage>)
 pub fn boot(config: &NodeConfig, now: Instant) -> Result<Booted, BootError> {
     if config.id == 0 {
         return Err(BootError::Invalid("node id 0 is reserved".into()));
+    }
+    if !(1..=shale_core::shard::MAX_SHARDS).contains(&config.shard_count) {
+        return Err(BootError::Invalid(format!(
+            "{} shards: a cluster has 1 to {} (one key slot each at the least)",
+            config.shard_count,
+            shale_core::shard::MAX_SHARDS
+        )));
     }
     check_format(config)?;
     let mut replicas = BTreeMap::new();
