@@ -16,6 +16,8 @@ const SHARDS: u32 = 8;
 fn group(gid: GroupId, now: Instant) -> GroupDriver {
     let mut c = Config::new(gid, gid);
     c.election_timeout_max = c.election_timeout_min;
+    // As the nodes set it: the largest value fits in one entry, as a command and in a chunk.
+    c.max_entry_bytes = DriverConfig::default().max_entry_bytes(&ShardLimits::default());
     let raft = Raft::new(c, &[gid], Recovered::default(), now).unwrap();
     let replica = Replica::new(raft, GroupState::new(gid, SHARDS, ShardLimits::default()));
     GroupDriver::new(replica, DriverConfig::default(), now)
@@ -291,4 +293,51 @@ fn a_shard_is_handed_only_to_its_new_owner() {
     // The real new owner still gets it.
     w.rounds(6);
     assert!(w.groups[1].state().serves(moving));
+}
+
+/// Keys fetched ahead are logged in entries Raft takes: many large values fetched at once (a
+/// multi-key command on a shard being pulled) are split over several `InstallKeys` entries
+/// instead of one over the entry limit, which Raft would refuse every time
+#[test]
+fn keys_fetched_ahead_are_logged_in_entries_that_fit() {
+    let mut w = World::new();
+    w.ctl
+        .apply(&ControllerCommand::Join(vec![(1, vec![1])]))
+        .unwrap();
+    w.rounds(3);
+    let c2 = w
+        .ctl
+        .apply(&ControllerCommand::Join(vec![(2, vec![2])]))
+        .unwrap();
+    let moving = (0..SHARDS).find(|&s| c2.owner(s) == 2).unwrap();
+    let now = w.now + Duration::from_millis(100);
+    w.groups[1].handle_config(now, c2.clone());
+    settle(&mut w.groups[1], now);
+    let keys: Vec<Vec<u8>> = (0..)
+        .map(|i| format!("big{i}").into_bytes())
+        .filter(|k| key_shard(k, SHARDS) == moving)
+        .take(12)
+        .collect();
+    // 12 values of 512 KiB: 6 MiB, several times the largest entry
+    let entries: Vec<(Vec<u8>, Option<Vec<u8>>)> = keys
+        .iter()
+        .map(|k| (k.clone(), Some(vec![7u8; 512 << 10])))
+        .collect();
+    let failures = w.groups[1].propose_failures();
+    let before = w.groups[1].replica().raft().last_index();
+    w.groups[1].handle_keys_fetched(now, moving, c2.num, entries);
+    settle(&mut w.groups[1], now);
+    let raft = w.groups[1].replica().raft();
+    assert_eq!(
+        w.groups[1].propose_failures(),
+        failures,
+        "an InstallKeys entry was refused"
+    );
+    // At most a chunk's budget and one value each: five entries or more, all committed.
+    assert!(
+        raft.last_index() >= before + 5,
+        "{} entries logged",
+        raft.last_index() - before
+    );
+    assert_eq!(raft.commit_index(), raft.last_index());
 }

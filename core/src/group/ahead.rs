@@ -15,6 +15,9 @@ use crate::controller::ShardId;
 use crate::shard::{Bytes, ClientRequest, KvOp};
 use crate::time::Instant;
 
+/// Bytes counted for the encoding of one key and value in an `InstallKeys` entry
+const ENTRY_OVERHEAD_BYTES: usize = 16;
+
 /// A client request waiting for keys fetched ahead
 #[derive(Debug)]
 pub(crate) struct Parked {
@@ -129,11 +132,28 @@ impl<M: GroupMachine> GroupDriver<M> {
         if state.config.num != num || !matches!(slot.status, ShardStatus::Pulling { .. }) {
             return;
         }
-        let entries: Vec<(Bytes, Option<Bytes>)> = entries
+        let fresh = entries
             .into_iter()
-            .filter(|(k, _)| !slot.pull.has_arrived(k))
-            .collect();
-        if !entries.is_empty() {
+            .filter(|(k, _)| !slot.pull.has_arrived(k));
+        // Entries of about a hand-over chunk each, as chunks are: one key and value over the
+        // budget at most, which the entry limit has room for.
+        let budget = self.config.handover_chunk_bytes;
+        let mut batch: Vec<(Bytes, Option<Bytes>)> = Vec::new();
+        let mut bytes = 0;
+        let mut batches = Vec::new();
+        for (key, value) in fresh {
+            let size = key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD_BYTES;
+            if !batch.is_empty() && bytes + size > budget {
+                batches.push(core::mem::take(&mut batch));
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push((key, value));
+        }
+        if !batch.is_empty() {
+            batches.push(batch);
+        }
+        for entries in batches {
             let command = GroupCommand::InstallKeys {
                 shard,
                 num,
