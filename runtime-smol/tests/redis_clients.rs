@@ -373,3 +373,32 @@ fn the_metrics_endpoint_reports_requests_raft_and_the_wal() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Cluster-aware clients learn where slots live: every node presents itself, at the address
+/// the client reached it on, as the master of all 16384 slots (it serves every key)
+#[test]
+fn cluster_commands_present_each_node_as_the_master_of_every_slot() {
+    let cluster = TestCluster::start(3, 2, None);
+    for i in 0..3 {
+        let addr = cluster.addrs()[i];
+        let mut con = connect(&cluster, i);
+        let id: String = q(&mut con, &["CLUSTER", "MYID"]).unwrap();
+        assert_eq!(id.len(), 40, "{id}");
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        let slots: Vec<(i64, i64, (String, u16, String))> =
+            q(&mut con, &["CLUSTER", "SLOTS"]).unwrap();
+        assert_eq!(
+            slots,
+            vec![(0, 16383, (addr.ip().to_string(), addr.port(), id.clone()))]
+        );
+        let nodes: String = q(&mut con, &["CLUSTER", "NODES"]).unwrap();
+        let expected = format!("{id} {}:{}@0 myself,master - 0 0 ", addr.ip(), addr.port());
+        assert!(nodes.starts_with(&expected), "{nodes}");
+        assert!(nodes.trim_end().ends_with(" connected 0-16383"), "{nodes}");
+        assert_eq!(nodes.lines().count(), 1, "{nodes}");
+        let info: String = q(&mut con, &["CLUSTER", "INFO"]).unwrap();
+        assert!(info.starts_with("cluster_state:ok\r\n"), "{info}");
+        assert!(info.contains("cluster_slots_assigned:16384\r\n"), "{info}");
+        assert!(err_text(q(&mut con, &["CLUSTER", "SLOTS", "x"])).contains("wrong number"));
+    }
+}

@@ -20,12 +20,12 @@
 //! `AUTH [user] pass`, `SELECT 0`, `QUIT`, `CLIENT SETNAME|GETNAME|ID|SETINFO|INFO`,
 //! `COMMAND` (empty lists, enough for `redis-cli`), `INFO [section]`, `DBSIZE` (keys of the
 //! groups this node hosts, as applied here, so it may lag), `CONFIG GET` (the few settings
-//! `redis-benchmark` asks for), `CLUSTER KEYSLOT key` (the key's Redis Cluster slot, which
-//! decides its shard). Anything else gets `-ERR unknown command`.
+//! `redis-benchmark` asks for), `CLUSTER KEYSLOT|MYID|SLOTS|NODES|INFO` (see
+//! [`super::cluster`]). Anything else gets `-ERR unknown command`.
 
 use std::collections::BTreeMap;
 
-use shale_core::shard::{KvError, KvOp, KvResult, SetCondition, key_shard, key_slot};
+use shale_core::shard::{KvError, KvOp, KvResult, SetCondition, key_shard};
 use shale_runtime_std::node::NodeError;
 
 use super::info::{self, Section};
@@ -93,9 +93,9 @@ fn parse_i64(arg: &[u8]) -> Option<i64> {
 
 /// Every command name this front door knows, as metrics label them
 const KNOWN: &[&str] = &[
-    "append", "auth", "cas", "client", "command", "config", "dbsize", "decr", "decrby", "del",
-    "echo", "exists", "get", "hello", "incr", "incrby", "info", "mget", "mset", "ping", "quit",
-    "select", "set", "shale",
+    "append", "auth", "cas", "client", "cluster", "command", "config", "dbsize", "decr", "decrby",
+    "del", "echo", "exists", "get", "hello", "incr", "incrby", "info", "mget", "mset", "ping",
+    "quit", "select", "set", "shale",
 ];
 
 /// The command's name for metrics: lower case if known, `unknown` otherwise (so clients
@@ -154,19 +154,7 @@ pub(crate) async fn execute(
             _ => Reply::Array(Some(Vec::new())),
         },
         "CONFIG" if argc == 3 && args[1].eq_ignore_ascii_case(b"GET") => config_get(&args[2]),
-        "CLUSTER" if argc >= 2 => match args[1].to_ascii_uppercase().as_slice() {
-            b"KEYSLOT" if argc == 3 => Reply::Integer(i64::from(key_slot(&args[2]))),
-            b"KEYSLOT" => wrong_args("cluster|keyslot"),
-            _ => {
-                let shown: String = String::from_utf8_lossy(&args[1])
-                    .chars()
-                    .take(128)
-                    .collect();
-                Reply::error(format!(
-                    "ERR unknown subcommand '{shown}'. Try CLUSTER HELP."
-                ))
-            }
-        },
+        "CLUSTER" if argc >= 2 => super::cluster::execute(node, conn, &args).await,
         "INFO" => {
             let section = args.get(1).map_or(Section::All, |s| Section::parse(s));
             match node.status().await {

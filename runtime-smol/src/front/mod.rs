@@ -7,6 +7,7 @@
 //! See [`commands`] for what each command does, and what is and is not atomic.
 
 mod admin;
+pub mod cluster;
 pub mod commands;
 pub mod digest;
 mod info;
@@ -119,6 +120,8 @@ pub(crate) struct Conn {
     pub(crate) name: Option<Vec<u8>>,
     pub(crate) session: Option<u64>,
     pub(crate) quit: bool,
+    /// The address the client reached this node on (what `CLUSTER SLOTS` advertises)
+    pub(crate) local: Option<std::net::SocketAddr>,
 }
 
 async fn connection(
@@ -133,6 +136,7 @@ async fn connection(
         name: None,
         session: None,
         quit: false,
+        local: stream.get_ref().local_addr().ok(),
     };
     let mut parser = RespParser::new(config.limits);
     // Each command's metrics, looked up once per connection (the registry takes a lock).
