@@ -2,7 +2,7 @@
 //! hand: shards move with their data and sessions, each group serves only what it owns, and the
 //! previous owner's copy is deleted
 
-use shale_core::controller::{ControllerCommand, GroupId, ShardController};
+use shale_core::controller::{Configuration, ControllerCommand, GroupId, ShardController};
 use shale_core::group::{
     ClientReply, DriverConfig, GroupDriver, GroupError, GroupRequest, GroupState,
 };
@@ -161,6 +161,22 @@ impl World {
     }
 }
 
+/// Group 1 holds every shard (configuration 1); the controller then makes configuration 2,
+/// where group 2 joins and gains `moving` (neither group has been told yet)
+fn second_group_joins() -> (World, Configuration, u32) {
+    let mut w = World::new();
+    w.ctl
+        .apply(&ControllerCommand::Join(vec![(1, vec![1])]))
+        .unwrap();
+    w.rounds(3);
+    let c2 = w
+        .ctl
+        .apply(&ControllerCommand::Join(vec![(2, vec![2])]))
+        .unwrap();
+    let moving = (0..SHARDS).find(|&s| c2.owner(s) == 2).unwrap();
+    (w, c2, moving)
+}
+
 fn key_in(shard: u32) -> Vec<u8> {
     (0..)
         .map(|i| format!("key{i}").into_bytes())
@@ -260,16 +276,7 @@ fn shards_move_between_groups_and_old_copies_are_deleted() {
 /// group (one whose configurations disagree, say) gets nothing and deletes nothing
 #[test]
 fn a_shard_is_handed_only_to_its_new_owner() {
-    let mut w = World::new();
-    w.ctl
-        .apply(&ControllerCommand::Join(vec![(1, vec![1])]))
-        .unwrap();
-    w.rounds(3);
-    let c2 = w
-        .ctl
-        .apply(&ControllerCommand::Join(vec![(2, vec![2])]))
-        .unwrap();
-    let moving = (0..SHARDS).find(|&s| c2.owner(s) == 2).unwrap();
+    let (mut w, c2, moving) = second_group_joins();
     // Group 1 takes configuration 2 (the shard is Handing to 2); group 2 has not asked yet.
     let now = w.now + Duration::from_millis(100);
     w.groups[0].handle_config(now, c2.clone());
@@ -300,16 +307,7 @@ fn a_shard_is_handed_only_to_its_new_owner() {
 /// instead of one over the entry limit, which Raft would refuse every time
 #[test]
 fn keys_fetched_ahead_are_logged_in_entries_that_fit() {
-    let mut w = World::new();
-    w.ctl
-        .apply(&ControllerCommand::Join(vec![(1, vec![1])]))
-        .unwrap();
-    w.rounds(3);
-    let c2 = w
-        .ctl
-        .apply(&ControllerCommand::Join(vec![(2, vec![2])]))
-        .unwrap();
-    let moving = (0..SHARDS).find(|&s| c2.owner(s) == 2).unwrap();
+    let (mut w, c2, moving) = second_group_joins();
     let now = w.now + Duration::from_millis(100);
     w.groups[1].handle_config(now, c2.clone());
     settle(&mut w.groups[1], now);

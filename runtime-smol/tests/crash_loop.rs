@@ -249,14 +249,7 @@ fn crash_loops_keep_histories_linearizable_and_replicas_identical() {
     let minutes = env_number("SHALE_CRASH_LOOP_MINUTES");
     let rounds = env_number("SHALE_CRASH_LOOP_ROUNDS").unwrap_or(KINDS.len() as u64);
     let started = Instant::now();
-    let cluster = Cluster::start(Shape {
-        nodes: 3,
-        groups: 2,
-        initial_groups: 2,
-        shards: 8,
-        proxied: false,
-        lease_reads: false,
-    });
+    let cluster = Cluster::start(Shape::small());
     let addrs = cluster.resp_addrs();
     let keys: Vec<String> = (0..6).map(|i| format!("loop{i}")).collect();
     let mut run = Run {

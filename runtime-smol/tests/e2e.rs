@@ -236,14 +236,7 @@ fn acknowledged_writes_survive_leader_kill_group_changes_and_full_restart() {
 fn histories_are_linearizable_under_a_leader_kill() {
     let _serial = serial();
     let started = Instant::now();
-    let mut cluster = Cluster::start(Shape {
-        nodes: 3,
-        groups: 2,
-        initial_groups: 2,
-        shards: 8,
-        proxied: false,
-        lease_reads: false,
-    });
+    let mut cluster = Cluster::start(Shape::small());
     let leader = g1_leader(&cluster);
     let keys = keys_for(&cluster, 5, 3);
     cluster.note(format!("g1 leader node {leader}; keys {keys:?}"));
@@ -270,12 +263,8 @@ fn partitioned_leader_loses_nothing_acknowledged_and_reads_stay_linearizable() {
     let _serial = serial();
     let started = Instant::now();
     let mut cluster = Cluster::start(Shape {
-        nodes: 3,
-        groups: 2,
-        initial_groups: 2,
-        shards: 8,
         proxied: true,
-        lease_reads: false,
+        ..Shape::small()
     });
     g1_leader(&cluster);
     let keys = keys_for(&cluster, 5, 3);
@@ -357,12 +346,8 @@ fn lease_reads_stay_linearizable_when_the_leader_is_paused() {
     let _serial = serial();
     let started = Instant::now();
     let mut cluster = Cluster::start(Shape {
-        nodes: 3,
-        groups: 2,
-        initial_groups: 2,
-        shards: 8,
-        proxied: false,
         lease_reads: true,
+        ..Shape::small()
     });
     let keys = keys_for(&cluster, 5, 4);
     let clients = Clients::start(6, &cluster.resp_addrs(), &keys);

@@ -341,6 +341,18 @@ fn run_lease_scaled(seed: u64, drift_ppm: i64, scale: u32) -> Result<History, Si
     )
 }
 
+/// `Ok` when the checker proves `history` linearizable, else an error naming `seed`
+fn proven_linearizable(seed: u64, history: &History) -> Result<(), SimError> {
+    match check(history, DEFAULT_BUDGET) {
+        CheckResult::Ok => Ok(()),
+        other => Err(SimError {
+            seed,
+            message: format!("not proven linearizable: {other}"),
+            at: shale_core::time::Instant::ZERO,
+        }),
+    }
+}
+
 /// Seeds of the lease scenarios
 const LEASE_SEEDS: u64 = 30;
 /// Leaders cut off per seed in the lease scenarios
@@ -380,17 +392,7 @@ fn lease_reads_at_the_drift_bound_with_long_timeouts_stay_linearizable() {
     for_seeds(
         "lease_reads_at_the_drift_bound_with_long_timeouts_stay_linearizable",
         (0..LEASE_SEEDS / 3).collect(),
-        |seed| {
-            let history = run_lease_scaled(seed, 49_000, 8)?;
-            match check(&history, DEFAULT_BUDGET) {
-                CheckResult::Ok => Ok(()),
-                other => Err(SimError {
-                    seed,
-                    message: format!("not proven linearizable: {other}"),
-                    at: shale_core::time::Instant::ZERO,
-                }),
-            }
-        },
+        |seed| proven_linearizable(seed, &run_lease_scaled(seed, 49_000, 8)?),
     );
 }
 
@@ -401,16 +403,6 @@ fn lease_reads_at_the_drift_bound_stay_linearizable() {
     for_seeds(
         "lease_reads_at_the_drift_bound_stay_linearizable",
         (0..LEASE_SEEDS).collect(),
-        |seed| {
-            let history = run_lease(seed, 49_000)?;
-            match check(&history, DEFAULT_BUDGET) {
-                CheckResult::Ok => Ok(()),
-                other => Err(SimError {
-                    seed,
-                    message: format!("not proven linearizable: {other}"),
-                    at: shale_core::time::Instant::ZERO,
-                }),
-            }
-        },
+        |seed| proven_linearizable(seed, &run_lease(seed, 49_000)?),
     );
 }

@@ -50,6 +50,20 @@ pub struct Shape {
     pub lease_reads: bool,
 }
 
+impl Shape {
+    /// Three nodes, two replica groups both joined, eight shards, direct links, no leases
+    pub fn small() -> Shape {
+        Shape {
+            nodes: 3,
+            groups: 2,
+            initial_groups: 2,
+            shards: 8,
+            proxied: false,
+            lease_reads: false,
+        }
+    }
+}
+
 /// One row of `SHALE STATUS`
 #[derive(Clone, Debug)]
 pub struct GroupRow {
