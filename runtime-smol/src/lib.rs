@@ -27,6 +27,7 @@
 //!     client_port: 0, // any free port
 //!     peer_port: 0,
 //!     admin_port: None,
+//!     cluster_port: Some(0), // where Redis Cluster clients are redirected to leaders
 //!     requirepass: None,
 //! })?;
 //! let rt = Runtime::start(2)?;

@@ -12,6 +12,8 @@ use shale_core::raft::NodeId;
 use shale_runtime_std::node::{CONTROLLER_GROUP, GroupSpec, NodeConfig, NodeError, NodeStatus};
 use shale_runtime_std::transport::{PeerCounterSet, PeerStats};
 
+use async_io::Async;
+
 use crate::front::{self, FrontConfig};
 use crate::metrics::{
     Metrics, MetricsServer, MetricsServerConfig, PeerMetrics, spawn_metrics_server,
@@ -33,6 +35,14 @@ pub struct ServerConfig {
     pub admin_addr: Option<SocketAddr>,
     /// The password clients must AUTH with, if any
     pub requirepass: Option<String>,
+    /// Where cluster-aware clients connect (`None`: no cluster port); see
+    /// [`front`](crate::front)'s docs on the two kinds of connection
+    pub cluster_addr: Option<SocketAddr>,
+    /// A listener already bound to [`cluster_addr`](Self::cluster_addr) (a port the OS chose,
+    /// kept from the moment it is known)
+    pub cluster_listener: Option<Arc<std::net::TcpListener>>,
+    /// Every node's cluster-aware client address, this one's included (empty: unknown)
+    pub cluster_clients: BTreeMap<NodeId, SocketAddr>,
 }
 
 /// A running server
@@ -40,6 +50,7 @@ pub struct ServerConfig {
 pub struct Server {
     node: SmolNode,
     client_addr: SocketAddr,
+    cluster_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     metrics_server: Option<MetricsServer>,
 }
@@ -88,20 +99,53 @@ impl Server {
         };
         let ex = rt.executor();
         let node = SmolNode::spawn(ex, &config.node, metrics.clone()).map_err(ServerError::Node)?;
-        let front_config = Arc::new(FrontConfig::new(
+        let cluster_listener = match (&config.cluster_listener, config.cluster_addr) {
+            (Some(l), _) => Some(
+                l.try_clone()
+                    .and_then(Async::new)
+                    .map_err(|e| ServerError::Bind("cluster clients", config.client_addr, e))?,
+            ),
+            (None, Some(addr)) => {
+                Some(front::bind(addr).map_err(|e| ServerError::Bind("cluster clients", addr, e))?)
+            }
+            (None, None) => None,
+        };
+        let cluster_addr = cluster_listener
+            .as_ref()
+            .and_then(|l| l.get_ref().local_addr().ok());
+        let mut front_config = FrontConfig::new(
             config.node.id,
             config.node.shard_count,
             client_addr,
             config.requirepass.clone(),
             metrics.clone(),
-        ));
+        );
+        front_config.cluster_clients = config.cluster_clients.clone();
+        let front_config = Arc::new(front_config);
+        ex.spawn(front::topology::refresh(
+            node.client(),
+            config.cluster_clients.clone(),
+            front_config.topology.clone(),
+        ))
+        .detach();
         ex.spawn(front::serve(
             ex.clone(),
             listener,
             node.client(),
-            front_config,
+            front_config.clone(),
+            false,
         ))
         .detach();
+        if let Some(listener) = cluster_listener {
+            ex.spawn(front::serve(
+                ex.clone(),
+                listener,
+                node.client(),
+                front_config,
+                true,
+            ))
+            .detach();
+        }
         ex.spawn(refresh_metrics(
             node.client(),
             node.peer_counters(),
@@ -111,6 +155,7 @@ impl Server {
         Ok(Server {
             node,
             client_addr,
+            cluster_addr,
             admin_addr,
             metrics_server,
         })
@@ -119,6 +164,11 @@ impl Server {
     /// Where Redis clients connect
     pub fn client_addr(&self) -> SocketAddr {
         self.client_addr
+    }
+
+    /// Where cluster-aware clients connect, if anywhere
+    pub fn cluster_addr(&self) -> Option<SocketAddr> {
+        self.cluster_addr
     }
 
     /// Where `/metrics` is served, if anywhere
@@ -185,6 +235,9 @@ fn record_status(
         group.propose_failures.set_u64(g.propose_failures);
         group.restoring.set(i64::from(g.restoring));
     }
+    metrics
+        .forwarded_requests
+        .raise_to(status.forwarded_requests);
     if let Some(c) = &status.config {
         metrics.config_num.set_u64(c.num);
     }
@@ -224,6 +277,9 @@ pub struct LocalClusterConfig {
     pub peer_port: u16,
     /// Node `i`'s metrics port is `admin_port + i - 1` (`None`: no metrics endpoint)
     pub admin_port: Option<u16>,
+    /// Node `i`'s cluster-aware client port is `cluster_port + i - 1` (0: chosen by the OS;
+    /// `None`: no cluster port)
+    pub cluster_port: Option<u16>,
     /// The password clients must AUTH with, if any
     pub requirepass: Option<String>,
 }
@@ -257,6 +313,19 @@ pub fn local_cluster(config: &LocalClusterConfig) -> Result<Vec<ServerConfig>, S
             bound.insert(id, std::sync::Arc::new(l));
         }
         peers.insert(id, addr);
+    }
+    let mut cluster_clients = BTreeMap::new();
+    let mut cluster_bound = BTreeMap::new();
+    if let Some(base) = config.cluster_port {
+        for &id in &ids {
+            let mut addr = SocketAddr::new(config.host, port(base, id)?);
+            if addr.port() == 0 {
+                let l = front::bind_std(addr).map_err(|e| e.to_string())?;
+                addr = l.local_addr().map_err(|e| e.to_string())?;
+                cluster_bound.insert(id, Arc::new(l));
+            }
+            cluster_clients.insert(id, addr);
+        }
     }
     let mut groups = vec![GroupSpec {
         gid: CONTROLLER_GROUP,
@@ -292,6 +361,9 @@ pub fn local_cluster(config: &LocalClusterConfig) -> Result<Vec<ServerConfig>, S
                 None => None,
             },
             requirepass: config.requirepass.clone(),
+            cluster_addr: cluster_clients.get(&id).copied(),
+            cluster_listener: cluster_bound.get(&id).cloned(),
+            cluster_clients: cluster_clients.clone(),
         });
     }
     Ok(servers)
@@ -339,6 +411,7 @@ mod tests {
             id: 1,
             groups: vec![group(1, 5, 2)],
             config: None,
+            forwarded_requests: 0,
         };
         record_status(&metrics, &status, &mut seen);
         let g = metrics.group(1);

@@ -374,31 +374,205 @@ fn the_metrics_endpoint_reports_requests_raft_and_the_wal() {
     }
 }
 
-/// Cluster-aware clients learn where slots live: every node presents itself, at the address
-/// the client reached it on, as the master of all 16384 slots (it serves every key)
+/// `CLUSTER NODES` on node `i` once the leaders have spread over the nodes: each group led
+/// by its preferred voter (of 3 nodes, group 1 by node 2 and group 2 by node 3)
+fn wait_for_masters(cluster: &TestCluster, i: usize, masters: usize) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut con = connect(cluster, i);
+        let nodes: String = q(&mut con, &["CLUSTER", "NODES"]).unwrap();
+        let leading: Vec<usize> = nodes
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.split(' ').count() > 8)
+            .map(|(n, _)| n)
+            .collect();
+        let node_1 = nodes
+            .lines()
+            .position(|l| l.starts_with(&"0".repeat(39)) && l[39..].starts_with('1'));
+        if leading.len() == masters && node_1.is_some_and(|n| !leading.contains(&n)) {
+            return nodes;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leaders never spread: {nodes}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Cluster-aware clients learn where slots live: every slot range lists its group's leader
+/// first, at the nodes' cluster ports; every node shows the same map
 #[test]
-fn cluster_commands_present_each_node_as_the_master_of_every_slot() {
+fn cluster_commands_show_each_range_at_its_leader() {
     let cluster = TestCluster::start(3, 2, None);
+    let cluster_addrs = cluster.cluster_addrs();
+    wait_for_masters(&cluster, 0, 2);
+    let mut maps = Vec::new();
     for i in 0..3 {
-        let addr = cluster.addrs()[i];
         let mut con = connect(&cluster, i);
         let id: String = q(&mut con, &["CLUSTER", "MYID"]).unwrap();
         assert_eq!(id.len(), 40, "{id}");
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
-        let slots: Vec<(i64, i64, (String, u16, String))> =
-            q(&mut con, &["CLUSTER", "SLOTS"]).unwrap();
-        assert_eq!(
-            slots,
-            vec![(0, 16383, (addr.ip().to_string(), addr.port(), id.clone()))]
-        );
+        let slots: Vec<Vec<Value>> = q(&mut con, &["CLUSTER", "SLOTS"]).unwrap();
+        let mut next = 0;
+        let mut leaders = Vec::new();
+        for range in &slots {
+            let first: i64 = redis::from_redis_value(&range[0]).unwrap();
+            let last: i64 = redis::from_redis_value(&range[1]).unwrap();
+            assert_eq!(first, next, "ranges are contiguous: {slots:?}");
+            next = last + 1;
+            let nodes: Vec<(String, u16, String)> = range[2..]
+                .iter()
+                .map(|n| redis::from_redis_value(n).unwrap())
+                .collect();
+            assert_eq!(nodes.len(), 3, "every replica is listed: {nodes:?}");
+            for (ip, port, _) in &nodes {
+                let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().unwrap();
+                assert!(cluster_addrs.contains(&addr), "{addr} is a cluster port");
+            }
+            leaders.push(nodes[0].2.clone());
+        }
+        assert_eq!(next, 16384, "every slot is covered: {slots:?}");
+        leaders.sort();
+        leaders.dedup();
+        assert_eq!(leaders.len(), 2, "two groups, two leaders: {slots:?}");
         let nodes: String = q(&mut con, &["CLUSTER", "NODES"]).unwrap();
-        let expected = format!("{id} {}:{}@0 myself,master - 0 0 ", addr.ip(), addr.port());
-        assert!(nodes.starts_with(&expected), "{nodes}");
-        assert!(nodes.trim_end().ends_with(" connected 0-16383"), "{nodes}");
-        assert_eq!(nodes.lines().count(), 1, "{nodes}");
+        assert_eq!(nodes.lines().count(), 3, "{nodes}");
+        let mine = nodes.lines().find(|l| l.starts_with(&id)).unwrap();
+        let cols: Vec<&str> = mine.split(' ').collect();
+        assert_eq!(cols[1], format!("{}@0", cluster_addrs[i]));
+        assert_eq!(cols[2], "myself,master");
+        let shards: Vec<Value> = q(&mut con, &["CLUSTER", "SHARDS"]).unwrap();
+        assert_eq!(shards.len(), slots.len(), "{shards:?}");
         let info: String = q(&mut con, &["CLUSTER", "INFO"]).unwrap();
         assert!(info.starts_with("cluster_state:ok\r\n"), "{info}");
         assert!(info.contains("cluster_slots_assigned:16384\r\n"), "{info}");
+        assert!(info.contains("cluster_known_nodes:3\r\n"), "{info}");
         assert!(err_text(q(&mut con, &["CLUSTER", "SLOTS", "x"])).contains("wrong number"));
+        maps.push(slots);
     }
+    assert!(maps.windows(2).all(|w| w[0] == w[1]), "{maps:?}");
+}
+
+/// On a node's cluster port a key led elsewhere is answered `-MOVED slot host:port` with
+/// the leader's cluster address; the plain port serves it (forwarding); `READONLY` lets reads
+/// through, `READWRITE` ends that
+#[test]
+fn the_cluster_port_redirects_to_the_leader_and_the_plain_port_serves() {
+    let cluster = TestCluster::start(3, 2, None);
+    let nodes = wait_for_masters(&cluster, 0, 2);
+    // Node 1 leads no replica group (the controller prefers it, the groups prefer 2 and 3).
+    let mine = nodes.lines().find(|l| l.contains("myself")).unwrap();
+    assert_eq!(mine.split(' ').count(), 8, "node 1 leads no slots: {nodes}");
+    let url = format!("redis://{}/", cluster.cluster_addrs()[0]);
+    let mut aware = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let slot = shale_core::shard::key_slot(b"k");
+    let to = moved(q(&mut aware, &["SET", "k", "v"])).expect("SET redirected");
+    assert_eq!(to.1, slot);
+    assert!(
+        cluster.cluster_addrs()[1..]
+            .iter()
+            .any(|a| a.to_string() == to.0),
+        "{to:?}"
+    );
+    let mut leader = redis::Client::open(format!("redis://{}/", to.0))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    assert_eq!(q::<String>(&mut leader, &["SET", "k", "v"]).unwrap(), "OK");
+    assert_eq!(q::<String>(&mut leader, &["GET", "k"]).unwrap(), "v");
+    let mut plain = connect(&cluster, 0);
+    assert_eq!(q::<String>(&mut plain, &["GET", "k"]).unwrap(), "v");
+    assert_eq!(q::<String>(&mut aware, &["READONLY"]).unwrap(), "OK");
+    assert_eq!(q::<String>(&mut aware, &["GET", "k"]).unwrap(), "v");
+    assert!(moved(q(&mut aware, &["SET", "k", "w"])).is_some());
+    assert_eq!(q::<String>(&mut aware, &["READWRITE"]).unwrap(), "OK");
+    assert!(moved(q(&mut aware, &["GET", "k"])).is_some());
+    // A plain connection that asks for the slot map is cluster-aware from then on.
+    assert!(q::<Value>(&mut plain, &["GET", "k"]).is_ok());
+    let _: Value = q(&mut plain, &["CLUSTER", "SLOTS"]).unwrap();
+    assert!(moved(q(&mut plain, &["GET", "k"])).is_some());
+}
+
+/// Where a `-MOVED` error sends the client: (address, slot)
+fn moved(result: RedisResult<Value>) -> Option<(String, u16)> {
+    let e = result.err()?;
+    let (addr, slot) = e.redirect_node()?;
+    (e.code() == Some("MOVED")).then(|| (addr.to_owned(), slot))
+}
+
+fn forwarded(cluster: &TestCluster) -> u64 {
+    let mut total = 0;
+    for s in &cluster.servers {
+        let text = scrape(s.admin_addr().expect("metrics endpoint"));
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("shale_forwarded_requests_total "))
+            .unwrap_or_else(|| panic!("no forward counter:\n{text}"));
+        total += line.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
+    }
+    total
+}
+
+/// The `redis` crate's cluster client, given one node's plain address, reaches every key's
+/// leader directly: in a steady cluster nothing is forwarded between nodes. Leadership then
+/// moves while it writes, and every acknowledged increment is there at the end.
+#[test]
+fn a_cluster_client_reaches_leaders_directly_and_loses_nothing_when_leadership_moves() {
+    let cluster = TestCluster::start(3, 2, None);
+    wait_for_masters(&cluster, 0, 2);
+    let client = redis::cluster::ClusterClient::new(vec![cluster.url(0)]).unwrap();
+    let mut con = client.get_connection().unwrap();
+    // Let the metrics catch up with the start-up traffic, then count.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let before = forwarded(&cluster);
+    let keys: Vec<String> = (0..64).map(|i| format!("counter-{i}")).collect();
+    for key in &keys {
+        let _: () = redis::cmd("SET").arg(key).arg(0).query(&mut con).unwrap();
+        let n: i64 = redis::cmd("INCR").arg(key).query(&mut con).unwrap();
+        assert_eq!(n, 1);
+        let v: String = redis::cmd("GET").arg(key).query(&mut con).unwrap();
+        assert_eq!(v, "1");
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(
+        forwarded(&cluster),
+        before,
+        "a cluster client in a steady cluster made nodes forward"
+    );
+    // Move group 1's leadership away from its preferred node while writing; balancing moves
+    // it back a moment later: two changes of leader under load.
+    let mut acknowledged = vec![1i64; keys.len()];
+    let leader = leader_of(&cluster, 1).expect("group 1 has a leader");
+    let other = (0..3).find(|&i| i != leader).unwrap();
+    let transfer = std::thread::spawn({
+        let url = cluster.url(leader);
+        let to = (other + 1).to_string();
+        move || {
+            std::thread::sleep(Duration::from_millis(200));
+            let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+            redis::cmd("SHALE")
+                .arg("TRANSFER")
+                .arg("1")
+                .arg(to)
+                .query::<Value>(&mut con)
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut round = 0;
+    while std::time::Instant::now() < deadline {
+        let i = round % keys.len();
+        round += 1;
+        if let Ok(n) = redis::cmd("INCR").arg(&keys[i]).query::<i64>(&mut con) {
+            assert!(n > acknowledged[i], "{} went back to {n}", keys[i]);
+            acknowledged[i] = n;
+        }
+    }
+    let _ = transfer.join().unwrap();
+    for (key, &n) in keys.iter().zip(&acknowledged) {
+        let v: i64 = redis::cmd("GET").arg(key).query(&mut con).unwrap();
+        assert!(v >= n, "{key} holds {v}, {n} was acknowledged");
+    }
+    assert!(round > 100, "only {round} increments in 5 s");
 }

@@ -148,4 +148,58 @@ fn redis_cli_and_redis_benchmark_work_against_a_cluster() {
         !report.contains("ERR") && !report.to_lowercase().contains("error"),
         "redis-benchmark saw errors: {report}"
     );
+
+    // Cluster mode: redis-benchmark needs two masters with slots, so wait for the leaders to
+    // spread; redis-cli -c follows -MOVED from a node that leads nothing.
+    let cluster_ports: Vec<String> = cluster
+        .cluster_addrs()
+        .iter()
+        .map(|a| a.port().to_string())
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // Balanced: groups 1 and 2 led by nodes 2 and 3, node 1 (listed first) leading none.
+    let balanced = |nodes: &str| {
+        let leads: Vec<bool> = nodes.lines().map(|l| l.split(' ').count() > 8).collect();
+        leads == [false, true, true]
+    };
+    while !balanced(&redis_cli(&ports[0], &["cluster", "nodes"])) {
+        assert!(std::time::Instant::now() < deadline, "leaders never spread");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for port in &cluster_ports {
+        let mut cmd = Command::new(&cli);
+        cmd.args(["-c", "-h", "127.0.0.1", "-p", port]).args([
+            "set",
+            &format!("key-via-{port}"),
+            port,
+        ]);
+        let out = run(cmd, Duration::from_secs(30));
+        assert_eq!(text(&out).trim(), "OK", "redis-cli -c set: {}", text(&out));
+        let mut cmd = Command::new(&cli);
+        cmd.args(["-c", "-h", "127.0.0.1", "-p", &cluster_ports[0]])
+            .args(["get", &format!("key-via-{port}")]);
+        let out = run(cmd, Duration::from_secs(30));
+        assert_eq!(text(&out).trim(), port.as_str(), "redis-cli -c get");
+    }
+    let mut cmd = Command::new(&bench);
+    cmd.args(["--cluster", "-h", "127.0.0.1", "-p", &cluster_ports[0]])
+        .args(["-t", "set,get,incr", "-n", "5000", "-c", "20", "-q"]);
+    let out = run(cmd, Duration::from_secs(120));
+    let report = text(&out);
+    assert!(
+        out.status.success(),
+        "redis-benchmark --cluster failed: {report}"
+    );
+    assert!(
+        report.contains("Cluster has 2 master nodes") || report.contains("Cluster has 2 primary"),
+        "{report}"
+    );
+    assert!(
+        report.contains("SET:") && report.contains("GET:") && report.contains("INCR:"),
+        "redis-benchmark --cluster did not finish: {report}"
+    );
+    assert!(
+        !report.contains("ERR") && !report.contains("MOVED"),
+        "redis-benchmark --cluster saw errors: {report}"
+    );
 }

@@ -517,11 +517,12 @@ impl<M: GroupMachine> GroupDriver<M> {
             return;
         }
         let (from, next) = (chunk.from.clone(), chunk.next.clone());
+        // A chunk Raft refused (a leadership transfer, a full queue) is asked for again at the
+        // next poll, not at once: with the previous owner on this node, asking at once would
+        // loop without time passing.
         if self.propose_own(now, &GroupCommand::InstallChunk { shard, num, chunk }) {
             self.pulls.logged(shard, from, next);
             self.ask_for_chunks();
-        } else {
-            self.pulls.refused(shard);
         }
     }
 

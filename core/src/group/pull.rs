@@ -186,13 +186,6 @@ impl Pulls {
         }
     }
 
-    /// A chunk could not be logged: ask for it again
-    pub(crate) fn refused(&mut self, shard: ShardId) {
-        if let Some(p) = self.pipes.get_mut(&shard) {
-            p.asked = false;
-        }
-    }
-
     /// A poll: requests not answered by now are asked again, and a pipeline whose applied
     /// cursor did not move for [`STALLED_POLLS`] polls starts over from it
     pub(crate) fn poll(&mut self, state: &GroupState) {
@@ -280,6 +273,24 @@ mod tests {
 
     fn data(key: &str) -> ShardCursor {
         ShardCursor::Data(Some(key.as_bytes().to_vec()))
+    }
+
+    /// Raft refuses proposals while leadership is being transferred: a chunk that could not
+    /// be logged is asked for again at the next poll, not at once. Asking at once, with the
+    /// previous owner on the same node (loopback, no network delay), answered and refused
+    /// the chunk again and again without time passing: the node's loop never came back.
+    #[test]
+    fn a_refused_chunk_is_asked_again_at_the_next_poll_not_at_once() {
+        let g = pulling();
+        let mut p = Pulls::default();
+        assert_eq!(p.wanted(&g, 1, pace(2)), vec![(0, 1, ShardCursor::START)]);
+        // The driver refused to log it: nothing is marked, so nothing is asked until a poll.
+        assert!(
+            p.wanted(&g, 1, pace(2)).is_empty(),
+            "asked again before any time passed"
+        );
+        p.poll(&g);
+        assert_eq!(p.wanted(&g, 1, pace(2)), vec![(0, 1, ShardCursor::START)]);
     }
 
     #[test]

@@ -195,6 +195,10 @@ pub struct HostConfig {
     /// node is never taken for one of this life's (runtimes pass the boot time, e.g.
     /// microseconds since the epoch times 1000)
     pub first_token: u64,
+    /// How often each leader checks whether to hand its group to the group's preferred voter
+    /// (see [`preferred_leader`](super::preferred_leader)); `None` leaves leadership where
+    /// elections put it
+    pub leader_balance_interval: Option<Duration>,
 }
 
 impl HostConfig {
@@ -213,6 +217,7 @@ impl HostConfig {
             forward_ttl: Duration::from_secs(30),
             admin_timeout: Duration::from_secs(10),
             first_token: 1,
+            leader_balance_interval: None,
         }
     }
 }
@@ -261,6 +266,11 @@ pub struct Host<M: HostMachines = StandardMachines> {
     pub(super) sessions: Sessions,
     next_bootstrap: Instant,
     next_sweep: Instant,
+    /// Client requests of this node's sessions sent to another node's replica (see
+    /// [`Host::forwarded_requests`])
+    pub(super) forwarded_requests: u64,
+    /// When [`Host::balance_leaders`] runs next
+    pub(super) next_balance: Instant,
     pub(super) now: Instant,
 }
 
@@ -272,6 +282,7 @@ impl<M: HostMachines> Host<M> {
         now: Instant,
     ) -> Host<M> {
         let next_token = config.first_token.max(1);
+        let next_balance = now + config.leader_balance_interval.unwrap_or_default();
         Host {
             config,
             replicas,
@@ -285,6 +296,8 @@ impl<M: HostMachines> Host<M> {
             sessions: Sessions::default(),
             next_bootstrap: now,
             next_sweep: now,
+            next_balance,
+            forwarded_requests: 0,
             now,
         }
     }
@@ -292,6 +305,12 @@ impl<M: HostMachines> Host<M> {
     /// This node's id
     pub fn id(&self) -> NodeId {
         self.config.node
+    }
+
+    /// How many client requests of this node's sessions were sent to a replica on another
+    /// node (each attempt counts, retries too): zero while clients reach each key's leader
+    pub fn forwarded_requests(&self) -> u64 {
+        self.forwarded_requests
     }
 
     /// The hosted replicas, by group
@@ -415,6 +434,7 @@ impl<M: HostMachines> Host<M> {
             r.handle_timeout(now);
         }
         self.bootstrap(now);
+        self.balance_leaders(now);
         self.sessions_timeout(now);
         if now >= self.next_sweep {
             self.next_sweep = now + self.config.forward_ttl;
@@ -436,6 +456,7 @@ impl<M: HostMachines> Host<M> {
             consider(r.poll_timeout());
         }
         consider(self.sessions.next_deadline());
+        consider(self.next_balance());
         if !self.loopback.is_empty() {
             consider(Some(self.now)); // flush stopped at its round limit: more to do now
         }

@@ -11,12 +11,14 @@
 //!
 //! [`AppMessage`]: crate::group::AppMessage
 
+mod balance;
 mod host;
 mod machines;
 mod replica;
 mod route;
 mod sessions;
 
+pub use balance::preferred_leader;
 pub use host::{CONTROLLER_GROUP, GroupAdmin, Host, HostConfig, HostOutput, OpId, WalDone, WalOp};
 pub use machines::{ControllerMachine, HostMachines, StandardMachines};
 pub use replica::HostedReplica;

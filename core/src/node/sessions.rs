@@ -211,7 +211,13 @@ impl<M: HostMachines> Host<M> {
                     s.waiting = Waiting::Reply(token);
                     s.deadline = attempt_deadline;
                 }
-                if node == self.id() {
+                // The local replica leads the group: serve here, whatever replica the clerk
+                // last heard from (it may prefer a follower that served a read).
+                let local_leader = self
+                    .replicas
+                    .get(&gid)
+                    .is_some_and(|r| r.raft().role() == crate::raft::Role::Leader);
+                if node == self.id() || local_leader {
                     let accepted = self
                         .replicas
                         .get_mut(&gid)
@@ -225,6 +231,7 @@ impl<M: HostMachines> Host<M> {
                             .push_back(AppMessage::Reply { token, outcome });
                     }
                 } else {
+                    self.forwarded_requests += 1;
                     self.send_app(
                         node,
                         AppMessage::Client {

@@ -29,6 +29,14 @@ pub struct NodeArgs {
     /// Where Redis clients connect
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Where Redis Cluster clients connect: keys led by another node are answered -MOVED
+    /// (needs --clients)
+    #[arg(long)]
+    pub cluster_listen: Option<SocketAddr>,
+    /// Every node's cluster address as clients reach it, this one's included:
+    /// `1=host:port,2=host:port,...` (what CLUSTER SLOTS, NODES, SHARDS and -MOVED show)
+    #[arg(long)]
+    pub clients: Option<String>,
     /// Where Prometheus scrapes /metrics
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
@@ -97,15 +105,16 @@ fn parse<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
         .map_err(|_| format!("--{flag}: {value:?} is not valid"))
 }
 
-fn parse_peers(value: &str) -> Result<BTreeMap<u64, SocketAddr>, String> {
-    let mut peers = BTreeMap::new();
+/// An `id=host:port,...` list given to `--{flag}`
+fn parse_addrs(flag: &str, value: &str) -> Result<BTreeMap<u64, SocketAddr>, String> {
+    let mut addrs = BTreeMap::new();
     for item in value.split(',').filter(|s| !s.trim().is_empty()) {
         let (id, addr) = item
             .split_once('=')
-            .ok_or(format!("--peers: {item:?} is not id=host:port"))?;
-        peers.insert(parse("peers", id.trim())?, parse("peers", addr.trim())?);
+            .ok_or(format!("--{flag}: {item:?} is not id=host:port"))?;
+        addrs.insert(parse(flag, id.trim())?, parse(flag, addr.trim())?);
     }
-    Ok(peers)
+    Ok(addrs)
 }
 
 /// Runs `shale node` until Ctrl-C
@@ -119,11 +128,21 @@ pub fn run(args: &NodeArgs) -> Result<(), String> {
         "id",
         &get("id", args.id.map(|v| v.to_string())).ok_or("--id is required")?,
     )?;
-    let peers = parse_peers(&get("peers", args.peers.clone()).ok_or("--peers is required")?)?;
+    let peers = parse_addrs(
+        "peers",
+        &get("peers", args.peers.clone()).ok_or("--peers is required")?,
+    )?;
     let listen: SocketAddr = parse(
         "listen",
         &get("listen", args.listen.map(|v| v.to_string())).ok_or("--listen is required")?,
     )?;
+    let cluster_listen = get("cluster-listen", args.cluster_listen.map(|v| v.to_string()))
+        .map(|v| parse::<SocketAddr>("cluster-listen", &v))
+        .transpose()?;
+    let cluster_clients = get("clients", args.clients.clone())
+        .map(|v| parse_addrs("clients", &v))
+        .transpose()?
+        .unwrap_or_default();
     let metrics = get("metrics", args.metrics.map(|v| v.to_string()))
         .map(|v| parse::<SocketAddr>("metrics", &v))
         .transpose()?;
@@ -165,6 +184,14 @@ pub fn run(args: &NodeArgs) -> Result<(), String> {
             "--peers must list this node ({id}) with its peer address"
         ));
     };
+    if cluster_listen.is_some() == cluster_clients.is_empty() {
+        return Err("--cluster-listen and --clients go together".into());
+    }
+    if !cluster_clients.is_empty() && !cluster_clients.contains_key(&id) {
+        return Err(format!(
+            "--clients must list this node ({id}) with its cluster address"
+        ));
+    }
     if id == 0 || shards == 0 || groups == 0 {
         return Err("--id, --groups and --shards must be at least 1".into());
     }
@@ -196,6 +223,9 @@ pub fn run(args: &NodeArgs) -> Result<(), String> {
         client_addr: listen,
         admin_addr: metrics,
         requirepass,
+        cluster_addr: cluster_listen,
+        cluster_listener: None,
+        cluster_clients,
     };
     let rt = Runtime::start(crate::runtime::default_threads())
         .map_err(|e| format!("cannot start threads: {e}"))?;

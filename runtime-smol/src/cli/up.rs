@@ -37,6 +37,11 @@ pub struct UpArgs {
     /// First metrics port (0: any free port)
     #[arg(long, default_value_t = 7201)]
     pub metrics_port: u16,
+    /// First cluster port, where Redis Cluster clients are redirected to each key's leader
+    /// (`redis-cli -c`, `redis-benchmark --cluster`): node i listens on port + i - 1 (0: any
+    /// free port)
+    #[arg(long, default_value_t = 7301)]
+    pub cluster_port: u16,
     /// Require clients to AUTH with this password
     #[arg(long)]
     pub requirepass: Option<String>,
@@ -106,6 +111,7 @@ pub fn run(args: &UpArgs) -> Result<(), String> {
         client_port: args.port,
         peer_port: args.peer_port,
         admin_port: Some(args.metrics_port),
+        cluster_port: Some(args.cluster_port),
         requirepass: args.requirepass.clone(),
     })?;
     let mut configs = configs;
@@ -133,8 +139,11 @@ pub fn run(args: &UpArgs) -> Result<(), String> {
         let metrics = server
             .admin_addr()
             .map_or(String::new(), |a| format!("  metrics http://{a}/metrics"));
+        let cluster = server.cluster_addr().map_or(String::new(), |a| {
+            format!("  cluster: redis-cli -c -p {}", a.port())
+        });
         say!(
-            "  node {}: redis-cli -p {}{metrics}",
+            "  node {}: redis-cli -p {}{cluster}{metrics}",
             config.node.id,
             server.client_addr().port()
         );

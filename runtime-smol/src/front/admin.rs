@@ -307,6 +307,7 @@ mod tests {
             id: 1,
             groups: vec![group(1, vec![outgoing]), group(2, vec![incoming])],
             config: None,
+            forwarded_requests: 0,
         };
         let text = render_status(&status);
         assert!(
@@ -321,6 +322,7 @@ mod tests {
             id: 1,
             groups: vec![group(1, vec![])],
             config: None,
+            forwarded_requests: 0,
         };
         assert!(!render_status(&quiet).contains("moving"));
         assert_eq!(human_bytes(999), "999 B");

@@ -20,8 +20,9 @@
 //! `AUTH [user] pass`, `SELECT 0`, `QUIT`, `CLIENT SETNAME|GETNAME|ID|SETINFO|INFO`,
 //! `COMMAND` (empty lists, enough for `redis-cli`), `INFO [section]`, `DBSIZE` (keys of the
 //! groups this node hosts, as applied here, so it may lag), `CONFIG GET` (the few settings
-//! `redis-benchmark` asks for), `CLUSTER KEYSLOT|MYID|SLOTS|NODES|INFO` (see
-//! [`super::cluster`]). Anything else gets `-ERR unknown command`.
+//! `redis-benchmark` asks for), `CLUSTER KEYSLOT|MYID|SLOTS|SHARDS|NODES|INFO` (see
+//! [`super::cluster`]), `READONLY`, `READWRITE`, `ASKING` (see the front door's docs on
+//! cluster-aware connections and `-MOVED`). Anything else gets `-ERR unknown command`.
 
 use std::collections::BTreeMap;
 
@@ -93,9 +94,34 @@ fn parse_i64(arg: &[u8]) -> Option<i64> {
 
 /// Every command name this front door knows, as metrics label them
 const KNOWN: &[&str] = &[
-    "append", "auth", "cas", "client", "cluster", "command", "config", "dbsize", "decr", "decrby",
-    "del", "echo", "exists", "get", "hello", "incr", "incrby", "info", "mget", "mset", "ping",
-    "quit", "select", "set", "shale",
+    "append",
+    "auth",
+    "cas",
+    "client",
+    "cluster",
+    "command",
+    "config",
+    "dbsize",
+    "decr",
+    "decrby",
+    "del",
+    "echo",
+    "exists",
+    "get",
+    "hello",
+    "incr",
+    "incrby",
+    "info",
+    "mget",
+    "mset",
+    "ping",
+    "quit",
+    "readonly",
+    "readwrite",
+    "asking",
+    "select",
+    "set",
+    "shale",
 ];
 
 /// The command's name for metrics: lower case if known, `unknown` otherwise (so clients
@@ -127,6 +153,9 @@ pub(crate) async fn execute(
     if !conn.authenticated && !matches!(name.as_str(), "AUTH" | "HELLO" | "QUIT") {
         return Reply::error("NOAUTH Authentication required.");
     }
+    if let Some(moved) = redirect(config, conn, &name, &args) {
+        return moved;
+    }
     match name.as_str() {
         "PING" => match argc {
             1 => Reply::Simple("PONG".into()),
@@ -154,7 +183,16 @@ pub(crate) async fn execute(
             _ => Reply::Array(Some(Vec::new())),
         },
         "CONFIG" if argc == 3 && args[1].eq_ignore_ascii_case(b"GET") => config_get(&args[2]),
-        "CLUSTER" if argc >= 2 => super::cluster::execute(node, conn, &args).await,
+        "CLUSTER" if argc >= 2 => super::cluster::execute(config, conn, &args),
+        "READONLY" | "READWRITE" | "ASKING" if argc == 1 => {
+            conn.cluster_aware = true;
+            match name.as_str() {
+                "READONLY" => conn.readonly = true,
+                "READWRITE" => conn.readonly = false,
+                _ => {}
+            }
+            Reply::ok()
+        }
         "INFO" => {
             let section = args.get(1).map_or(Section::All, |s| Section::parse(s));
             match node.status().await {
@@ -275,6 +313,31 @@ pub(crate) async fn execute(
             ))
         }
     }
+}
+
+/// `-MOVED slot host:port` for a cluster-aware connection whose command's (first) key is
+/// in a slot this node knows another node leads; `None`: serve it here
+fn redirect(config: &FrontConfig, conn: &Conn, name: &str, args: &[Vec<u8>]) -> Option<Reply> {
+    if !conn.cluster_aware || args.len() < 2 {
+        return None;
+    }
+    let read = match name {
+        "GET" | "EXISTS" | "MGET" => true,
+        "SET" | "DEL" | "APPEND" | "INCR" | "DECR" | "INCRBY" | "DECRBY" | "MSET" | "CAS" => false,
+        _ => return None,
+    };
+    if read && conn.readonly {
+        return None;
+    }
+    let slot = shale_core::shard::key_slot(&args[1]);
+    let topology = config.topology.get();
+    let range = topology.range_of(slot)?;
+    let leader = *range.nodes.first().filter(|_| range.leader_known)?;
+    if leader == config.node_id {
+        return None;
+    }
+    let addr = config.cluster_clients.get(&leader)?;
+    Some(Reply::error(format!("MOVED {slot} {addr}")))
 }
 
 /// The positions of the keys in `items` (a key every `stride` items) grouped by shard, in

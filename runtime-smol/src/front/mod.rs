@@ -5,15 +5,33 @@
 //! writes the replies of a whole pipelined batch at once. Any node accepts any key: the
 //! node's clerk routes each operation to the leader of the group that owns the key's shard.
 //! See [`commands`] for what each command does, and what is and is not atomic.
+//!
+//! # Two kinds of connection
+//!
+//! A node can listen on two client ports. On the **plain** port (`--listen`) every key is
+//! served, wherever its group's leader is: the node forwards the operation, so `redis-cli`
+//! and any Redis client work against any node. On the **cluster** port (`--cluster-listen`)
+//! a connection is *cluster-aware*: an operation on a key whose group this node knows is led
+//! by another node is answered `-MOVED slot host:port` with that node's cluster address, as
+//! Redis Cluster does, so the client sends it there and, from then on, every key of the slot.
+//! `CLUSTER SLOTS`, `NODES` and `SHARDS` advertise the cluster ports, so a cluster client
+//! given any node's plain address learns the cluster ports and talks only to them; a plain
+//! connection that asks for the slot map, or sends `READONLY`, `READWRITE` or `ASKING`, is
+//! treated as cluster-aware from then on. `READONLY` lets a cluster-aware connection read
+//! on the node it reached (the read is still linearizable: the node forwards it to the
+//! leader, which is documented as "possibly stale" only so that a future local read may
+//! take its place); `READWRITE` ends that. See [`topology`].
 
 mod admin;
 pub mod cluster;
 pub mod commands;
 pub mod digest;
 mod info;
+pub mod topology;
 
 pub use admin::render_status;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +43,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::node::NodeClient;
 use crate::resp::{Protocol, RespLimits, RespParser, encode};
+use topology::TopologyCache;
 
 /// Bytes read from a socket at a time
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -50,6 +69,11 @@ pub struct FrontConfig {
     pub(crate) connected: AtomicU64,
     /// Request counts and latencies
     pub metrics: Arc<Metrics>,
+    /// Every node's cluster-aware client address (`--clients`), this one's included; empty:
+    /// not known, and this node presents itself alone as the master of every slot
+    pub cluster_clients: BTreeMap<u64, SocketAddr>,
+    /// Where each slot range is served, refreshed in the background
+    pub topology: Arc<TopologyCache>,
 }
 
 impl FrontConfig {
@@ -70,26 +94,35 @@ impl FrontConfig {
             next_client_id: AtomicU64::new(1),
             connected: AtomicU64::new(0),
             metrics,
+            cluster_clients: BTreeMap::new(),
+            topology: Arc::new(TopologyCache::default()),
         }
     }
 }
 
 /// Binds `addr` with a real listen backlog ([`LISTEN_BACKLOG`]) and `SO_REUSEADDR`
 pub fn bind(addr: SocketAddr) -> std::io::Result<Async<std::net::TcpListener>> {
+    Async::new(bind_std(addr)?)
+}
+
+/// [`bind`] as a blocking listener (to bind before the executor runs, and keep)
+pub fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
-    Async::new(std::net::TcpListener::from(socket))
+    Ok(std::net::TcpListener::from(socket))
 }
 
-/// Accepts connections forever, each served by its own task on `ex`
+/// Accepts connections forever, each served by its own task on `ex`; `cluster_aware`: the
+/// listener is the cluster port (see the module docs)
 pub async fn serve(
     ex: Arc<Executor<'static>>,
     listener: Async<std::net::TcpListener>,
     node: NodeClient,
     config: Arc<FrontConfig>,
+    cluster_aware: bool,
 ) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -102,7 +135,7 @@ pub async fn serve(
         ex.spawn(async move {
             let _guard = config.metrics.open_connection();
             config.connected.fetch_add(1, Ordering::Relaxed);
-            let result = connection(stream, node, &config).await;
+            let result = connection(stream, node, &config, cluster_aware).await;
             config.connected.fetch_sub(1, Ordering::Relaxed);
             if let Err(e) = result {
                 tracing::debug!("client connection ended: {e}");
@@ -120,14 +153,20 @@ pub(crate) struct Conn {
     pub(crate) name: Option<Vec<u8>>,
     pub(crate) session: Option<u64>,
     pub(crate) quit: bool,
-    /// The address the client reached this node on (what `CLUSTER SLOTS` advertises)
+    /// The address the client reached this node on (what `CLUSTER SLOTS` advertises when
+    /// the nodes' cluster addresses are not known)
     pub(crate) local: Option<std::net::SocketAddr>,
+    /// Keys led elsewhere are answered `-MOVED` (see the module docs)
+    pub(crate) cluster_aware: bool,
+    /// `READONLY`: reads are served here, not redirected
+    pub(crate) readonly: bool,
 }
 
 async fn connection(
     mut stream: Async<std::net::TcpStream>,
     node: NodeClient,
     config: &FrontConfig,
+    cluster_aware: bool,
 ) -> std::io::Result<()> {
     let mut conn = Conn {
         id: config.next_client_id.fetch_add(1, Ordering::Relaxed),
@@ -137,6 +176,8 @@ async fn connection(
         session: None,
         quit: false,
         local: stream.get_ref().local_addr().ok(),
+        cluster_aware,
+        readonly: false,
     };
     let mut parser = RespParser::new(config.limits);
     // Each command's metrics, looked up once per connection (the registry takes a lock).

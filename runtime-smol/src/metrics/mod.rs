@@ -62,6 +62,7 @@ pub const PEERS_MAX: usize = 1024;
 /// | `shale_config_num` | gauge | | number of the shard configuration in force |
 /// | `shale_connections` | gauge | | client connections open now |
 /// | `shale_connections_total` | counter | | client connections accepted |
+/// | `shale_forwarded_requests_total` | counter | | client requests this node sent to a replica on another node (zero while cluster-aware clients reach each key's leader) |
 /// | `shale_group_propose_failures` | gauge | `group` | the group's own proposals Raft refused here, since the node started |
 /// | `shale_handover_bytes_received` | gauge | `group` | bytes received by hand-over over the group's life (a restore can set it back) |
 /// | `shale_handover_keys_received` | gauge | `group` | keys received by hand-over over the group's life (a restore can set it back) |
@@ -100,6 +101,8 @@ pub struct Metrics {
     pub connections_total: Counter,
     /// `shale_config_num`: number of the shard configuration in force
     pub config_num: Gauge,
+    /// `shale_forwarded_requests_total`: client requests sent to a replica on another node
+    pub forwarded_requests: Counter,
     /// `shale_node_step_duration_seconds`: one round of the node's loop, from its first
     /// input (or its timer) to the end of its step
     pub step_duration: Histogram,
@@ -125,6 +128,7 @@ impl Metrics {
             connections: Gauge::new(),
             connections_total: Counter::new(),
             config_num: Gauge::new(),
+            forwarded_requests: Counter::new(),
             step_duration: Histogram::stall(),
             wal: WalMetrics::default(),
             snapshots: SnapshotMetrics::default(),

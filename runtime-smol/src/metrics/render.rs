@@ -32,6 +32,12 @@ impl Metrics {
             "Client connections accepted.",
             &self.connections_total,
         );
+        text.counter(
+            "shale_forwarded_requests_total",
+            "Client requests this node sent to a replica on another node (each attempt); \
+             zero while cluster-aware clients reach each key's leader directly.",
+            &self.forwarded_requests,
+        );
         text.gauge_family(
             "shale_group_propose_failures",
             "The group's own proposals (configuration changes, hand-over chunks, deletions) \

@@ -32,6 +32,7 @@ impl TestCluster {
             client_port: 0,
             peer_port: 0,
             admin_port: Some(0),
+            cluster_port: Some(0),
             requirepass: requirepass.map(str::to_owned),
         })
         .unwrap();
@@ -51,6 +52,14 @@ impl TestCluster {
 
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.servers.iter().map(Server::client_addr).collect()
+    }
+
+    /// Each node's cluster-aware client address
+    pub fn cluster_addrs(&self) -> Vec<SocketAddr> {
+        self.servers
+            .iter()
+            .map(|s| s.cluster_addr().expect("a cluster port"))
+            .collect()
     }
 
     pub fn url(&self, i: usize) -> String {

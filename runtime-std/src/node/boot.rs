@@ -102,7 +102,14 @@ pub struct NodeConfig {
     /// The file system the data directory is on: [`StdDisk`] but in tests (which use a
     /// [`PowerCutDisk`](crate::storage::PowerCutDisk) to cut the power under a node)
     pub disk: Arc<dyn Disk>,
+    /// How often this node hands the groups it leads to their preferred voters, so leaders
+    /// spread over the nodes (see [`shale_core::node::preferred_leader`]); `None`: never.
+    /// Default [`DEFAULT_LEADER_BALANCE_INTERVAL`]
+    pub leader_balance_interval: Option<Duration>,
 }
+
+/// How often a node balances leadership unless told otherwise
+pub const DEFAULT_LEADER_BALANCE_INTERVAL: Duration = Duration::from_millis(2_000);
 
 impl NodeConfig {
     /// Defaults for node `id` with data under `data_dir`, listening on `listen`; no groups
@@ -125,6 +132,7 @@ impl NodeConfig {
             handover_bytes_per_sec: DEFAULT_HANDOVER_BYTES_PER_SEC,
             peer_listener: None,
             disk: Arc::new(StdDisk),
+            leader_balance_interval: Some(DEFAULT_LEADER_BALANCE_INTERVAL),
         }
     }
 

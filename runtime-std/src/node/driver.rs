@@ -89,6 +89,8 @@ pub struct NodeStatus {
     pub groups: Vec<GroupStatus>,
     /// The latest configuration its controller replica applied (`None` without one)
     pub config: Option<Configuration>,
+    /// Client requests this node sent to a replica on another node, since it started
+    pub forwarded_requests: u64,
 }
 
 /// Why a node stopped or a call failed

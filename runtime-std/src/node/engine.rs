@@ -140,6 +140,7 @@ impl NodeEngine {
         );
         host_config.bootstrap_groups = config.bootstrap_groups.clone();
         host_config.bootstrap_max_moves_per_config = Some(config.max_moves_per_config);
+        host_config.leader_balance_interval = config.leader_balance_interval;
         // Tokens of this boot start above every earlier boot's (see HostConfig::first_token).
         let boot_micros = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -339,6 +340,7 @@ impl NodeEngine {
             id: self.host.id(),
             groups,
             config: self.host.local_config().cloned(),
+            forwarded_requests: self.host.forwarded_requests(),
         }
     }
 

@@ -47,8 +47,8 @@ mod release;
 mod wal;
 
 pub use boot::{
-    BootError, Booted, DEFAULT_HANDOVER_BYTES_PER_SEC, DEFAULT_MAX_MOVES_PER_CONFIG, GroupSpec,
-    NodeConfig, RaftTuning, boot,
+    BootError, Booted, DEFAULT_HANDOVER_BYTES_PER_SEC, DEFAULT_LEADER_BALANCE_INTERVAL,
+    DEFAULT_MAX_MOVES_PER_CONFIG, GroupSpec, NodeConfig, RaftTuning, boot,
 };
 pub use client::{FrontClient, FrontRequest, FrontResponse, serve_clients};
 pub use digest::ReplicaDigest;

@@ -36,7 +36,8 @@ pub const SHARDED_FAULT_PHASE: Duration = Duration::from_secs(6);
 ///
 /// Even seeds give each group nodes of its own; odd seeds put every group on the same three
 /// nodes, as `shale up` does. Seeds 2 and 3 modulo 4 serve reads from leader leases. Every
-/// node's clock drifts (up to a seeded bound of at most 2%).
+/// node's clock drifts (up to a seeded bound of at most 2%). Seeds 1 and 2 modulo 3 balance
+/// leaders (every 300 ms or 2 s), so leadership also moves by transfer while faults go on.
 /// Faults: node crashes and restarts, pauses, partitions, one-way link cuts and lossy
 /// networks, while groups join and leave.
 pub fn run_sharded_seed(seed: u64) -> Result<ShardedReport, SimError> {
@@ -46,6 +47,11 @@ pub fn run_sharded_seed(seed: u64) -> Result<ShardedReport, SimError> {
     config.raft.lease_reads = seed % 4 >= 2;
     // Clocks drift up to 2% (4% between two nodes, within the lease's 10% margin)
     config.clock_drift_ppm_max = shale_core::rng::Rng::new(seed ^ DRIFT_SALT).below(20_001);
+    config.leader_balance_interval = match seed % 3 {
+        1 => Some(Duration::from_millis(300)),
+        2 => Some(Duration::from_secs(2)),
+        _ => None,
+    };
     config.raft.snapshot_threshold_bytes = 4096;
     config.raft.snapshot_trailing_bytes = 512;
     config.raft.snapshot_chunk_bytes = 1024;

@@ -140,6 +140,10 @@ pub struct MultiConfig {
     /// Time a node's snapshot worker (a core of its own, not the loop's) spends per MiB it
     /// encodes or decodes; `None` (the default) takes `cpu_per_mib`
     pub worker_per_mib: Option<Duration>,
+    /// How often each host hands its groups to their preferred leaders
+    /// ([`HostConfig::leader_balance_interval`](shale_core::node::HostConfig::leader_balance_interval));
+    /// `None` (the default): never
+    pub leader_balance_interval: Option<Duration>,
 }
 
 impl MultiConfig {
@@ -155,6 +159,7 @@ impl MultiConfig {
             cpu_per_event: None,
             cpu_per_mib: None,
             worker_per_mib: None,
+            leader_balance_interval: None,
         }
     }
 }

@@ -120,6 +120,7 @@ impl MultiSim {
         let mut config = HostConfig::new(id, voters, shards);
         let restarts = self.nodes[(id - 1) as usize].restarts;
         config.first_token = (restarts + 1).saturating_mul(TOKENS_PER_BOOT);
+        config.leader_balance_interval = self.config.leader_balance_interval;
         config
     }
 

@@ -62,6 +62,9 @@ pub struct ShardedConfig {
     /// Most clock drift per node, in parts per million (0, the default: none; see
     /// [`MultiConfig::clock_drift_ppm_max`])
     pub clock_drift_ppm_max: u64,
+    /// How often hosts hand groups to their preferred leaders (see
+    /// [`MultiConfig::leader_balance_interval`]); `None` (the default): never
+    pub leader_balance_interval: Option<Duration>,
 }
 
 impl ShardedConfig {
@@ -85,6 +88,7 @@ impl ShardedConfig {
             cpu_per_mib: None,
             max_moves_per_config: 0,
             clock_drift_ppm_max: 0,
+            leader_balance_interval: None,
         }
     }
 }
@@ -122,6 +126,7 @@ impl ShardedCluster {
         mc.cpu_per_event = config.cpu_per_event;
         mc.cpu_per_mib = config.cpu_per_mib;
         mc.clock_drift_ppm_max = config.clock_drift_ppm_max;
+        mc.leader_balance_interval = config.leader_balance_interval;
         let mut sim = MultiSim::with_staged_controller(
             mc,
             &[1, 2, 3],
