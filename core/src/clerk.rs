@@ -227,6 +227,7 @@ impl Clerk {
             gid,
             node: replicas[pos % replicas.len()],
             request: ClientRequest {
+                stamp_ms: 0,
                 client: self.client,
                 seq: self.seq,
                 op: op.clone(),

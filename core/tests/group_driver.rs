@@ -186,6 +186,7 @@ fn key_in(shard: u32) -> Vec<u8> {
 
 fn append(seq: u64, key: &[u8], value: &str) -> ClientRequest {
     ClientRequest {
+        stamp_ms: 0,
         client: 7,
         seq,
         op: KvOp::Append {
@@ -197,6 +198,7 @@ fn append(seq: u64, key: &[u8], value: &str) -> ClientRequest {
 
 fn get(seq: u64, key: &[u8]) -> ClientRequest {
     ClientRequest {
+        stamp_ms: 0,
         client: 7,
         seq,
         op: KvOp::Get { key: key.to_vec() },

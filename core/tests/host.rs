@@ -284,6 +284,7 @@ mod fuzz {
                     gid,
                     token,
                     request: ClientRequest {
+                        stamp_ms: 0,
                         client,
                         seq,
                         op: KvOp::Put {

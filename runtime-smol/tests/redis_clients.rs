@@ -576,3 +576,115 @@ fn a_cluster_client_reaches_leaders_directly_and_loses_nothing_when_leadership_m
     }
     assert!(round > 100, "only {round} increments in 5 s");
 }
+
+/// Expiry as Redis clients use it: `SET ... EX/PX/EXAT/PXAT/KEEPTTL`, `SETEX`, `PSETEX`, the
+/// `EXPIRE` family with its conditions, `TTL`, `PTTL`, `EXPIRETIME`, `PERSIST`, `GETEX`,
+/// `GETDEL`; expired keys are absent at once and their memory is freed by the leaders' sweep
+#[test]
+fn keys_expire_as_in_redis_and_are_swept_away() {
+    let cluster = TestCluster::start(3, 2, None);
+    let mut con = connect(&cluster, 0);
+    let ok = |r: RedisResult<String>| assert_eq!(r.unwrap(), "OK");
+    ok(q(&mut con, &["SET", "a", "1", "EX", "100"]));
+    let ttl: i64 = q(&mut con, &["TTL", "a"]).unwrap();
+    assert!((99..=100).contains(&ttl), "{ttl}");
+    let pttl: i64 = q(&mut con, &["PTTL", "a"]).unwrap();
+    assert!((98_000..=100_000).contains(&pttl), "{pttl}");
+    let at: i64 = q(&mut con, &["EXPIRETIME", "a"]).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now + 98..=now + 101).contains(&at), "{at} vs {now}");
+    assert_eq!(q::<i64>(&mut con, &["TTL", "nosuch"]).unwrap(), -2);
+    ok(q(&mut con, &["SET", "b", "1"]));
+    assert_eq!(q::<i64>(&mut con, &["TTL", "b"]).unwrap(), -1);
+    // Conditions: NX on a key without expiry sets one; GT never beats "forever".
+    assert_eq!(q::<i64>(&mut con, &["EXPIRE", "b", "50", "GT"]).unwrap(), 0);
+    assert_eq!(q::<i64>(&mut con, &["EXPIRE", "b", "50", "NX"]).unwrap(), 1);
+    assert_eq!(q::<i64>(&mut con, &["EXPIRE", "b", "60", "NX"]).unwrap(), 0);
+    assert_eq!(q::<i64>(&mut con, &["EXPIRE", "b", "60", "GT"]).unwrap(), 1);
+    assert_eq!(q::<i64>(&mut con, &["PERSIST", "b"]).unwrap(), 1);
+    assert_eq!(q::<i64>(&mut con, &["PERSIST", "b"]).unwrap(), 0);
+    assert_eq!(q::<i64>(&mut con, &["EXPIRE", "nosuch", "10"]).unwrap(), 0);
+    // KEEPTTL keeps it, a plain SET clears it.
+    ok(q(&mut con, &["SET", "a", "2", "KEEPTTL"]));
+    assert!(q::<i64>(&mut con, &["TTL", "a"]).unwrap() > 0);
+    ok(q(&mut con, &["SET", "a", "3"]));
+    assert_eq!(q::<i64>(&mut con, &["TTL", "a"]).unwrap(), -1);
+    // Short lives end: PX, PSETEX, SETEX, GETEX, PEXPIREAT in the past deletes at once.
+    ok(q(&mut con, &["SET", "p", "x", "PX", "150"]));
+    ok(q(&mut con, &["PSETEX", "q", "150", "y"]));
+    ok(q(&mut con, &["SETEX", "r", "100", "z"]));
+    assert_eq!(
+        q::<String>(&mut con, &["GETEX", "r", "PX", "150"]).unwrap(),
+        "z"
+    );
+    assert_eq!(q::<i64>(&mut con, &["PEXPIREAT", "b", "1"]).unwrap(), 1);
+    assert_eq!(q::<Option<String>>(&mut con, &["GET", "b"]).unwrap(), None);
+    assert_eq!(q::<String>(&mut con, &["GET", "p"]).unwrap(), "x");
+    std::thread::sleep(Duration::from_millis(300));
+    for key in ["p", "q", "r"] {
+        assert_eq!(
+            q::<Option<String>>(&mut con, &["GET", key]).unwrap(),
+            None,
+            "{key}"
+        );
+        assert_eq!(q::<i64>(&mut con, &["EXISTS", key]).unwrap(), 0, "{key}");
+    }
+    assert_eq!(
+        q::<i64>(&mut con, &["INCR", "p"]).unwrap(),
+        1,
+        "expired counts as absent"
+    );
+    // GETDEL, STRLEN, GETRANGE, SETRANGE, TYPE
+    assert_eq!(q::<String>(&mut con, &["GETDEL", "a"]).unwrap(), "3");
+    assert_eq!(
+        q::<Option<String>>(&mut con, &["GETDEL", "a"]).unwrap(),
+        None
+    );
+    ok(q(&mut con, &["SET", "s", "Hello World"]));
+    assert_eq!(q::<i64>(&mut con, &["STRLEN", "s"]).unwrap(), 11);
+    assert_eq!(
+        q::<String>(&mut con, &["GETRANGE", "s", "-5", "-1"]).unwrap(),
+        "World"
+    );
+    assert_eq!(
+        q::<i64>(&mut con, &["SETRANGE", "s", "6", "Redis"]).unwrap(),
+        11
+    );
+    assert_eq!(q::<String>(&mut con, &["GET", "s"]).unwrap(), "Hello Redis");
+    assert_eq!(q::<String>(&mut con, &["TYPE", "s"]).unwrap(), "string");
+    assert_eq!(q::<String>(&mut con, &["TYPE", "nosuch"]).unwrap(), "none");
+    // Errors as Redis words them
+    assert!(
+        err_text(q(&mut con, &["SET", "k", "v", "EX", "0"]))
+            .contains("invalid expire time in 'set'")
+    );
+    assert!(err_text(q(&mut con, &["SET", "k", "v", "EX", "x"])).contains("not an integer"));
+    assert!(
+        err_text(q(&mut con, &["SET", "k", "v", "EX", "1", "PX", "1"])).contains("syntax error")
+    );
+    assert!(err_text(q(&mut con, &["EXPIRE", "k", "1", "ZZ"])).contains("Unsupported option"));
+    assert!(err_text(q(&mut con, &["TTL"])).contains("wrong number"));
+    // The sweep frees what expired: many short-lived keys leave nothing behind.
+    let before: i64 = q(&mut con, &["DBSIZE"]).unwrap();
+    for i in 0..200 {
+        ok(q(
+            &mut con,
+            &["SET", &format!("short-{i}"), "v", "PX", "100"],
+        ));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let size: i64 = q(&mut con, &["DBSIZE"]).unwrap();
+        if size <= before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expired keys were never swept: {size} keys, {before} before"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

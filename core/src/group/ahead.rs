@@ -50,7 +50,8 @@ impl<M: GroupMachine> GroupDriver<M> {
                 Err(GroupError::ShardMoving { .. }) => self.parked.push(p),
                 Err(e) => self.reply(p.token, Err(e)),
                 Ok(_) => match p.write {
-                    Some(request) => {
+                    Some(mut request) => {
+                        request.stamp_ms = self.wall_ms();
                         let proposed =
                             self.replica
                                 .propose(now, p.token, &GroupCommand::Client(request));

@@ -132,6 +132,7 @@ mod tests {
         let (mut a, mut b) = (owning_all(1), owning_all(1));
         let put = |g: &mut GroupState, key: &str, value: &str| {
             g.apply(&GroupCommand::Client(ClientRequest {
+                stamp_ms: 0,
                 client: 7,
                 seq: 1,
                 op: KvOp::Put {

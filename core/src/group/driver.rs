@@ -36,9 +36,7 @@ use super::state::{ClientOutcome, GroupCommand, GroupError, GroupState};
 use crate::controller::{Configuration, GroupId, ShardId};
 use crate::raft::{Index, NodeId, ProposeError, ReadConsistency, ReadError, Role};
 use crate::rsm::{Replica, StateMachine};
-use crate::shard::{
-    Bytes, ClientRequest, KvOp, KvResult, ShardChunk, ShardCursor, ShardLimits, ShardStore,
-};
+use crate::shard::{Bytes, ClientRequest, KvOp, ShardChunk, ShardCursor, ShardLimits};
 use crate::time::{Duration, Instant};
 
 /// How a group driver paces its requests
@@ -60,6 +58,9 @@ pub struct DriverConfig {
     /// shards costs CPU on every replica of both groups, which clients then wait for; keys
     /// clients ask for are fetched ahead of the rate
     pub handover_bytes_per_sec: u64,
+    /// Keys the leader looks at for expired ones per poll, at most (0: expired keys stay,
+    /// absent to clients, until written or deleted); see [`expiry`](super::expiry)
+    pub expiry_sweep_keys: usize,
 }
 
 impl Default for DriverConfig {
@@ -70,6 +71,7 @@ impl Default for DriverConfig {
             handover_window: 4,
             ahead_keys_max: 4096,
             handover_bytes_per_sec: 0,
+            expiry_sweep_keys: 1_000,
         }
     }
 }
@@ -204,9 +206,16 @@ pub struct GroupDriver<M: GroupMachine = GroupState> {
     handoffs: BTreeMap<ShardId, (GroupId, usize, Instant)>,
     /// The latest time an input brought
     now: Instant,
+    /// The wall clock, Unix milliseconds, as of the last [`GroupDriver::handle_wall_clock`]
+    /// (0 until then): stamps client requests and decides expiry for reads
+    wall_ms: u64,
     /// Proposals of the group's own commands that Raft refused (each is retried at the next
     /// poll)
     propose_failures: u64,
+    /// Where the walk for expired keys goes on (see [`expiry`](super::expiry))
+    pub(super) sweep_cursor: Option<super::expiry::SweepCursor>,
+    /// Expired keys proposed for removal
+    pub(super) expired_found: u64,
 }
 
 impl<M: GroupMachine> GroupDriver<M> {
@@ -225,8 +234,23 @@ impl<M: GroupMachine> GroupDriver<M> {
             parked: Vec::new(),
             handoffs: BTreeMap::new(),
             now,
+            wall_ms: 0,
             propose_failures: 0,
+            sweep_cursor: None,
+            expired_found: 0,
         }
+    }
+
+    /// The wall clock reads `unix_ms` (Unix milliseconds) now. Client requests this replica
+    /// proposes as leader are stamped with it, and reads decide expiry with it; it never
+    /// goes back (a clock stepped back holds the last reading until it passes it)
+    pub fn handle_wall_clock(&mut self, unix_ms: u64) {
+        self.wall_ms = self.wall_ms.max(unix_ms);
+    }
+
+    /// The wall clock as of the last [`handle_wall_clock`](Self::handle_wall_clock)
+    pub fn wall_ms(&self) -> u64 {
+        self.wall_ms
     }
 
     /// The latest time an input brought
@@ -322,6 +346,8 @@ impl<M: GroupMachine> GroupDriver<M> {
             });
             return Ok(());
         }
+        let mut request = request;
+        request.stamp_ms = self.wall_ms;
         self.replica
             .propose(now, token, &GroupCommand::Client(request))
             .map(|_| ())
@@ -361,6 +387,7 @@ impl<M: GroupMachine> GroupDriver<M> {
         self.pulls.poll(state);
         self.ahead_asked.clear();
         self.ask_for_chunks();
+        self.sweep_expired(now);
         let state: &GroupState = self.replica.state().borrow();
         let num = state.config.num;
         let mut requests = Vec::new();
@@ -713,13 +740,15 @@ impl<M: GroupMachine> GroupDriver<M> {
     pub(super) fn read_now(&self, op: &KvOp) -> ClientOutcome {
         let state = self.state();
         let shard = state.check_op(op)?;
-        let kv = state.shards.get(&shard).map(|s| &s.state.kv);
-        let value = |key: &[u8]| kv.and_then(|kv| kv.get(key)).map(<[u8]>::to_vec);
-        match op {
-            KvOp::MultiGet { keys } => {
-                Ok(KvResult::Values(keys.iter().map(|k| value(k)).collect()))
-            }
-            other => Ok(KvResult::Value(value(other.key()))),
-        }
+        let Some(slot) = state.shards.get(&shard) else {
+            return Err(GroupError::WrongGroup {
+                config_num: state.config.num,
+            });
+        };
+        // A read runs the operation on a view (an O(1) clone) at the leader's clock: only
+        // read operations get here, and they change nothing.
+        let mut view = slot.state.kv.clone();
+        crate::shard::apply_op(&mut view, op, &state.limits.kv, self.wall_ms)
+            .map_err(GroupError::Kv)
     }
 }

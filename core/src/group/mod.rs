@@ -52,6 +52,7 @@ mod app;
 mod arrival;
 mod digest;
 mod driver;
+mod expiry;
 mod pull;
 mod snapshot;
 mod state;

@@ -304,6 +304,7 @@ mod tests {
                 value: vec![(i % 251) as u8; (i % 300) as usize],
             };
             let request = ClientRequest {
+                stamp_ms: 0,
                 client: 1 + i % 7,
                 seq: 1 + i / 7,
                 op,
@@ -343,6 +344,7 @@ mod tests {
                 value: b"changed".to_vec(),
             };
             g.apply(&GroupCommand::Client(ClientRequest {
+                stamp_ms: 0,
                 client: 99,
                 seq: i + 1,
                 op,

@@ -147,6 +147,16 @@ pub enum GroupCommand {
         /// The configuration in which the new owner gained it
         num: u64,
     },
+    /// Keys of `shard` the leader found expired at `now_ms` (its clock): each is removed if
+    /// it is still expired at that time here (a write since may have given it a new life)
+    DeleteExpired {
+        /// The shard
+        shard: ShardId,
+        /// The leader's clock when it looked, Unix milliseconds
+        now_ms: u64,
+        /// The keys
+        keys: Vec<Bytes>,
+    },
 }
 
 /// Why a group refused a client's request
@@ -365,6 +375,25 @@ impl GroupState {
                 entries,
             } => {
                 self.install_keys(*shard, *num, entries);
+                None
+            }
+            GroupCommand::DeleteExpired {
+                shard,
+                now_ms,
+                keys,
+            } => {
+                if self.serves(*shard)
+                    && let Some(slot) = self.shards.get_mut(shard)
+                {
+                    for key in keys {
+                        let expired = slot.state.kv.get(key).is_some_and(|v| {
+                            !crate::shard::value::StoredValue::decode(v).live_at(*now_ms)
+                        });
+                        if expired {
+                            slot.state.kv.remove(key);
+                        }
+                    }
+                }
                 None
             }
             GroupCommand::DeleteConfirmed { shard, num } => {

@@ -20,6 +20,7 @@ fn key_in(shard: u32) -> Vec<u8> {
 
 fn append(client: u64, seq: u64, key: &[u8], value: &str) -> GroupCommand {
     GroupCommand::Client(ClientRequest {
+        stamp_ms: 0,
         client,
         seq,
         op: KvOp::Append {
@@ -201,6 +202,7 @@ fn a_multi_key_operation_must_stay_in_one_shard() {
     }
     let request = |seq, pairs: Vec<(Vec<u8>, Vec<u8>)>| {
         GroupCommand::Client(ClientRequest {
+            stamp_ms: 0,
             client: 1,
             seq,
             op: KvOp::MultiSet { pairs },
@@ -372,7 +374,13 @@ fn a_shard_being_pulled_serves_the_keys_that_arrived_and_keys_fetched_ahead() {
         });
     }
     assert!(g2.serves(3));
-    let read = |g: &GroupState, k: &[u8]| g.shards[&3].state.kv.get(k).map(<[u8]>::to_vec);
+    let read = |g: &GroupState, k: &[u8]| {
+        g.shards[&3]
+            .state
+            .kv
+            .get(k)
+            .map(|v| crate::shard::value::StoredValue::decode(v).payload.to_vec())
+    };
     assert_eq!(
         read(&g2, late),
         Some(b"old+new".to_vec()),

@@ -427,6 +427,18 @@ impl<M: HostMachines> Host<M> {
         }
     }
 
+    /// The wall clock reads `unix_ms` (Unix milliseconds): every replica group's leader
+    /// stamps the client requests it proposes with it, and serves reads at it (expiry; see
+    /// [`GroupDriver::handle_wall_clock`](crate::group::GroupDriver::handle_wall_clock)).
+    /// Call it whenever the clock is read, e.g. before each round of inputs
+    pub fn handle_wall_clock(&mut self, unix_ms: u64) {
+        for r in self.replicas.values_mut() {
+            if let Some(d) = r.driver_mut() {
+                d.handle_wall_clock(unix_ms);
+            }
+        }
+    }
+
     /// Time passed: fires every due timer
     pub fn handle_timeout(&mut self, now: Instant) {
         self.observe(now);

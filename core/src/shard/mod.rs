@@ -10,11 +10,11 @@
 //!
 //! let mut shard = ShardState::default();
 //! let limits = ShardLimits::default();
-//! let put = ClientRequest { client: 1, seq: 1, op: KvOp::Append { key: b"k".to_vec(), value: b"ab".to_vec() } };
+//! let put = ClientRequest { stamp_ms: 0, client: 1, seq: 1, op: KvOp::Append { key: b"k".to_vec(), value: b"ab".to_vec() } };
 //! assert_eq!(shard.apply(&put, &limits), Ok(KvResult::Length(2)));
 //! // The same request retried is answered, not applied again.
 //! assert_eq!(shard.apply(&put, &limits), Ok(KvResult::Length(2)));
-//! let get = ClientRequest { client: 1, seq: 2, op: KvOp::Get { key: b"k".to_vec() } };
+//! let get = ClientRequest { stamp_ms: 0, client: 1, seq: 2, op: KvOp::Get { key: b"k".to_vec() } };
 //! assert_eq!(shard.apply(&get, &limits), Ok(KvResult::Value(Some(b"ab".to_vec()))));
 //! ```
 
@@ -23,13 +23,16 @@ mod ops;
 mod session;
 mod store;
 mod transfer;
+pub mod value;
 
 use serde::{Deserialize, Serialize};
 
 pub use hash::{
     MAX_SHARDS, SLOT_COUNT, crc16, hash_tag, key_shard, key_slot, shard_slots, slot_shard,
 };
-pub use ops::{Bytes, KvError, KvLimits, KvOp, KvResult, SetCondition, apply_op};
+pub use ops::{
+    Bytes, ExpireCondition, Expiry, KvError, KvLimits, KvOp, KvResult, SetCondition, apply_op,
+};
 pub use session::{
     Admission, CLIENT_ISSUER_BITS, ClientId, ExpiryWatermarks, Session, SessionLimits,
     SessionTable, client_issuer,
@@ -49,6 +52,10 @@ pub struct ClientRequest {
     pub seq: u64,
     /// The operation
     pub op: KvOp,
+    /// When the group's leader proposed it, Unix milliseconds by the leader's clock (set by
+    /// the leader, whatever the sender put there): the time that decides expiry when it is
+    /// applied, on every replica alike
+    pub stamp_ms: u64,
 }
 
 /// The limits a shard enforces
@@ -84,7 +91,7 @@ impl ShardState {
             Admission::Stale => Err(KvError::StaleRequest),
             Admission::Expired => Err(KvError::SessionExpired),
             Admission::Apply => {
-                let result = apply_op(&mut self.kv, &request.op, &limits.kv);
+                let result = apply_op(&mut self.kv, &request.op, &limits.kv, request.stamp_ms);
                 self.sessions.record(
                     request.client,
                     request.seq,

@@ -6,6 +6,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::store::ShardStore;
+use super::value::{live, string_from};
 
 /// Bytes, as keys and values are stored
 pub type Bytes = Vec<u8>;
@@ -72,7 +73,93 @@ pub enum KvOp {
         value: Bytes,
         /// When to write
         condition: SetCondition,
+        /// The time to live it gets (`EX`, `PX`, `EXAT`, `PXAT`, `KEEPTTL`; none: cleared)
+        expiry: Expiry,
     },
+    /// Set when the key expires, if `condition` holds (`EXPIRE`, `PEXPIRE`, `EXPIREAT`,
+    /// `PEXPIREAT`); a time not after the request's stamp deletes the key
+    Expire {
+        /// The key
+        key: Bytes,
+        /// The new expiry time ([`Expiry::In`] or [`Expiry::At`])
+        expiry: Expiry,
+        /// `NX`, `XX`, `GT` or `LT`
+        condition: ExpireCondition,
+    },
+    /// Remove the key's time to live (`PERSIST`)
+    Persist {
+        /// The key
+        key: Bytes,
+    },
+    /// Read the key's expiry (`TTL`, `PTTL`, `EXPIRETIME`, `PEXPIRETIME`)
+    ReadExpiry {
+        /// The key
+        key: Bytes,
+    },
+    /// Read and remove the value (`GETDEL`)
+    GetDel {
+        /// The key
+        key: Bytes,
+    },
+    /// Read the value and change its time to live (`GETEX`; [`Expiry::Keep`] changes
+    /// nothing, [`Expiry::Clear`] is `PERSIST`)
+    GetEx {
+        /// The key
+        key: Bytes,
+        /// The change
+        expiry: Expiry,
+    },
+    /// Overwrite the value from byte `offset` on, padding with zero bytes (`SETRANGE`)
+    SetRange {
+        /// The key
+        key: Bytes,
+        /// Where the new bytes go
+        offset: u64,
+        /// The new bytes
+        value: Bytes,
+    },
+}
+
+/// The time to live a write gives its key
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Expiry {
+    /// None: the key lives until deleted (a plain `SET` clears any time to live)
+    #[default]
+    Clear,
+    /// Whatever it had (`KEEPTTL`)
+    Keep,
+    /// This many milliseconds after the request's stamp (`EX`, `PX`)
+    In(u64),
+    /// At this Unix time in milliseconds (`EXAT`, `PXAT`)
+    At(u64),
+}
+
+impl Expiry {
+    /// The expiry time this gives a key written at `now_ms` that had `current`
+    pub fn resolve(self, now_ms: u64, current: Option<u64>) -> Option<u64> {
+        match self {
+            Expiry::Clear => None,
+            Expiry::Keep => current,
+            Expiry::In(ms) => Some(now_ms.saturating_add(ms)),
+            Expiry::At(at) => Some(at),
+        }
+    }
+}
+
+/// When an [`KvOp::Expire`] applies
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ExpireCondition {
+    /// Always
+    #[default]
+    Always,
+    /// Only if the key has no expiry (`NX`)
+    IfNone,
+    /// Only if the key has one (`XX`)
+    IfSome,
+    /// Only if the new time is later (`GT`; no expiry counts as forever)
+    IfLater,
+    /// Only if the new time is earlier (`LT`; no expiry counts as forever)
+    IfEarlier,
 }
 
 /// When a [`KvOp::Set`] writes
@@ -98,7 +185,13 @@ impl KvOp {
             | KvOp::Append { key, .. }
             | KvOp::Incr { key, .. }
             | KvOp::Cas { key, .. }
-            | KvOp::Set { key, .. } => key,
+            | KvOp::Set { key, .. }
+            | KvOp::Expire { key, .. }
+            | KvOp::Persist { key }
+            | KvOp::ReadExpiry { key }
+            | KvOp::GetDel { key }
+            | KvOp::GetEx { key, .. }
+            | KvOp::SetRange { key, .. } => key,
         }
     }
 
@@ -113,7 +206,10 @@ impl KvOp {
 
     /// Whether the operation only reads
     pub fn is_read(&self) -> bool {
-        matches!(self, KvOp::Get { .. } | KvOp::MultiGet { .. })
+        matches!(
+            self,
+            KvOp::Get { .. } | KvOp::MultiGet { .. } | KvOp::ReadExpiry { .. }
+        )
     }
 }
 
@@ -139,6 +235,17 @@ pub enum KvResult {
     },
     /// The values of a [`KvOp::MultiGet`], in the order of its keys (`None`: absent)
     Values(Vec<Option<Bytes>>),
+    /// Whether the operation changed something ([`KvOp::Expire`], [`KvOp::Persist`])
+    Flag(bool),
+    /// A key's expiry as of `now_ms` ([`KvOp::ReadExpiry`])
+    Expiry {
+        /// The key exists
+        exists: bool,
+        /// When it expires, in Unix milliseconds (`None`: never)
+        expires_at_ms: Option<u64>,
+        /// The time the answer was decided at, in Unix milliseconds
+        now_ms: u64,
+    },
     /// Whether a [`KvOp::Set`] wrote, and the value it found
     Set {
         /// The condition held and the value was written
@@ -234,11 +341,13 @@ impl Default for KvLimits {
     }
 }
 
-/// Applies `op` to `store` within `limits`
+/// Applies `op` to `store` within `limits`, at `now_ms` (the request's stamp, Unix
+/// milliseconds): keys whose expiry is not after it are absent
 pub fn apply_op<S: ShardStore>(
     store: &mut S,
     op: &KvOp,
     limits: &KvLimits,
+    now_ms: u64,
 ) -> Result<KvResult, KvError> {
     for key in op.keys() {
         if key.len() > limits.max_key_bytes as usize {
@@ -258,35 +367,54 @@ pub fn apply_op<S: ShardStore>(
             Ok(())
         }
     };
-    let read = |store: &S, key: &[u8]| store.get(key).map(<[u8]>::to_vec);
+    // The live value of a key: its bytes and its expiry
+    let read = |store: &S, key: &[u8]| {
+        live(store.get(key), now_ms).map(|v| (v.payload.to_vec(), v.expires_at_ms))
+    };
+    let value = |store: &S, key: &[u8]| read(store, key).map(|(v, _)| v);
+    // Writes `payload` as `key`'s string expiring at `at`; an expiry not after now deletes
+    let write = |store: &mut S, key: &[u8], payload: Vec<u8>, at: Option<u64>| {
+        if at.is_some_and(|at| at <= now_ms) {
+            store.remove(key);
+        } else {
+            store.insert(key.to_vec(), string_from(payload, at));
+        }
+    };
     match op {
-        KvOp::Get { key } => Ok(KvResult::Value(read(store, key))),
+        KvOp::Get { key } => Ok(KvResult::Value(value(store, key))),
         KvOp::Put { key, value } => {
             check_value(value.len())?;
-            store.insert(key.clone(), value.clone());
+            store.insert(key.clone(), string_from(value.clone(), None));
             Ok(KvResult::Done)
         }
-        KvOp::Delete { key } => Ok(KvResult::Deleted(store.remove(key).is_some())),
+        KvOp::Delete { key } => {
+            let was_live = live(store.get(key), now_ms).is_some();
+            store.remove(key);
+            Ok(KvResult::Deleted(was_live))
+        }
         KvOp::Append { key, value } => {
-            let current = store.get(key).map_or(0, <[u8]>::len);
-            check_value(current + value.len())?;
-            Ok(KvResult::Length(store.append(key, value) as u64))
+            let (mut current, at) = read(store, key).unwrap_or_default();
+            check_value(current.len() + value.len())?;
+            current.extend_from_slice(value);
+            let len = current.len() as u64;
+            write(store, key, current, at);
+            Ok(KvResult::Length(len))
         }
         KvOp::Incr { key, by } => {
-            let current = match store.get(key) {
-                None => 0,
-                Some(v) => parse_i64(v).ok_or(KvError::NotAnInteger)?,
+            let (current, at) = match read(store, key) {
+                None => (0, None),
+                Some((v, at)) => (parse_i64(&v).ok_or(KvError::NotAnInteger)?, at),
             };
             let next = current.checked_add(*by).ok_or(KvError::Overflow)?;
-            store.insert(key.clone(), alloc::format!("{next}").into_bytes());
+            write(store, key, alloc::format!("{next}").into_bytes(), at);
             Ok(KvResult::Integer(next))
         }
         KvOp::Cas { key, expected, new } => {
             check_value(new.len())?;
-            let previous = read(store, key);
+            let previous = value(store, key);
             let swapped = previous == *expected;
             if swapped {
-                store.insert(key.clone(), new.clone());
+                write(store, key, new.clone(), None);
             }
             Ok(KvResult::Swapped { swapped, previous })
         }
@@ -299,7 +427,7 @@ pub fn apply_op<S: ShardStore>(
                 check_value(value.len())?;
             }
             for (key, value) in pairs {
-                store.insert(key.clone(), value.clone());
+                store.insert(key.clone(), string_from(value.clone(), None));
             }
             Ok(KvResult::Done)
         }
@@ -308,25 +436,106 @@ pub fn apply_op<S: ShardStore>(
                 return Err(KvError::CrossShard);
             }
             Ok(KvResult::Values(
-                keys.iter().map(|k| read(store, k)).collect(),
+                keys.iter().map(|k| value(store, k)).collect(),
             ))
         }
         KvOp::Set {
             key,
             value,
             condition,
+            expiry,
         } => {
             check_value(value.len())?;
-            let previous = read(store, key);
+            let found = read(store, key);
             let written = match condition {
                 SetCondition::Always => true,
-                SetCondition::IfAbsent => previous.is_none(),
-                SetCondition::IfPresent => previous.is_some(),
+                SetCondition::IfAbsent => found.is_none(),
+                SetCondition::IfPresent => found.is_some(),
+            };
+            let (previous, current_at) = match found {
+                Some((v, at)) => (Some(v), at),
+                None => (None, None),
             };
             if written {
-                store.insert(key.clone(), value.clone());
+                let at = expiry.resolve(now_ms, current_at);
+                write(store, key, value.clone(), at);
             }
             Ok(KvResult::Set { written, previous })
+        }
+        KvOp::Expire {
+            key,
+            expiry,
+            condition,
+        } => {
+            let Some((payload, current)) = read(store, key) else {
+                return Ok(KvResult::Flag(false));
+            };
+            let at = expiry.resolve(now_ms, current);
+            let forever = u64::MAX;
+            let holds = match condition {
+                ExpireCondition::Always => true,
+                ExpireCondition::IfNone => current.is_none(),
+                ExpireCondition::IfSome => current.is_some(),
+                ExpireCondition::IfLater => {
+                    current.is_some() && at.unwrap_or(forever) > current.unwrap_or(forever)
+                }
+                ExpireCondition::IfEarlier => at.unwrap_or(forever) < current.unwrap_or(forever),
+            };
+            if holds {
+                write(store, key, payload, at);
+            }
+            Ok(KvResult::Flag(holds))
+        }
+        KvOp::Persist { key } => match read(store, key) {
+            Some((payload, Some(_))) => {
+                write(store, key, payload, None);
+                Ok(KvResult::Flag(true))
+            }
+            _ => Ok(KvResult::Flag(false)),
+        },
+        KvOp::ReadExpiry { key } => {
+            let found = read(store, key);
+            Ok(KvResult::Expiry {
+                exists: found.is_some(),
+                expires_at_ms: found.and_then(|(_, at)| at),
+                now_ms,
+            })
+        }
+        KvOp::GetDel { key } => {
+            let found = value(store, key);
+            store.remove(key);
+            Ok(KvResult::Value(found))
+        }
+        KvOp::GetEx { key, expiry } => {
+            let found = read(store, key);
+            if let Some((payload, current)) = &found
+                && *expiry != Expiry::Keep
+            {
+                let at = expiry.resolve(now_ms, *current);
+                write(store, key, payload.clone(), at);
+            }
+            Ok(KvResult::Value(found.map(|(v, _)| v)))
+        }
+        KvOp::SetRange { key, offset, value } => {
+            let (mut current, at) = read(store, key).unwrap_or_default();
+            if value.is_empty() {
+                return Ok(KvResult::Length(current.len() as u64));
+            }
+            let end = offset.saturating_add(value.len() as u64);
+            if end > u64::from(limits.max_value_bytes) {
+                return Err(KvError::ValueTooLarge {
+                    size_bytes: end,
+                    max_bytes: limits.max_value_bytes,
+                });
+            }
+            let (offset, end) = (*offset as usize, end as usize);
+            if current.len() < end {
+                current.resize(end, 0);
+            }
+            current[offset..end].copy_from_slice(value);
+            let len = current.len() as u64;
+            write(store, key, current, at);
+            Ok(KvResult::Length(len))
         }
     }
 }
@@ -366,19 +575,19 @@ mod tests {
         let set = KvOp::MultiSet {
             pairs: vec![(k("a"), k("1")), (k("b"), k("2"))],
         };
-        assert_eq!(apply_op(&mut store, &set, &l), Ok(KvResult::Done));
+        assert_eq!(apply_op(&mut store, &set, &l, 0), Ok(KvResult::Done));
         let too_big = KvOp::MultiSet {
             pairs: vec![(k("a"), k("9")), (k("c"), k("12345"))],
         };
         assert!(matches!(
-            apply_op(&mut store, &too_big, &l),
+            apply_op(&mut store, &too_big, &l, 0),
             Err(KvError::ValueTooLarge { .. })
         ));
         let get = KvOp::MultiGet {
             keys: vec![k("b"), k("c"), k("a")],
         };
         assert_eq!(
-            apply_op(&mut store, &get, &l),
+            apply_op(&mut store, &get, &l, 0),
             Ok(KvResult::Values(vec![Some(k("2")), None, Some(k("1"))])),
             "the failed MultiSet wrote nothing"
         );
@@ -386,11 +595,14 @@ mod tests {
             keys: vec![k("a"), k("123456789")],
         };
         assert!(matches!(
-            apply_op(&mut store, &long_key, &l),
+            apply_op(&mut store, &long_key, &l, 0),
             Err(KvError::KeyTooLarge { .. })
         ));
         let empty = KvOp::MultiSet { pairs: vec![] };
-        assert_eq!(apply_op(&mut store, &empty, &l), Err(KvError::CrossShard));
+        assert_eq!(
+            apply_op(&mut store, &empty, &l, 0),
+            Err(KvError::CrossShard)
+        );
         assert!(get.is_read() && !set.is_read());
         assert_eq!(get.keys(), vec![&b"b"[..], b"c", b"a"]);
     }
@@ -404,8 +616,9 @@ mod tests {
                 key: k("s"),
                 value: k(value),
                 condition,
+                expiry: Expiry::Clear,
             };
-            apply_op(&mut store, &op, &l)
+            apply_op(&mut store, &op, &l, 0)
         };
         let result = |written, previous: Option<&str>| {
             Ok(KvResult::Set {
@@ -426,9 +639,10 @@ mod tests {
             key: k("s"),
             value: k("too long"),
             condition: SetCondition::Always,
+            expiry: Expiry::Clear,
         };
         assert!(matches!(
-            apply_op(&mut MemStore::default(), &op, &big),
+            apply_op(&mut MemStore::default(), &op, &big, 0),
             Err(KvError::ValueTooLarge { .. })
         ));
     }
@@ -437,7 +651,7 @@ mod tests {
     fn every_operation_and_its_result() {
         let mut store = MemStore::default();
         let l = KvLimits::default();
-        let mut run = |op: KvOp| apply_op(&mut store, &op, &l);
+        let mut run = |op: KvOp| apply_op(&mut store, &op, &l, 0);
         assert_eq!(run(KvOp::Get { key: k("a") }), Ok(KvResult::Value(None)));
         assert_eq!(
             run(KvOp::Put {
@@ -536,7 +750,8 @@ mod tests {
                     key: k("toolong"),
                     value: k("v")
                 },
-                &l
+                &l,
+                0
             ),
             Err(KvError::KeyTooLarge {
                 size_bytes: 7,
@@ -550,7 +765,8 @@ mod tests {
                     key: k("k"),
                     value: vec![0; 6]
                 },
-                &l
+                &l,
+                0
             ),
             Err(KvError::ValueTooLarge {
                 size_bytes: 6,
@@ -564,6 +780,7 @@ mod tests {
                 value: k("abc"),
             },
             &l,
+            0,
         )
         .unwrap();
         assert_eq!(
@@ -573,7 +790,8 @@ mod tests {
                     key: k("k"),
                     value: k("def")
                 },
-                &l
+                &l,
+                0
             ),
             Err(KvError::ValueTooLarge {
                 size_bytes: 6,
@@ -608,5 +826,166 @@ mod tests {
         ] {
             assert!(parse_i64(bad.as_bytes()).is_none(), "{bad}");
         }
+    }
+
+    /// Expiry is decided by the time each operation is applied at: a key is there before its
+    /// time and absent from it on, for reads and writes alike
+    #[test]
+    fn keys_expire_at_their_time_and_writes_keep_or_clear_it_as_redis_does() {
+        let mut store = MemStore::default();
+        let l = KvLimits::default();
+        let mut at = |now: u64, op: KvOp| apply_op(&mut store, &op, &l, now).unwrap();
+        let get = || KvOp::Get { key: k("k") };
+        let set = |value: &str, expiry| KvOp::Set {
+            key: k("k"),
+            value: k(value),
+            condition: SetCondition::Always,
+            expiry,
+        };
+        at(1_000, set("v", Expiry::In(500)));
+        assert_eq!(at(1_499, get()), KvResult::Value(Some(k("v"))));
+        assert_eq!(at(1_500, get()), KvResult::Value(None), "expired at 1500");
+        assert_eq!(
+            at(1_500, KvOp::Incr { key: k("k"), by: 2 }),
+            KvResult::Integer(2),
+            "an expired key counts as absent"
+        );
+        // INCR keeps no expiry it did not have; SET ... KEEPTTL keeps one it had.
+        at(2_000, set("1", Expiry::At(3_000)));
+        assert_eq!(
+            at(2_100, KvOp::Incr { key: k("k"), by: 1 }),
+            KvResult::Integer(2)
+        );
+        at(2_200, set("x", Expiry::Keep));
+        assert_eq!(
+            at(2_300, KvOp::ReadExpiry { key: k("k") }),
+            KvResult::Expiry {
+                exists: true,
+                expires_at_ms: Some(3_000),
+                now_ms: 2_300
+            }
+        );
+        // A plain SET clears it.
+        at(2_400, set("y", Expiry::Clear));
+        assert_eq!(
+            at(9_000, KvOp::ReadExpiry { key: k("k") }),
+            KvResult::Expiry {
+                exists: true,
+                expires_at_ms: None,
+                now_ms: 9_000
+            }
+        );
+        let expire = |expiry, condition| KvOp::Expire {
+            key: k("k"),
+            expiry,
+            condition,
+        };
+        assert_eq!(
+            at(9_000, expire(Expiry::In(100), ExpireCondition::IfSome)),
+            KvResult::Flag(false)
+        );
+        assert_eq!(
+            at(9_000, expire(Expiry::In(100), ExpireCondition::IfLater)),
+            KvResult::Flag(false)
+        );
+        assert_eq!(
+            at(9_000, expire(Expiry::In(100), ExpireCondition::IfNone)),
+            KvResult::Flag(true)
+        );
+        assert_eq!(
+            at(9_000, expire(Expiry::In(50), ExpireCondition::IfLater)),
+            KvResult::Flag(false)
+        );
+        assert_eq!(
+            at(9_000, expire(Expiry::In(50), ExpireCondition::IfEarlier)),
+            KvResult::Flag(true)
+        );
+        assert_eq!(
+            at(9_010, KvOp::Persist { key: k("k") }),
+            KvResult::Flag(true)
+        );
+        assert_eq!(
+            at(9_010, KvOp::Persist { key: k("k") }),
+            KvResult::Flag(false)
+        );
+        // An expiry time already past deletes the key.
+        assert_eq!(
+            at(9_020, expire(Expiry::At(5), ExpireCondition::Always)),
+            KvResult::Flag(true)
+        );
+        assert_eq!(at(9_020, get()), KvResult::Value(None));
+        assert_eq!(
+            at(9_020, KvOp::ReadExpiry { key: k("k") }),
+            KvResult::Expiry {
+                exists: false,
+                expires_at_ms: None,
+                now_ms: 9_020
+            }
+        );
+        assert_eq!(
+            at(9_020, expire(Expiry::In(5), ExpireCondition::Always)),
+            KvResult::Flag(false)
+        );
+        // GETEX sets, GETDEL removes, APPEND and SETRANGE keep the expiry.
+        at(10_000, set("ab", Expiry::Clear));
+        assert_eq!(
+            at(
+                10_000,
+                KvOp::GetEx {
+                    key: k("k"),
+                    expiry: Expiry::In(100)
+                }
+            ),
+            KvResult::Value(Some(k("ab")))
+        );
+        assert_eq!(
+            at(
+                10_050,
+                KvOp::Append {
+                    key: k("k"),
+                    value: k("c")
+                }
+            ),
+            KvResult::Length(3)
+        );
+        assert_eq!(
+            at(
+                10_060,
+                KvOp::SetRange {
+                    key: k("k"),
+                    offset: 5,
+                    value: k("z")
+                }
+            ),
+            KvResult::Length(6)
+        );
+        assert_eq!(
+            at(10_070, get()),
+            KvResult::Value(Some(b"abc\0\0z".to_vec()))
+        );
+        assert_eq!(
+            at(10_100, get()),
+            KvResult::Value(None),
+            "APPEND and SETRANGE kept it"
+        );
+        assert_eq!(
+            at(
+                10_100,
+                KvOp::Append {
+                    key: k("k"),
+                    value: k("n")
+                }
+            ),
+            KvResult::Length(1)
+        );
+        assert_eq!(
+            at(10_200, KvOp::GetDel { key: k("k") }),
+            KvResult::Value(Some(k("n")))
+        );
+        assert_eq!(
+            at(10_200, KvOp::GetDel { key: k("k") }),
+            KvResult::Value(None)
+        );
+        assert_eq!(store.len(), 0, "nothing left behind");
     }
 }

@@ -16,7 +16,7 @@
 //! let limits = ShardLimits::default();
 //! for i in 0..100u64 {
 //!     let op = KvOp::Put { key: format!("k{i:03}").into_bytes(), value: vec![7; 100] };
-//!     shard.apply(&ClientRequest { client: 1, seq: i + 1, op }, &limits).unwrap();
+//!     shard.apply(&ClientRequest { stamp_ms: 0, client: 1, seq: i + 1, op }, &limits).unwrap();
 //! }
 //! let mut copy = ShardState::default();
 //! let mut cursor = Some(ShardCursor::START);
@@ -243,6 +243,7 @@ mod tests {
             shard
                 .apply(
                     &ClientRequest {
+                        stamp_ms: 0,
                         client,
                         seq: i + 1,
                         op,

@@ -13,8 +13,8 @@
 //! applied (or read) all at once. Across shards they run one shard after another, so another
 //! client can observe some shards' keys of an `MSET` written and others not yet (Redis would
 //! make the whole command atomic); `{hash tags}` put keys in one shard when that matters.
-//! `DEL` and `EXISTS` with several keys run key by key. `SET` options `EX`, `PX`, `EXAT` and
-//! `PXAT` are refused: keys do not expire.
+//! `DEL` and `EXISTS` with several keys run key by key. Expiry (`SET ... EX`, `EXPIRE`, `TTL`,
+//! ...) and the other string commands are in [`super::strings`].
 //!
 //! Connection and server: `PING`, `ECHO`, `HELLO [2|3] [AUTH user pass] [SETNAME name]`,
 //! `AUTH [user] pass`, `SELECT 0`, `QUIT`, `CLIENT SETNAME|GETNAME|ID|SETINFO|INFO`,
@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 
-use shale_core::shard::{KvError, KvOp, KvResult, SetCondition, key_shard};
+use shale_core::shard::{KvError, KvOp, KvResult, key_shard};
 use shale_runtime_std::node::NodeError;
 
 use super::info::{self, Section};
@@ -34,18 +34,18 @@ use super::{Conn, FrontConfig};
 use crate::node::NodeClient;
 use crate::resp::{Protocol, Reply};
 
-fn wrong_args(name: &str) -> Reply {
+pub(crate) fn wrong_args(name: &str) -> Reply {
     Reply::error(format!(
         "ERR wrong number of arguments for '{}' command",
         name.to_ascii_lowercase()
     ))
 }
 
-fn syntax_error() -> Reply {
+pub(crate) fn syntax_error() -> Reply {
     Reply::error("ERR syntax error")
 }
 
-fn not_integer() -> Reply {
+pub(crate) fn not_integer() -> Reply {
     Reply::error("ERR value is not an integer or out of range")
 }
 
@@ -303,6 +303,7 @@ pub(crate) async fn execute(
                 other => unexpected(other),
             }
         }
+        _ if let Some(reply) = super::strings::execute(node, conn, &name, &args).await => reply,
         "ECHO" | "SELECT" | "AUTH" | "CLIENT" | "CONFIG" | "CLUSTER" | "DBSIZE" | "GET" | "SET"
         | "DEL" | "EXISTS" | "APPEND" | "INCR" | "DECR" | "INCRBY" | "DECRBY" | "MGET" | "MSET"
         | "CAS" => wrong_args(&name),
@@ -321,9 +322,12 @@ fn redirect(config: &FrontConfig, conn: &Conn, name: &str, args: &[Vec<u8>]) -> 
     if !conn.cluster_aware || args.len() < 2 {
         return None;
     }
+    use super::strings::{KEY_COMMANDS, READ_COMMANDS};
     let read = match name {
         "GET" | "EXISTS" | "MGET" => true,
         "SET" | "DEL" | "APPEND" | "INCR" | "DECR" | "INCRBY" | "DECRBY" | "MSET" | "CAS" => false,
+        _ if READ_COMMANDS.contains(&name) => true,
+        _ if KEY_COMMANDS.contains(&name) => false,
         _ => return None,
     };
     if read && conn.readonly {
@@ -352,7 +356,7 @@ fn by_shard(items: &[Vec<u8>], stride: usize, shards: u32) -> BTreeMap<u32, Vec<
 
 /// Runs `op` in the connection's session (opening one on first use, and a new one after
 /// the old one expired)
-async fn run(node: &NodeClient, conn: &mut Conn, op: KvOp) -> Result<KvResult, Reply> {
+pub(crate) async fn run(node: &NodeClient, conn: &mut Conn, op: KvOp) -> Result<KvResult, Reply> {
     let session = match conn.session {
         Some(s) => s,
         None => {
@@ -373,7 +377,7 @@ async fn run(node: &NodeClient, conn: &mut Conn, op: KvOp) -> Result<KvResult, R
     }
 }
 
-fn unexpected(result: Result<KvResult, Reply>) -> Reply {
+pub(crate) fn unexpected(result: Result<KvResult, Reply>) -> Reply {
     match result {
         Err(reply) => reply,
         Ok(other) => Reply::error(format!("ERR internal: unexpected result {other:?}")),
@@ -392,20 +396,10 @@ async fn incr(node: &NodeClient, conn: &mut Conn, key: &[u8], by: i64) -> Reply 
 }
 
 async fn set(node: &NodeClient, conn: &mut Conn, args: Vec<Vec<u8>>) -> Reply {
-    let mut condition = SetCondition::Always;
-    let mut get = false;
-    for option in &args[3..] {
-        match option.to_ascii_uppercase().as_slice() {
-            b"NX" if condition == SetCondition::Always => condition = SetCondition::IfAbsent,
-            b"XX" if condition == SetCondition::Always => condition = SetCondition::IfPresent,
-            b"GET" => get = true,
-            b"KEEPTTL" => {} // keys never expire, so there is no TTL to keep
-            b"EX" | b"PX" | b"EXAT" | b"PXAT" => {
-                return Reply::error("ERR key expiry (EX, PX, EXAT, PXAT) is not supported");
-            }
-            _ => return syntax_error(),
-        }
-    }
+    let (condition, expiry, get) = match super::strings::parse_set_options("set", &args[3..]) {
+        Ok(parsed) => parsed,
+        Err(reply) => return reply,
+    };
     let mut args = args.into_iter();
     let (Some(_), Some(key), Some(value)) = (args.next(), args.next(), args.next()) else {
         return wrong_args("set");
@@ -414,6 +408,7 @@ async fn set(node: &NodeClient, conn: &mut Conn, args: Vec<Vec<u8>>) -> Reply {
         key,
         value,
         condition,
+        expiry,
     };
     match run(node, conn, op).await {
         Ok(KvResult::Set { written, previous }) => {

@@ -27,6 +27,7 @@ pub mod cluster;
 pub mod commands;
 pub mod digest;
 mod info;
+mod strings;
 pub mod topology;
 
 pub use admin::render_status;

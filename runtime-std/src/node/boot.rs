@@ -203,9 +203,10 @@ pub const DATA_FORMAT_FILE: &str = "FORMAT";
 /// The data format this build writes and reads: group commands, snapshots and hand-over
 /// messages as of shards moving in chunks (format 2), then WAL segments with sync markers
 /// and session watermarks per issuer (format 3), then keys placed by their Redis Cluster
-/// slot (CRC16) instead of an FNV-1a hash (format 4); a directory of another format is
-/// refused rather than misread
-pub const DATA_FORMAT: &str = "shale-data-format 4\n";
+/// slot (CRC16) instead of an FNV-1a hash (format 4), then values stored with a header
+/// (their type and expiry) and client requests stamped by their leader (format 5); a
+/// directory of another format is refused rather than misread
+pub const DATA_FORMAT: &str = "shale-data-format 5\n";
 
 /// Checks that `config.data_dir` holds data of this build's format (or none yet, and then
 /// marks it)

@@ -184,6 +184,7 @@ impl NodeEngine {
     /// Handles one input; `Ok(false)` when it asks the node to stop
     pub fn handle(&mut self, input: Input) -> Result<bool, NodeError> {
         let now = self.now();
+        self.host.handle_wall_clock(unix_millis());
         match input {
             Input::Stop => return Ok(false),
             Input::Peer(Delivery::Raft(envelope)) => {
@@ -248,6 +249,7 @@ impl NodeEngine {
     /// Fires due timers, runs every replica, and sends or answers what came out
     pub fn step(&mut self) -> Result<(), NodeError> {
         let now = self.now();
+        self.host.handle_wall_clock(unix_millis());
         if self.host.poll_timeout().is_some_and(|t| t <= now) {
             self.host.handle_timeout(now);
         }
@@ -363,4 +365,11 @@ fn role_name(role: Role) -> &'static str {
         Role::Candidate => "candidate",
         Role::PreCandidate => "pre-candidate",
     }
+}
+
+/// The wall clock in Unix milliseconds (0 before 1970)
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -24,8 +24,9 @@ use shale_core::raft::NodeId;
 /// Four bytes that start every hello and reply
 pub const MAGIC: [u8; 4] = *b"SHAL";
 /// Version of the transport protocol this build speaks (handshake and envelopes)
-/// (3: shards move in chunks read from a cursor; 4: session watermarks per issuer)
-pub const PROTOCOL_VERSION: u8 = 4;
+/// (3: shards move in chunks read from a cursor; 4: session watermarks per issuer; 5: client
+/// requests carry the leader's stamp, values their type and expiry)
+pub const PROTOCOL_VERSION: u8 = 5;
 /// Length in bytes of an encoded [`Hello`]
 pub const HELLO_LEN: usize = 4 + 1 + 8 + 8 + 8;
 /// Length in bytes of an encoded [`Reply`]

@@ -209,6 +209,8 @@ impl MultiSim {
             let Some(host) = self.nodes[(id - 1) as usize].host.as_mut() else {
                 return;
             };
+            // The node's wall clock is its own (drifting) clock, so expiry sees clock skew.
+            host.handle_wall_clock(local.as_micros() / 1000);
             match event {
                 Event::Raft(gid, out) => {
                     let what = format!(

@@ -480,7 +480,11 @@ impl ShardedCluster {
                     )));
                 };
                 for (key, value) in &wanted {
-                    let held = slot.state.kv.get(key);
+                    let held = slot
+                        .state
+                        .kv
+                        .get(key)
+                        .map(|v| shale_core::shard::value::StoredValue::decode(v).payload);
                     if held != Some(value.as_slice()) {
                         return Err(self.sim.error(format!(
                             "g{owner} n{id} shard {shard}: key {} holds {}",

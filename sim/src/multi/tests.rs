@@ -233,6 +233,7 @@ fn a_follower_restoring_a_snapshot_serves_no_read_from_its_old_state() {
         gid: 100,
         token,
         request: shale_core::shard::ClientRequest {
+            stamp_ms: 0,
             client: 999,
             seq: 1,
             op: KvOp::Get { key: b"k".to_vec() },
