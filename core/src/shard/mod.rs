@@ -18,6 +18,7 @@
 //! assert_eq!(shard.apply(&get, &limits), Ok(KvResult::Value(Some(b"ab".to_vec()))));
 //! ```
 
+pub mod data;
 mod hash;
 mod ops;
 mod session;
@@ -32,6 +33,7 @@ pub use hash::{
 };
 pub use ops::{
     Bytes, ExpireCondition, Expiry, KvError, KvLimits, KvOp, KvResult, SetCondition, apply_op,
+    apply_op_seeded,
 };
 pub use session::{
     Admission, CLIENT_ISSUER_BITS, ClientId, ExpiryWatermarks, Session, SessionLimits,
@@ -91,7 +93,17 @@ impl ShardState {
             Admission::Stale => Err(KvError::StaleRequest),
             Admission::Expired => Err(KvError::SessionExpired),
             Admission::Apply => {
-                let result = apply_op(&mut self.kv, &request.op, &limits.kv, request.stamp_ms);
+                // Random choices (SPOP) are the same on every replica: seeded by the request.
+                let seed = request.stamp_ms
+                    ^ request.client.rotate_left(17)
+                    ^ request.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                let result = apply_op_seeded(
+                    &mut self.kv,
+                    &request.op,
+                    &limits.kv,
+                    request.stamp_ms,
+                    seed,
+                );
                 self.sessions.record(
                     request.client,
                     request.seq,

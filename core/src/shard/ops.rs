@@ -5,8 +5,9 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::data::{self, CollectionOp, Combine, Ctx, DataReply};
 use super::store::ShardStore;
-use super::value::{live, string_from};
+use super::value::{TYPE_STRING, encode, live, string_from};
 
 /// Bytes, as keys and values are stored
 pub type Bytes = Vec<u8>;
@@ -118,6 +119,39 @@ pub enum KvOp {
         /// The new bytes
         value: Bytes,
     },
+    /// The type of the key's value (`TYPE`)
+    Type {
+        /// The key
+        key: Bytes,
+    },
+    /// An operation on the hash, set or list at `key` (see [`data`](super::data))
+    Collection {
+        /// The key
+        key: Bytes,
+        /// The operation
+        op: CollectionOp,
+    },
+    /// `SINTER`, `SUNION`, `SDIFF` over `keys`, stored at `store` if given (every key in one
+    /// shard)
+    SetCombine {
+        /// The sets
+        keys: Vec<Bytes>,
+        /// How they combine
+        how: Combine,
+        /// Where the result goes (the `STORE` forms)
+        store: Option<Bytes>,
+    },
+    /// Move an element from one list to another (`LMOVE`, `RPOPLPUSH`; both in one shard)
+    ListMove {
+        /// The source
+        from: Bytes,
+        /// The destination
+        to: Bytes,
+        /// Pop the source's head (else its tail)
+        from_left: bool,
+        /// Push at the destination's head (else its tail)
+        to_left: bool,
+    },
 }
 
 /// The time to live a write gives its key
@@ -191,7 +225,14 @@ impl KvOp {
             | KvOp::ReadExpiry { key }
             | KvOp::GetDel { key }
             | KvOp::GetEx { key, .. }
-            | KvOp::SetRange { key, .. } => key,
+            | KvOp::SetRange { key, .. }
+            | KvOp::Type { key }
+            | KvOp::Collection { key, .. }
+            | KvOp::ListMove { from: key, .. } => key,
+            KvOp::SetCombine { keys, store, .. } => store
+                .as_deref()
+                .or(keys.first().map(Vec::as_slice))
+                .unwrap_or(&[]),
         }
     }
 
@@ -200,16 +241,25 @@ impl KvOp {
         match self {
             KvOp::MultiSet { pairs } => pairs.iter().map(|(k, _)| k.as_slice()).collect(),
             KvOp::MultiGet { keys } => keys.iter().map(Vec::as_slice).collect(),
+            KvOp::SetCombine { keys, store, .. } => {
+                store.iter().chain(keys.iter()).map(Vec::as_slice).collect()
+            }
+            KvOp::ListMove { from, to, .. } => alloc::vec![from.as_slice(), to.as_slice()],
             other => alloc::vec![other.key()],
         }
     }
 
     /// Whether the operation only reads
     pub fn is_read(&self) -> bool {
-        matches!(
-            self,
-            KvOp::Get { .. } | KvOp::MultiGet { .. } | KvOp::ReadExpiry { .. }
-        )
+        match self {
+            KvOp::Get { .. }
+            | KvOp::MultiGet { .. }
+            | KvOp::ReadExpiry { .. }
+            | KvOp::Type { .. } => true,
+            KvOp::Collection { op, .. } => op.is_read(),
+            KvOp::SetCombine { store, .. } => store.is_none(),
+            _ => false,
+        }
     }
 }
 
@@ -237,6 +287,8 @@ pub enum KvResult {
     Values(Vec<Option<Bytes>>),
     /// Whether the operation changed something ([`KvOp::Expire`], [`KvOp::Persist`])
     Flag(bool),
+    /// A reply shaped as Redis shapes it (collections, `TYPE`)
+    Reply(DataReply),
     /// A key's expiry as of `now_ms` ([`KvOp::ReadExpiry`])
     Expiry {
         /// The key exists
@@ -283,6 +335,25 @@ pub enum KvError {
     StaleRequest,
     /// A multi-key operation named keys of different shards, or no key at all
     CrossShard,
+    /// The key holds a value of another type
+    WrongType,
+    /// A hash field's value is not an integer (`HINCRBY`)
+    HashNotInteger,
+    /// A hash field's value is not a float (`HINCRBYFLOAT`)
+    HashNotFloat,
+    /// The amount or the value is not a valid float
+    NotAFloat,
+    /// The result would be NaN or infinity
+    NanOrInfinity,
+    /// The key does not exist (`LSET`)
+    NoSuchKey,
+    /// The index is out of range (`LSET`)
+    IndexOutOfRange,
+    /// A collection would hold more items than the limit
+    TooManyItems {
+        /// The limit
+        max_items: u32,
+    },
 }
 
 impl fmt::Display for KvError {
@@ -317,6 +388,18 @@ impl fmt::Display for KvError {
             KvError::CrossShard => {
                 f.write_str("a multi-key operation must name keys of one shard, at least one")
             }
+            KvError::WrongType => {
+                f.write_str("Operation against a key holding the wrong kind of value")
+            }
+            KvError::HashNotInteger => f.write_str("hash value is not an integer"),
+            KvError::HashNotFloat => f.write_str("hash value is not a float"),
+            KvError::NotAFloat => f.write_str("value is not a valid float"),
+            KvError::NanOrInfinity => f.write_str("increment would produce NaN or Infinity"),
+            KvError::NoSuchKey => f.write_str("no such key"),
+            KvError::IndexOutOfRange => f.write_str("index out of range"),
+            KvError::TooManyItems { max_items } => {
+                write!(f, "a collection holds at most {max_items} items")
+            }
         }
     }
 }
@@ -328,8 +411,10 @@ impl core::error::Error for KvError {}
 pub struct KvLimits {
     /// Longest key
     pub max_key_bytes: u32,
-    /// Longest value
+    /// Longest value (a collection's items count together)
     pub max_value_bytes: u32,
+    /// Most fields of a hash, members of a set, elements of a list
+    pub max_collection_items: u32,
 }
 
 impl Default for KvLimits {
@@ -337,6 +422,7 @@ impl Default for KvLimits {
         KvLimits {
             max_key_bytes: 64 * 1024,
             max_value_bytes: 1024 * 1024,
+            max_collection_items: 65_536,
         }
     }
 }
@@ -348,6 +434,18 @@ pub fn apply_op<S: ShardStore>(
     op: &KvOp,
     limits: &KvLimits,
     now_ms: u64,
+) -> Result<KvResult, KvError> {
+    apply_op_seeded(store, op, limits, now_ms, now_ms)
+}
+
+/// [`apply_op`] with `seed` for the operation's random choices (`SPOP`): replicas that apply
+/// one request must pass the same seed
+pub fn apply_op_seeded<S: ShardStore>(
+    store: &mut S,
+    op: &KvOp,
+    limits: &KvLimits,
+    now_ms: u64,
+    seed: u64,
 ) -> Result<KvResult, KvError> {
     for key in op.keys() {
         if key.len() > limits.max_key_bytes as usize {
@@ -367,21 +465,41 @@ pub fn apply_op<S: ShardStore>(
             Ok(())
         }
     };
-    // The live value of a key: its bytes and its expiry
-    let read = |store: &S, key: &[u8]| {
-        live(store.get(key), now_ms).map(|v| (v.payload.to_vec(), v.expires_at_ms))
+    // The live value of a key of any type: its type, bytes and expiry
+    let any = |store: &S, key: &[u8]| {
+        live(store.get(key), now_ms).map(|v| (v.kind, v.payload.to_vec(), v.expires_at_ms))
     };
-    let value = |store: &S, key: &[u8]| read(store, key).map(|(v, _)| v);
-    // Writes `payload` as `key`'s string expiring at `at`; an expiry not after now deletes
-    let write = |store: &mut S, key: &[u8], payload: Vec<u8>, at: Option<u64>| {
+    // The live string at a key: its bytes and expiry; another type is an error
+    let read = |store: &S, key: &[u8]| match any(store, key) {
+        None => Ok(None),
+        Some((kind, _, _)) if kind != TYPE_STRING => Err(KvError::WrongType),
+        Some((_, payload, at)) => Ok(Some((payload, at))),
+    };
+    let value = |store: &S, key: &[u8]| read(store, key).map(|found| found.map(|(v, _)| v));
+    // Writes `payload` as `key`'s value of type `kind` expiring at `at`; an expiry not after
+    // now deletes
+    let write_kind = |store: &mut S, key: &[u8], kind: u8, payload: Vec<u8>, at: Option<u64>| {
         if at.is_some_and(|at| at <= now_ms) {
             store.remove(key);
-        } else {
+        } else if kind == TYPE_STRING {
             store.insert(key.to_vec(), string_from(payload, at));
+        } else {
+            store.insert(key.to_vec(), encode(kind, &payload, at));
         }
     };
+    let write = |store: &mut S, key: &[u8], payload: Vec<u8>, at: Option<u64>| {
+        write_kind(store, key, TYPE_STRING, payload, at);
+    };
+    fn ctx_of<'a, S>(store: &'a mut S, limits: &'a KvLimits, now_ms: u64, seed: u64) -> Ctx<'a, S> {
+        Ctx {
+            store,
+            limits,
+            now_ms,
+            seed,
+        }
+    }
     match op {
-        KvOp::Get { key } => Ok(KvResult::Value(value(store, key))),
+        KvOp::Get { key } => Ok(KvResult::Value(value(store, key)?)),
         KvOp::Put { key, value } => {
             check_value(value.len())?;
             store.insert(key.clone(), string_from(value.clone(), None));
@@ -393,7 +511,7 @@ pub fn apply_op<S: ShardStore>(
             Ok(KvResult::Deleted(was_live))
         }
         KvOp::Append { key, value } => {
-            let (mut current, at) = read(store, key).unwrap_or_default();
+            let (mut current, at) = read(store, key)?.unwrap_or_default();
             check_value(current.len() + value.len())?;
             current.extend_from_slice(value);
             let len = current.len() as u64;
@@ -401,7 +519,7 @@ pub fn apply_op<S: ShardStore>(
             Ok(KvResult::Length(len))
         }
         KvOp::Incr { key, by } => {
-            let (current, at) = match read(store, key) {
+            let (current, at) = match read(store, key)? {
                 None => (0, None),
                 Some((v, at)) => (parse_i64(&v).ok_or(KvError::NotAnInteger)?, at),
             };
@@ -411,7 +529,7 @@ pub fn apply_op<S: ShardStore>(
         }
         KvOp::Cas { key, expected, new } => {
             check_value(new.len())?;
-            let previous = value(store, key);
+            let previous = value(store, key)?;
             let swapped = previous == *expected;
             if swapped {
                 write(store, key, new.clone(), None);
@@ -435,8 +553,11 @@ pub fn apply_op<S: ShardStore>(
             if keys.is_empty() {
                 return Err(KvError::CrossShard);
             }
+            // As in Redis, a key of another type reads as nil here.
             Ok(KvResult::Values(
-                keys.iter().map(|k| value(store, k)).collect(),
+                keys.iter()
+                    .map(|k| value(store, k).ok().flatten())
+                    .collect(),
             ))
         }
         KvOp::Set {
@@ -446,15 +567,16 @@ pub fn apply_op<S: ShardStore>(
             expiry,
         } => {
             check_value(value.len())?;
-            let found = read(store, key);
+            // SET replaces a value of any type (one of another type has no previous string).
+            let (exists, previous, current_at) = match any(store, key) {
+                None => (false, None, None),
+                Some((TYPE_STRING, v, at)) => (true, Some(v), at),
+                Some((_, _, at)) => (true, None, at),
+            };
             let written = match condition {
                 SetCondition::Always => true,
-                SetCondition::IfAbsent => found.is_none(),
-                SetCondition::IfPresent => found.is_some(),
-            };
-            let (previous, current_at) = match found {
-                Some((v, at)) => (Some(v), at),
-                None => (None, None),
+                SetCondition::IfAbsent => !exists,
+                SetCondition::IfPresent => exists,
             };
             if written {
                 let at = expiry.resolve(now_ms, current_at);
@@ -467,7 +589,7 @@ pub fn apply_op<S: ShardStore>(
             expiry,
             condition,
         } => {
-            let Some((payload, current)) = read(store, key) else {
+            let Some((kind, payload, current)) = any(store, key) else {
                 return Ok(KvResult::Flag(false));
             };
             let at = expiry.resolve(now_ms, current);
@@ -482,32 +604,32 @@ pub fn apply_op<S: ShardStore>(
                 ExpireCondition::IfEarlier => at.unwrap_or(forever) < current.unwrap_or(forever),
             };
             if holds {
-                write(store, key, payload, at);
+                write_kind(store, key, kind, payload, at);
             }
             Ok(KvResult::Flag(holds))
         }
-        KvOp::Persist { key } => match read(store, key) {
-            Some((payload, Some(_))) => {
-                write(store, key, payload, None);
+        KvOp::Persist { key } => match any(store, key) {
+            Some((kind, payload, Some(_))) => {
+                write_kind(store, key, kind, payload, None);
                 Ok(KvResult::Flag(true))
             }
             _ => Ok(KvResult::Flag(false)),
         },
         KvOp::ReadExpiry { key } => {
-            let found = read(store, key);
+            let found = any(store, key);
             Ok(KvResult::Expiry {
                 exists: found.is_some(),
-                expires_at_ms: found.and_then(|(_, at)| at),
+                expires_at_ms: found.and_then(|(_, _, at)| at),
                 now_ms,
             })
         }
         KvOp::GetDel { key } => {
-            let found = value(store, key);
+            let found = value(store, key)?;
             store.remove(key);
             Ok(KvResult::Value(found))
         }
         KvOp::GetEx { key, expiry } => {
-            let found = read(store, key);
+            let found = read(store, key)?;
             if let Some((payload, current)) = &found
                 && *expiry != Expiry::Keep
             {
@@ -517,7 +639,7 @@ pub fn apply_op<S: ShardStore>(
             Ok(KvResult::Value(found.map(|(v, _)| v)))
         }
         KvOp::SetRange { key, offset, value } => {
-            let (mut current, at) = read(store, key).unwrap_or_default();
+            let (mut current, at) = read(store, key)?.unwrap_or_default();
             if value.is_empty() {
                 return Ok(KvResult::Length(current.len() as u64));
             }
@@ -537,12 +659,47 @@ pub fn apply_op<S: ShardStore>(
             write(store, key, current, at);
             Ok(KvResult::Length(len))
         }
+        KvOp::Type { key } => Ok(KvResult::Reply(DataReply::Status(
+            data::type_of(store, key, now_ms).as_bytes().to_vec(),
+        ))),
+        KvOp::Collection { key, op } => {
+            data::apply(&mut ctx_of(store, limits, now_ms, seed), key, op).map(KvResult::Reply)
+        }
+        KvOp::SetCombine {
+            keys,
+            how,
+            store: dest,
+        } => {
+            if keys.is_empty() {
+                return Err(KvError::CrossShard);
+            }
+            data::set::combine(
+                &mut ctx_of(store, limits, now_ms, seed),
+                keys,
+                *how,
+                dest.as_deref(),
+            )
+            .map(KvResult::Reply)
+        }
+        KvOp::ListMove {
+            from,
+            to,
+            from_left,
+            to_left,
+        } => data::list::move_element(
+            &mut ctx_of(store, limits, now_ms, seed),
+            from,
+            to,
+            *from_left,
+            *to_left,
+        )
+        .map(KvResult::Reply),
     }
 }
 
 /// A decimal signed 64-bit integer, as Redis accepts them (no spaces, no `+`, no leading zeros
 /// except "0" itself)
-fn parse_i64(bytes: &[u8]) -> Option<i64> {
+pub(crate) fn parse_i64(bytes: &[u8]) -> Option<i64> {
     let text = core::str::from_utf8(bytes).ok()?;
     let digits = text.strip_prefix('-').unwrap_or(text);
     let canonical = !digits.is_empty()
@@ -553,6 +710,31 @@ fn parse_i64(bytes: &[u8]) -> Option<i64> {
         return None;
     }
     text.parse().ok()
+}
+
+/// A float as Redis accepts one: decimal or exponent notation, `inf`, `-inf` (not NaN)
+pub(crate) fn parse_float(bytes: &[u8]) -> Option<f64> {
+    let text = core::str::from_utf8(bytes).ok()?;
+    if text.is_empty() || text.trim() != text {
+        return None;
+    }
+    let lower = text.to_ascii_lowercase();
+    let v: f64 = match lower.as_str() {
+        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
+        "-inf" | "-infinity" => f64::NEG_INFINITY,
+        _ if lower.contains("inf") || lower.contains("nan") => return None,
+        _ => text.parse().ok()?,
+    };
+    (!v.is_nan()).then_some(v)
+}
+
+/// A float as Redis writes one: the shortest text that reads back the same, integers
+/// without a fraction
+pub(crate) fn format_float(v: f64) -> alloc::string::String {
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    alloc::format!("{v}")
 }
 
 #[cfg(test)]
@@ -571,6 +753,7 @@ mod tests {
         let l = KvLimits {
             max_key_bytes: 8,
             max_value_bytes: 4,
+            max_collection_items: 8,
         };
         let set = KvOp::MultiSet {
             pairs: vec![(k("a"), k("1")), (k("b"), k("2"))],
@@ -634,6 +817,7 @@ mod tests {
         let big = KvLimits {
             max_key_bytes: 8,
             max_value_bytes: 1,
+            max_collection_items: 8,
         };
         let op = KvOp::Set {
             key: k("s"),
@@ -742,6 +926,7 @@ mod tests {
         let l = KvLimits {
             max_key_bytes: 4,
             max_value_bytes: 5,
+            max_collection_items: 8,
         };
         assert_eq!(
             apply_op(
@@ -798,7 +983,11 @@ mod tests {
                 max_bytes: 5
             })
         );
-        assert_eq!(store.get(b"k"), Some(&b"abc"[..]));
+        assert_eq!(
+            store.get(b"k"),
+            Some(&b"\0abc"[..]),
+            "a string without expiry"
+        );
     }
 
     #[test]

@@ -84,6 +84,10 @@ fn kv_error(e: KvError) -> Reply {
     match e {
         KvError::NotAnInteger => not_integer(),
         KvError::Overflow => Reply::error("ERR increment or decrement would overflow"),
+        KvError::WrongType => Reply::error(format!("WRONGTYPE {e}")),
+        KvError::CrossShard => {
+            Reply::error("CROSSSLOT Keys in request don't hash to the same slot")
+        }
         other => Reply::error(format!("ERR {other}")),
     }
 }
@@ -228,8 +232,13 @@ pub(crate) async fn execute(
         "EXISTS" if argc >= 2 => {
             let mut found = 0;
             for key in &args[1..] {
-                match run(node, conn, KvOp::Get { key: key.clone() }).await {
-                    Ok(KvResult::Value(Some(_))) => found += 1,
+                // A key of any type exists: ask its type, not its string value.
+                match run(node, conn, KvOp::Type { key: key.clone() }).await {
+                    Ok(KvResult::Reply(shale_core::shard::data::DataReply::Status(t)))
+                        if t != b"none" =>
+                    {
+                        found += 1
+                    }
                     Ok(_) => {}
                     Err(reply) => return reply,
                 }
@@ -304,6 +313,7 @@ pub(crate) async fn execute(
             }
         }
         _ if let Some(reply) = super::strings::execute(node, conn, &name, &args).await => reply,
+        _ if let Some(reply) = super::collections::execute(node, conn, &name, &args).await => reply,
         "ECHO" | "SELECT" | "AUTH" | "CLIENT" | "CONFIG" | "CLUSTER" | "DBSIZE" | "GET" | "SET"
         | "DEL" | "EXISTS" | "APPEND" | "INCR" | "DECR" | "INCRBY" | "DECRBY" | "MGET" | "MSET"
         | "CAS" => wrong_args(&name),
@@ -322,8 +332,11 @@ fn redirect(config: &FrontConfig, conn: &Conn, name: &str, args: &[Vec<u8>]) -> 
     if !conn.cluster_aware || args.len() < 2 {
         return None;
     }
+    use super::collections::{ALL, READS};
     use super::strings::{KEY_COMMANDS, READ_COMMANDS};
     let read = match name {
+        _ if READS.contains(&name) => true,
+        _ if ALL.contains(&name) => false,
         "GET" | "EXISTS" | "MGET" => true,
         "SET" | "DEL" | "APPEND" | "INCR" | "DECR" | "INCRBY" | "DECRBY" | "MSET" | "CAS" => false,
         _ if READ_COMMANDS.contains(&name) => true,

@@ -24,6 +24,7 @@
 
 mod admin;
 pub mod cluster;
+mod collections;
 pub mod commands;
 pub mod digest;
 mod info;

@@ -183,10 +183,8 @@ pub(crate) async fn execute(
             Ok(KvResult::Value(v)) => Reply::Integer(v.map_or(0, |v| v.len() as i64)),
             other => unexpected(other),
         },
-        "TYPE" if argc == 2 => match run(node, conn, KvOp::Get { key: key() }).await {
-            Ok(KvResult::Value(v)) => {
-                Reply::Simple(if v.is_some() { "string" } else { "none" }.into())
-            }
+        "TYPE" if argc == 2 => match run(node, conn, KvOp::Type { key: key() }).await {
+            Ok(KvResult::Reply(r)) => super::collections::to_reply(r),
             other => unexpected(other),
         },
         "GETRANGE" | "SUBSTR" if argc == 4 => {
@@ -241,7 +239,8 @@ fn value(result: Result<KvResult, Reply>) -> Reply {
 /// `GETRANGE`'s substring: inclusive `start` and `end`, negative counting from the end
 fn range(v: &[u8], start: i64, end: i64) -> Vec<u8> {
     let len = v.len() as i64;
-    if len == 0 {
+    // Both from the end and in the wrong order: empty (before clamping, as Redis does).
+    if len == 0 || (start < 0 && end < 0 && start > end) {
         return Vec::new();
     }
     let fix = |i: i64| if i < 0 { (len + i).max(0) } else { i };
@@ -299,6 +298,11 @@ mod tests {
         assert_eq!(range(b"abc", 2, 1), b"");
         assert_eq!(range(b"", 0, -1), b"");
         assert_eq!(range(b"abc", -10, 0), b"a");
+        assert_eq!(
+            range(b"y", -1, -2),
+            b"",
+            "found by the comparison with Redis"
+        );
     }
 
     #[test]

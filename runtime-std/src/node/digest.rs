@@ -53,7 +53,7 @@ pub struct ReplicaDigest {
 }
 
 enum Source {
-    Group(GroupState),
+    Group(Box<GroupState>),
     Encoder(Box<dyn SnapshotEncoder>),
     Nothing,
 }
@@ -75,7 +75,7 @@ pub(crate) fn start<'a>(
             let source = if restoring {
                 Source::Nothing
             } else if let Some(driver) = r.driver() {
-                Source::Group(driver.state().view())
+                Source::Group(Box::new(driver.state().view()))
             } else if let Some(controller) = r.controller() {
                 Source::Encoder(controller.snapshot())
             } else {
