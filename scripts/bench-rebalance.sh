@@ -28,7 +28,7 @@ cargo build --release --bin shale >/dev/null 2>&1
 shale=target/release/shale
 start_up() {
   "$shale" up --data-dir "$work/shale-data" --port "$port" --peer-port 17511 \
-    --metrics-port 17611 --log-level warn "${up_flags[@]}" >>"$work/shale.log" 2>&1 &
+    --metrics-port 17611 --cluster-port 17711 --log-level warn "${up_flags[@]}" >>"$work/shale.log" 2>&1 &
   shale_pid=$!
 }
 # Seconds until key:0 reads back through the first node

@@ -27,7 +27,7 @@ redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$work" --save "" \
   --appendonly yes --appendfsync always --daemonize no >"$work/redis.log" 2>&1 &
 redis_pid=$!
 "$shale" up --data-dir "$work/shale-data" --port "$shale_port" --peer-port 17501 \
-  --metrics-port 17601 --log-level warn >"$work/shale.log" 2>&1 &
+  --metrics-port 17601 --cluster-port 17701 --log-level warn >"$work/shale.log" 2>&1 &
 shale_pid=$!
 
 # Wait until both take writes.

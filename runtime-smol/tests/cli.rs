@@ -54,7 +54,15 @@ impl Drop for Up {
 fn start_up(dir: &Path, nodes: &str) -> Up {
     let mut child = shale()
         .args(["up", "--nodes", nodes, "--port", "0", "--peer-port", "0"])
-        .args(["--metrics-port", "0", "--log-level", "warn", "--data-dir"])
+        .args([
+            "--metrics-port",
+            "0",
+            "--cluster-port",
+            "0",
+            "--log-level",
+            "warn",
+        ])
+        .arg("--data-dir")
         .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -120,6 +128,8 @@ fn mistakes_end_with_one_line_and_status_2() {
         "0",
         "--metrics-port",
         "0",
+        "--cluster-port",
+        "0",
     ])
     .arg("--data-dir")
     .arg(dir.path().join("busy"));
@@ -135,7 +145,7 @@ fn up_stops_on_sigint_resumes_and_refuses_another_shape() {
     let up = start_up(&data, "3");
     let mut cmd = shale();
     cmd.args(["up", "--nodes", "5", "--port", "0", "--peer-port", "0"])
-        .args(["--metrics-port", "0", "--data-dir"])
+        .args(["--metrics-port", "0", "--cluster-port", "0", "--data-dir"])
         .arg(&data);
     user_error(cmd, "holds a cluster of nodes=3");
     interrupt(up);

@@ -688,3 +688,117 @@ fn keys_expire_as_in_redis_and_are_swept_away() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `MULTI`/`EXEC` applies its commands as one; `WATCH` aborts it (nil) when a watched key
+/// changed; a malformed command aborts it (`EXECABORT`); keys of several shards are refused
+/// (`CROSSSLOT`)
+#[test]
+fn transactions_apply_at_once_and_watch_aborts_them() {
+    let cluster = TestCluster::start(3, 2, None);
+    let mut a = connect(&cluster, 0);
+    let mut b = connect(&cluster, 2);
+    let exec = |con: &mut Connection, cmds: &[&[&str]]| -> RedisResult<Value> {
+        let _: String = q(con, &["MULTI"])?;
+        for cmd in cmds {
+            let queued: String = q(con, cmd)?;
+            assert_eq!(queued, "QUEUED");
+        }
+        q(con, &["EXEC"])
+    };
+    let v = exec(
+        &mut a,
+        &[
+            &["SET", "{u}n", "1"],
+            &["INCR", "{u}n"],
+            &["RPUSH", "{u}l", "x", "y"],
+            &["LRANGE", "{u}l", "0", "-1"],
+        ],
+    )
+    .unwrap();
+    let Value::Array(replies) = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(replies.len(), 4);
+    assert_eq!(replies[1], Value::Int(2));
+    assert_eq!(replies[2], Value::Int(2));
+    // An error inside stays inside: the other commands of the transaction still apply.
+    let failed = exec(
+        &mut a,
+        &[&["HSET", "{u}n", "f", "v"], &["SET", "{u}m", "1"]],
+    );
+    assert!(err_text(failed).contains("WRONGTYPE"));
+    assert_eq!(q::<i64>(&mut a, &["GET", "{u}m"]).unwrap(), 1);
+    // WATCH: untouched, the transaction runs; touched by another client, it does not.
+    let _: String = q(&mut a, &["WATCH", "{u}n"]).unwrap();
+    let ran = exec(&mut a, &[&["INCR", "{u}n"]]).unwrap();
+    assert_eq!(ran, Value::Array(vec![Value::Int(3)]));
+    let _: String = q(&mut a, &["WATCH", "{u}n"]).unwrap();
+    let _: i64 = q(&mut b, &["INCR", "{u}n"]).unwrap();
+    let aborted = exec(&mut a, &[&["INCR", "{u}n"]]).unwrap();
+    assert_eq!(aborted, Value::Nil, "a watched key changed");
+    assert_eq!(q::<i64>(&mut a, &["GET", "{u}n"]).unwrap(), 4);
+    // UNWATCH forgets.
+    let _: String = q(&mut a, &["WATCH", "{u}n"]).unwrap();
+    let _: i64 = q(&mut b, &["INCR", "{u}n"]).unwrap();
+    let _: String = q(&mut a, &["UNWATCH"]).unwrap();
+    assert_eq!(
+        exec(&mut a, &[&["INCR", "{u}n"]]).unwrap(),
+        Value::Array(vec![Value::Int(6)])
+    );
+    // A malformed command aborts the whole transaction.
+    let _: String = q(&mut a, &["MULTI"]).unwrap();
+    let _: String = q(&mut a, &["SET", "{u}n", "9"]).unwrap();
+    assert!(err_text(q(&mut a, &["INCRBY", "{u}n", "x"])).contains("not an integer"));
+    let aborted = err_text(q(&mut a, &["EXEC"]));
+    assert!(
+        aborted.contains("EXECABORT") || aborted.contains("ExecAbort"),
+        "{aborted}"
+    );
+    assert_eq!(
+        q::<i64>(&mut a, &["GET", "{u}n"]).unwrap(),
+        6,
+        "nothing ran"
+    );
+    // Keys of different shards cannot be one operation.
+    let far = (0..)
+        .map(|i| format!("far{i}"))
+        .find(|k| {
+            shale_core::shard::key_shard(k.as_bytes(), 8)
+                != shale_core::shard::key_shard(b"{u}n", 8)
+        })
+        .unwrap();
+    let _: String = q(&mut a, &["MULTI"]).unwrap();
+    let _: String = q(&mut a, &["SET", "{u}n", "9"]).unwrap();
+    let _: String = q(&mut a, &["SET", &far, "9"]).unwrap();
+    let refused = err_text(q(&mut a, &["EXEC"]));
+    assert!(refused.to_uppercase().contains("CROSSSLOT"), "{refused}");
+    assert!(err_text(q(&mut a, &["EXEC"])).contains("without MULTI"));
+    assert!(err_text(q(&mut a, &["DISCARD"])).contains("without MULTI"));
+    let _: String = q(&mut a, &["MULTI"]).unwrap();
+    assert!(err_text(q(&mut a, &["MULTI"])).contains("nested"));
+    assert!(err_text(q(&mut a, &["WATCH", "x"])).contains("inside MULTI"));
+    assert_eq!(q::<String>(&mut a, &["DISCARD"]).unwrap(), "OK");
+}
+
+/// The `redis` crate's atomic pipeline (`MULTI`/`EXEC` underneath), as applications use it
+#[test]
+fn the_redis_crate_atomic_pipeline_works() {
+    let cluster = TestCluster::start(3, 1, None);
+    let mut con = connect(&cluster, 1);
+    let (n, list): (i64, Vec<String>) = redis::pipe()
+        .atomic()
+        .cmd("INCRBY")
+        .arg("{p}counter")
+        .arg(5)
+        .cmd("LPUSH")
+        .arg("{p}list")
+        .arg("a")
+        .ignore()
+        .cmd("LRANGE")
+        .arg("{p}list")
+        .arg(0)
+        .arg(-1)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!((n, list), (5, vec!["a".to_owned()]));
+}

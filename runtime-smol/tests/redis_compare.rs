@@ -5,6 +5,7 @@
 //! Differences that are documented, not bugs, are normalized away: the order of the members
 //! of sets and hashes (Redis's depends on its encodings), the exact seconds of a time to live
 //! (only whether there is one), and error texts (only their code, `ERR` or `WRONGTYPE`).
+//! One command in ten starts a transaction (`MULTI`, a few commands, `EXEC`).
 //! Random picks (`SPOP`, `SRANDMEMBER`, `HRANDFIELD`) are left out. A failure prints the
 //! seed and the command; `SHALE_COMPARE_SEED=n` replays one, `SHALE_COMPARE_OPS=n` sets the
 //! number of commands per run (default 3,000). The test is skipped, saying so, when
@@ -78,12 +79,33 @@ impl Drop for RedisServer {
     }
 }
 
+/// `EXEC`'s reply as compared: each queued command's reply normalized as that command's
+fn normalize_exec(queued: &[Vec<String>], reply: RedisResult<Value>) -> String {
+    match reply {
+        Ok(Value::Array(items)) if items.len() == queued.len() => {
+            let each: Vec<String> = queued
+                .iter()
+                .zip(items)
+                .map(|(cmd, v)| normalize_value(&cmd[0], v))
+                .collect();
+            format!("exec {each:?}")
+        }
+        other => normalize("EXEC", other),
+    }
+}
+
 /// A reply as compared: errors by code, arrays of unordered commands sorted
 fn normalize(command: &str, reply: RedisResult<Value>) -> String {
-    let value = match reply {
-        Err(e) => return format!("error {}", e.code().unwrap_or("?")),
-        Ok(v) => v,
-    };
+    match reply {
+        Err(e) => format!("error {}", e.code().unwrap_or("?")),
+        Ok(v) => normalize_value(command, v),
+    }
+}
+
+fn normalize_value(command: &str, value: Value) -> String {
+    if let Value::ServerError(e) = &value {
+        return format!("error {}", e.code());
+    }
     let unordered = matches!(
         command,
         "SMEMBERS" | "SINTER" | "SUNION" | "SDIFF" | "HKEYS" | "HVALS"
@@ -281,13 +303,40 @@ fn random_commands_get_the_replies_redis_gives() {
             let _: RedisResult<Value> = send(&mut shale, &["DEL".into(), key.into()]);
         }
         for i in 0..ops {
-            let cmd = random_command(&mut rng);
-            let expected = normalize(&cmd[0], send(&mut redis, &cmd));
-            let got = normalize(&cmd[0], send(&mut shale, &cmd));
-            assert_eq!(
-                got, expected,
-                "command {i} {cmd:?} differs from Redis (replay with SHALE_COMPARE_SEED={seed})"
-            );
+            // One time in ten, a transaction of a few commands (EXEC's replies are compared
+            // as a whole, unordered members and all).
+            let batch: Vec<Vec<String>> = if rng.chance(1, 10) {
+                let n = rng.below(4) as usize;
+                let mut b = vec![vec!["MULTI".to_owned()]];
+                b.extend((0..n).map(|_| random_command(&mut rng)));
+                b.push(vec!["EXEC".to_owned()]);
+                b
+            } else {
+                vec![random_command(&mut rng)]
+            };
+            let queued = if batch.len() > 1 {
+                &batch[1..batch.len() - 1]
+            } else {
+                &[][..]
+            };
+            for cmd in &batch {
+                let (expected, got) = if cmd[0] == "EXEC" {
+                    (
+                        normalize_exec(queued, send(&mut redis, cmd)),
+                        normalize_exec(queued, send(&mut shale, cmd)),
+                    )
+                } else {
+                    (
+                        normalize(&cmd[0], send(&mut redis, cmd)),
+                        normalize(&cmd[0], send(&mut shale, cmd)),
+                    )
+                };
+                assert_eq!(
+                    got, expected,
+                    "command {i} {cmd:?} of {batch:?} differs from Redis \
+                     (replay with SHALE_COMPARE_SEED={seed})"
+                );
+            }
         }
     }
 }

@@ -141,6 +141,21 @@ pub enum KvOp {
         /// Where the result goes (the `STORE` forms)
         store: Option<Bytes>,
     },
+    /// A transaction (`MULTI` ... `EXEC`): unless a `watched` key's stored value changed
+    /// (its fingerprint differs), every operation applies, in order, as one; each answers
+    /// on its own, errors included (as in Redis, an error does not undo the others). Every
+    /// key in one shard.
+    Multi {
+        /// The operations
+        ops: Vec<KvOp>,
+        /// Keys and the fingerprint of their value when `WATCH` read it (`None`: absent)
+        watched: Vec<(Bytes, Option<u64>)>,
+    },
+    /// The fingerprint of the key's live value (`WATCH`)
+    Watch {
+        /// The key
+        key: Bytes,
+    },
     /// Move an element from one list to another (`LMOVE`, `RPOPLPUSH`; both in one shard)
     ListMove {
         /// The source
@@ -227,11 +242,17 @@ impl KvOp {
             | KvOp::GetEx { key, .. }
             | KvOp::SetRange { key, .. }
             | KvOp::Type { key }
+            | KvOp::Watch { key }
             | KvOp::Collection { key, .. }
             | KvOp::ListMove { from: key, .. } => key,
             KvOp::SetCombine { keys, store, .. } => store
                 .as_deref()
                 .or(keys.first().map(Vec::as_slice))
+                .unwrap_or(&[]),
+            KvOp::Multi { ops, watched } => ops
+                .first()
+                .map(KvOp::key)
+                .or(watched.first().map(|(k, _)| k.as_slice()))
                 .unwrap_or(&[]),
         }
     }
@@ -245,6 +266,11 @@ impl KvOp {
                 store.iter().chain(keys.iter()).map(Vec::as_slice).collect()
             }
             KvOp::ListMove { from, to, .. } => alloc::vec![from.as_slice(), to.as_slice()],
+            KvOp::Multi { ops, watched } => ops
+                .iter()
+                .flat_map(KvOp::keys)
+                .chain(watched.iter().map(|(k, _)| k.as_slice()))
+                .collect(),
             other => alloc::vec![other.key()],
         }
     }
@@ -255,7 +281,8 @@ impl KvOp {
             KvOp::Get { .. }
             | KvOp::MultiGet { .. }
             | KvOp::ReadExpiry { .. }
-            | KvOp::Type { .. } => true,
+            | KvOp::Type { .. }
+            | KvOp::Watch { .. } => true,
             KvOp::Collection { op, .. } => op.is_read(),
             KvOp::SetCombine { store, .. } => store.is_none(),
             _ => false,
@@ -289,6 +316,11 @@ pub enum KvResult {
     Flag(bool),
     /// A reply shaped as Redis shapes it (collections, `TYPE`)
     Reply(DataReply),
+    /// Each operation's outcome of a [`KvOp::Multi`] (`None`: a watched key changed, nothing
+    /// applied)
+    Many(Option<Vec<Result<KvResult, KvError>>>),
+    /// A value's fingerprint ([`KvOp::Watch`]; `None`: absent)
+    Fingerprint(Option<u64>),
     /// A key's expiry as of `now_ms` ([`KvOp::ReadExpiry`])
     Expiry {
         /// The key exists
@@ -694,6 +726,28 @@ pub fn apply_op_seeded<S: ShardStore>(
             *to_left,
         )
         .map(KvResult::Reply),
+        KvOp::Watch { key } => Ok(KvResult::Fingerprint(fingerprint(store, key, now_ms))),
+        KvOp::Multi { ops, watched } => {
+            if watched
+                .iter()
+                .any(|(key, seen)| fingerprint(store, key, now_ms) != *seen)
+            {
+                return Ok(KvResult::Many(None));
+            }
+            let mut results = Vec::with_capacity(ops.len());
+            for (i, op) in ops.iter().enumerate() {
+                let seed = seed.wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                // One level of nesting (a multi-key command inside a transaction), no more.
+                let nested_too_deep = matches!(op, KvOp::Multi { ops, .. }
+                    if ops.iter().any(|o| matches!(o, KvOp::Multi { .. })));
+                results.push(if nested_too_deep {
+                    Err(KvError::CrossShard)
+                } else {
+                    apply_op_seeded(store, op, limits, now_ms, seed)
+                });
+            }
+            Ok(KvResult::Many(Some(results)))
+        }
     }
 }
 
@@ -710,6 +764,15 @@ pub(crate) fn parse_i64(bytes: &[u8]) -> Option<i64> {
         return None;
     }
     text.parse().ok()
+}
+
+/// The fingerprint of `key`'s live value (FNV-1a of its stored bytes), `None` when absent
+fn fingerprint<S: ShardStore>(store: &S, key: &[u8], now_ms: u64) -> Option<u64> {
+    let stored = store.get(key)?;
+    live(Some(stored), now_ms)?;
+    let mut hash = crate::group::Fnv64::default();
+    hash.write(stored);
+    Some(hash.finish())
 }
 
 /// A float as Redis accepts one: decimal or exponent notation, `inf`, `-inf` (not NaN)

@@ -10,12 +10,11 @@
 //! (keys of one slot always are: use `{hash tags}`), else `-CROSSSLOT`.
 //! `HSCAN` and `SSCAN` answer the whole collection at once, with cursor 0.
 
+use shale_core::shard::KvOp;
 use shale_core::shard::data::{CollectionOp, Combine, DataReply, HashOp, ListOp, SetOp};
-use shale_core::shard::{KvOp, KvResult};
 
-use super::Conn;
-use super::commands::{not_integer, run, syntax_error, unexpected, wrong_args};
-use crate::node::NodeClient;
+use super::commands::{not_integer, syntax_error, wrong_args};
+use super::plan::{Planned, Shape};
 use crate::resp::Reply;
 
 fn parse_i64(arg: &[u8]) -> Option<i64> {
@@ -32,13 +31,6 @@ pub(crate) fn to_reply(reply: DataReply) -> Reply {
         DataReply::Int(n) => Reply::Integer(n),
         DataReply::Bulk(b) => Reply::Bulk(Some(b)),
         DataReply::Array(items) => Reply::Array(Some(items.into_iter().map(to_reply).collect())),
-    }
-}
-
-async fn call(node: &NodeClient, conn: &mut Conn, op: KvOp) -> Reply {
-    match run(node, conn, op).await {
-        Ok(KvResult::Reply(r)) => to_reply(r),
-        other => unexpected(other),
     }
 }
 
@@ -94,13 +86,8 @@ fn positive_count(args: &[Vec<u8>], at: usize) -> Result<Option<u64>, Reply> {
     }
 }
 
-/// Runs one of this module's commands, `None` if `name` is not one of them
-pub(crate) async fn execute(
-    node: &NodeClient,
-    conn: &mut Conn,
-    name: &str,
-    args: &[Vec<u8>],
-) -> Option<Reply> {
+/// The plan of one of this module's commands, `None` if `name` is not one of them
+pub(crate) fn plan(name: &str, args: &[Vec<u8>]) -> Option<Result<Planned, Reply>> {
     let argc = args.len();
     if argc < 2 || !ALL.contains(&name) {
         return None;
@@ -149,7 +136,7 @@ pub(crate) async fn execute(
                 field: args[2].clone(),
                 by,
             }),
-            None => return Some(not_integer()),
+            None => return Some(Err(not_integer())),
         },
         "HINCRBYFLOAT" if argc == 4 => hash(HashOp::IncrByFloat {
             field: args[2].clone(),
@@ -158,18 +145,18 @@ pub(crate) async fn execute(
         "HRANDFIELD" if (2..=4).contains(&argc) => {
             let count = match count_arg(args, 2) {
                 Ok(c) => c,
-                Err(r) => return Some(r),
+                Err(r) => return Some(Err(r)),
             };
             let with_values = match args.get(3) {
                 None => false,
                 Some(w) if w.eq_ignore_ascii_case(b"WITHVALUES") => true,
-                Some(_) => return Some(syntax_error()),
+                Some(_) => return Some(Err(syntax_error())),
             };
             hash(HashOp::RandField { count, with_values })
         }
         "HSCAN" if argc >= 3 => match scan_options(rest) {
             Ok(pattern) => hash(HashOp::Scan { pattern }),
-            Err(r) => return Some(r),
+            Err(r) => return Some(Err(r)),
         },
         // ----- sets -----
         "SADD" if argc >= 3 => set(SetOp::Add {
@@ -190,15 +177,15 @@ pub(crate) async fn execute(
         "SCARD" if argc == 2 => set(SetOp::Card),
         "SPOP" if argc <= 3 => match positive_count(args, 2) {
             Ok(count) => set(SetOp::Pop { count }),
-            Err(r) => return Some(r),
+            Err(r) => return Some(Err(r)),
         },
         "SRANDMEMBER" if argc <= 3 => match count_arg(args, 2) {
             Ok(count) => set(SetOp::RandMember { count }),
-            Err(r) => return Some(r),
+            Err(r) => return Some(Err(r)),
         },
         "SSCAN" if argc >= 3 => match scan_options(rest) {
             Ok(pattern) => set(SetOp::Scan { pattern }),
-            Err(r) => return Some(r),
+            Err(r) => return Some(Err(r)),
         },
         "SINTER" | "SUNION" | "SDIFF" => KvOp::SetCombine {
             keys: args[1..].to_vec(),
@@ -221,11 +208,11 @@ pub(crate) async fn execute(
                 left: name == "LPOP",
                 count,
             }),
-            Err(r) => return Some(r),
+            Err(r) => return Some(Err(r)),
         },
         "LRANGE" | "LTRIM" if argc == 4 => {
             let (Some(start), Some(stop)) = (parse_i64(&args[2]), parse_i64(&args[3])) else {
-                return Some(not_integer());
+                return Some(Err(not_integer()));
             };
             if name == "LRANGE" {
                 list(ListOp::Range { start, stop })
@@ -236,27 +223,27 @@ pub(crate) async fn execute(
         "LLEN" if argc == 2 => list(ListOp::Len),
         "LINDEX" if argc == 3 => match parse_i64(&args[2]) {
             Some(index) => list(ListOp::Index { index }),
-            None => return Some(not_integer()),
+            None => return Some(Err(not_integer())),
         },
         "LSET" if argc == 4 => match parse_i64(&args[2]) {
             Some(index) => list(ListOp::Set {
                 index,
                 value: args[3].clone(),
             }),
-            None => return Some(not_integer()),
+            None => return Some(Err(not_integer())),
         },
         "LREM" if argc == 4 => match parse_i64(&args[2]) {
             Some(count) => list(ListOp::Rem {
                 count,
                 value: args[3].clone(),
             }),
-            None => return Some(not_integer()),
+            None => return Some(Err(not_integer())),
         },
         "LINSERT" if argc == 5 => {
             let before = match args[2].to_ascii_uppercase().as_slice() {
                 b"BEFORE" => true,
                 b"AFTER" => false,
-                _ => return Some(syntax_error()),
+                _ => return Some(Err(syntax_error())),
             };
             list(ListOp::Insert {
                 before,
@@ -266,7 +253,7 @@ pub(crate) async fn execute(
         }
         "LPOS" if argc >= 3 => match lpos(args) {
             Ok(op) => list(op),
-            Err(r) => return Some(r),
+            Err(r) => return Some(Err(r)),
         },
         "LMOVE" if argc == 5 => {
             let side = |a: &[u8]| match a.to_ascii_uppercase().as_slice() {
@@ -275,7 +262,7 @@ pub(crate) async fn execute(
                 _ => None,
             };
             let (Some(from_left), Some(to_left)) = (side(&args[3]), side(&args[4])) else {
-                return Some(syntax_error());
+                return Some(Err(syntax_error()));
             };
             KvOp::ListMove {
                 from: key.clone(),
@@ -290,9 +277,9 @@ pub(crate) async fn execute(
             from_left: false,
             to_left: true,
         },
-        _ => return Some(wrong_args(name)),
+        _ => return Some(Err(wrong_args(name))),
     };
-    Some(call(node, conn, op).await)
+    Some(Ok(Planned::new(op, Shape::Data)))
 }
 
 fn combine(name: &str) -> Combine {

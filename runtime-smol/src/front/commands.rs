@@ -30,6 +30,7 @@ use shale_core::shard::{KvError, KvOp, KvResult, key_shard};
 use shale_runtime_std::node::NodeError;
 
 use super::info::{self, Section};
+use super::plan;
 use super::{Conn, FrontConfig};
 use crate::node::NodeClient;
 use crate::resp::{Protocol, Reply};
@@ -80,7 +81,7 @@ pub(crate) fn node_error(e: &NodeError) -> Reply {
     }
 }
 
-fn kv_error(e: KvError) -> Reply {
+pub(crate) fn kv_error(e: KvError) -> Reply {
     match e {
         KvError::NotAnInteger => not_integer(),
         KvError::Overflow => Reply::error("ERR increment or decrement would overflow"),
@@ -160,6 +161,15 @@ pub(crate) async fn execute(
     if let Some(moved) = redirect(config, conn, &name, &args) {
         return moved;
     }
+    if let Some(reply) = super::multi::intercept(node, config, conn, &name, &args).await {
+        return reply;
+    }
+    if let Some(planned) = plan::plan(&name, &args, false) {
+        return match planned {
+            Ok(p) => plan::shape(run(node, conn, p.op).await, &p.shape),
+            Err(reply) => reply,
+        };
+    }
     match name.as_str() {
         "PING" => match argc {
             1 => Reply::Simple("PONG".into()),
@@ -208,16 +218,6 @@ pub(crate) async fn execute(
             Ok(status) => Reply::Integer(status.groups.iter().map(|g| g.keys as i64).sum()),
             Err(e) => node_error(&e),
         },
-        "GET" if argc == 2 => {
-            let op = KvOp::Get {
-                key: args[1].clone(),
-            };
-            match run(node, conn, op).await {
-                Ok(KvResult::Value(v)) => Reply::Bulk(v),
-                other => unexpected(other),
-            }
-        }
-        "SET" if argc >= 3 => set(node, conn, args).await,
         "DEL" if argc >= 2 => {
             let mut removed = 0;
             for key in &args[1..] {
@@ -244,34 +244,6 @@ pub(crate) async fn execute(
                 }
             }
             Reply::Integer(found)
-        }
-        "APPEND" if argc == 3 => {
-            let op = KvOp::Append {
-                key: args[1].clone(),
-                value: args[2].clone(),
-            };
-            match run(node, conn, op).await {
-                Ok(KvResult::Length(n)) => Reply::Integer(n as i64),
-                other => unexpected(other),
-            }
-        }
-        "INCR" | "DECR" if argc == 2 => {
-            let by = if name == "INCR" { 1 } else { -1 };
-            incr(node, conn, &args[1], by).await
-        }
-        "INCRBY" | "DECRBY" if argc == 3 => {
-            let Some(by) = parse_i64(&args[2]) else {
-                return not_integer();
-            };
-            let by = if name == "INCRBY" {
-                Some(by)
-            } else {
-                by.checked_neg()
-            };
-            match by {
-                Some(by) => incr(node, conn, &args[1], by).await,
-                None => Reply::error("ERR decrement would overflow"),
-            }
         }
         "MGET" if argc >= 2 => {
             let mut values = vec![Reply::Bulk(None); argc - 1];
@@ -301,22 +273,8 @@ pub(crate) async fn execute(
             Reply::ok()
         }
         "SHALE" => super::admin::execute(node, &args).await,
-        "CAS" if argc == 4 => {
-            let op = KvOp::Cas {
-                key: args[1].clone(),
-                expected: Some(args[2].clone()),
-                new: args[3].clone(),
-            };
-            match run(node, conn, op).await {
-                Ok(KvResult::Swapped { swapped, .. }) => Reply::Integer(i64::from(swapped)),
-                other => unexpected(other),
-            }
-        }
-        _ if let Some(reply) = super::strings::execute(node, conn, &name, &args).await => reply,
-        _ if let Some(reply) = super::collections::execute(node, conn, &name, &args).await => reply,
-        "ECHO" | "SELECT" | "AUTH" | "CLIENT" | "CONFIG" | "CLUSTER" | "DBSIZE" | "GET" | "SET"
-        | "DEL" | "EXISTS" | "APPEND" | "INCR" | "DECR" | "INCRBY" | "DECRBY" | "MGET" | "MSET"
-        | "CAS" => wrong_args(&name),
+        "ECHO" | "SELECT" | "AUTH" | "CLIENT" | "CONFIG" | "CLUSTER" | "DBSIZE" | "MGET"
+        | "MSET" => wrong_args(&name),
         _ => {
             let shown: String = String::from_utf8_lossy(first).chars().take(128).collect();
             Reply::error(format!(
@@ -394,46 +352,6 @@ pub(crate) fn unexpected(result: Result<KvResult, Reply>) -> Reply {
     match result {
         Err(reply) => reply,
         Ok(other) => Reply::error(format!("ERR internal: unexpected result {other:?}")),
-    }
-}
-
-async fn incr(node: &NodeClient, conn: &mut Conn, key: &[u8], by: i64) -> Reply {
-    let op = KvOp::Incr {
-        key: key.to_vec(),
-        by,
-    };
-    match run(node, conn, op).await {
-        Ok(KvResult::Integer(n)) => Reply::Integer(n),
-        other => unexpected(other),
-    }
-}
-
-async fn set(node: &NodeClient, conn: &mut Conn, args: Vec<Vec<u8>>) -> Reply {
-    let (condition, expiry, get) = match super::strings::parse_set_options("set", &args[3..]) {
-        Ok(parsed) => parsed,
-        Err(reply) => return reply,
-    };
-    let mut args = args.into_iter();
-    let (Some(_), Some(key), Some(value)) = (args.next(), args.next(), args.next()) else {
-        return wrong_args("set");
-    };
-    let op = KvOp::Set {
-        key,
-        value,
-        condition,
-        expiry,
-    };
-    match run(node, conn, op).await {
-        Ok(KvResult::Set { written, previous }) => {
-            if get {
-                Reply::Bulk(previous)
-            } else if written {
-                Reply::ok()
-            } else {
-                Reply::Bulk(None)
-            }
-        }
-        other => unexpected(other),
     }
 }
 

@@ -28,6 +28,8 @@ mod collections;
 pub mod commands;
 pub mod digest;
 mod info;
+mod multi;
+mod plan;
 mod strings;
 pub mod topology;
 
@@ -162,6 +164,10 @@ pub(crate) struct Conn {
     pub(crate) cluster_aware: bool,
     /// `READONLY`: reads are served here, not redirected
     pub(crate) readonly: bool,
+    /// The transaction being queued after `MULTI`
+    pub(crate) multi: Option<multi::Transaction>,
+    /// Keys `WATCH`ed, with the fingerprints of their values then
+    pub(crate) watched: Vec<(Vec<u8>, Option<u64>)>,
 }
 
 async fn connection(
@@ -180,6 +186,8 @@ async fn connection(
         local: stream.get_ref().local_addr().ok(),
         cluster_aware,
         readonly: false,
+        multi: None,
+        watched: Vec::new(),
     };
     let mut parser = RespParser::new(config.limits);
     // Each command's metrics, looked up once per connection (the registry takes a lock).

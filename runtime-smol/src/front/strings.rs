@@ -7,11 +7,10 @@
 //! leader adds it to its own clock when it proposes the write, so every replica stores the
 //! same absolute time (see `shale_core::shard::value`).
 
-use shale_core::shard::{ExpireCondition, Expiry, KvOp, KvResult, SetCondition};
+use shale_core::shard::{ExpireCondition, Expiry, KvOp, SetCondition};
 
-use super::Conn;
-use super::commands::{not_integer, run, syntax_error, unexpected, wrong_args};
-use crate::node::NodeClient;
+use super::commands::{not_integer, syntax_error, wrong_args};
+use super::plan::{Planned, Shape, TtlUnit};
 use crate::resp::Reply;
 
 /// The largest expiry Redis accepts, in milliseconds (so that adding the clock cannot
@@ -85,23 +84,19 @@ pub(crate) fn parse_set_options(
     Ok((condition, expiry.unwrap_or(Expiry::Clear), get))
 }
 
-/// Runs one of this module's commands, `None` if `name` is not one of them
-pub(crate) async fn execute(
-    node: &NodeClient,
-    conn: &mut Conn,
-    name: &str,
-    args: &[Vec<u8>],
-) -> Option<Reply> {
+/// The plan of one of this module's commands, `None` if `name` is not one of them
+pub(crate) fn plan(name: &str, args: &[Vec<u8>]) -> Option<Result<Planned, Reply>> {
     let argc = args.len();
     let key = || args[1].clone();
-    Some(match name {
+    let planned = |op, shape| Some(Ok(Planned::new(op, shape)));
+    match name {
         "SETEX" | "PSETEX" if argc == 4 => {
             let unit = if name == "SETEX" { 1000 } else { 1 };
             let Some(n) = parse_i64(&args[2]) else {
-                return Some(not_integer());
+                return Some(Err(not_integer()));
             };
             let Some(expiry) = expiry_of(n, unit, false, true) else {
-                return Some(invalid_expire(name));
+                return Some(Err(invalid_expire(name)));
             };
             let op = KvOp::Set {
                 key: key(),
@@ -109,18 +104,15 @@ pub(crate) async fn execute(
                 condition: SetCondition::Always,
                 expiry,
             };
-            match run(node, conn, op).await {
-                Ok(KvResult::Set { .. }) => Reply::ok(),
-                other => unexpected(other),
-            }
+            planned(op, Shape::Ok)
         }
         "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" if argc == 3 || argc == 4 => {
             let Some(n) = parse_i64(&args[2]) else {
-                return Some(not_integer());
+                return Some(Err(not_integer()));
             };
             let unit = if name.starts_with('P') { 1 } else { 1000 };
             let Some(expiry) = expiry_of(n, unit, name.ends_with("AT"), false) else {
-                return Some(invalid_expire(name));
+                return Some(Err(invalid_expire(name)));
             };
             let condition = match args.get(3).map(|a| a.to_ascii_uppercase()).as_deref() {
                 None => ExpireCondition::Always,
@@ -129,10 +121,10 @@ pub(crate) async fn execute(
                 Some(b"GT") => ExpireCondition::IfLater,
                 Some(b"LT") => ExpireCondition::IfEarlier,
                 Some(other) => {
-                    return Some(Reply::error(format!(
+                    return Some(Err(Reply::error(format!(
                         "ERR Unsupported option {}",
                         String::from_utf8_lossy(other)
-                    )));
+                    ))));
                 }
             };
             let op = KvOp::Expire {
@@ -140,104 +132,60 @@ pub(crate) async fn execute(
                 expiry,
                 condition,
             };
-            flag(run(node, conn, op).await)
+            planned(op, Shape::Flag)
         }
-        "PERSIST" if argc == 2 => flag(run(node, conn, KvOp::Persist { key: key() }).await),
+        "PERSIST" if argc == 2 => planned(KvOp::Persist { key: key() }, Shape::Flag),
         "TTL" | "PTTL" | "EXPIRETIME" | "PEXPIRETIME" if argc == 2 => {
-            match run(node, conn, KvOp::ReadExpiry { key: key() }).await {
-                Ok(KvResult::Expiry {
-                    exists,
-                    expires_at_ms,
-                    now_ms,
-                }) => Reply::Integer(match (exists, expires_at_ms) {
-                    (false, _) => -2,
-                    (true, None) => -1,
-                    (true, Some(at)) => {
-                        let left = at.saturating_sub(now_ms);
-                        let shown = match name {
-                            "TTL" => left.div_ceil(1000),
-                            "PTTL" => left,
-                            "EXPIRETIME" => at / 1000,
-                            _ => at,
-                        };
-                        i64::try_from(shown).unwrap_or(i64::MAX)
-                    }
-                }),
-                other => unexpected(other),
-            }
+            let unit = match name {
+                "TTL" => TtlUnit::Seconds,
+                "PTTL" => TtlUnit::Millis,
+                "EXPIRETIME" => TtlUnit::At,
+                _ => TtlUnit::AtMillis,
+            };
+            planned(KvOp::ReadExpiry { key: key() }, Shape::Ttl(unit))
         }
-        "GETDEL" if argc == 2 => value(run(node, conn, KvOp::GetDel { key: key() }).await),
+        "GETDEL" if argc == 2 => planned(KvOp::GetDel { key: key() }, Shape::Bulk),
         "GETEX" if argc >= 2 => {
             let expiry = match args.get(2).map(|a| a.to_ascii_uppercase()).as_deref() {
                 None => Expiry::Keep,
                 Some(b"PERSIST") if argc == 3 => Expiry::Clear,
                 Some(_) => match parse_set_options(name, &args[2..]) {
                     Ok((SetCondition::Always, expiry, false)) if expiry != Expiry::Keep => expiry,
-                    Ok(_) => return Some(syntax_error()),
-                    Err(reply) => return Some(reply),
+                    Ok(_) => return Some(Err(syntax_error())),
+                    Err(reply) => return Some(Err(reply)),
                 },
             };
-            value(run(node, conn, KvOp::GetEx { key: key(), expiry }).await)
+            planned(KvOp::GetEx { key: key(), expiry }, Shape::Bulk)
         }
-        "STRLEN" if argc == 2 => match run(node, conn, KvOp::Get { key: key() }).await {
-            Ok(KvResult::Value(v)) => Reply::Integer(v.map_or(0, |v| v.len() as i64)),
-            other => unexpected(other),
-        },
-        "TYPE" if argc == 2 => match run(node, conn, KvOp::Type { key: key() }).await {
-            Ok(KvResult::Reply(r)) => super::collections::to_reply(r),
-            other => unexpected(other),
-        },
+        "STRLEN" if argc == 2 => planned(KvOp::Get { key: key() }, Shape::StrLen),
+        "TYPE" if argc == 2 => planned(KvOp::Type { key: key() }, Shape::Data),
         "GETRANGE" | "SUBSTR" if argc == 4 => {
             let (Some(start), Some(end)) = (parse_i64(&args[2]), parse_i64(&args[3])) else {
-                return Some(not_integer());
+                return Some(Err(not_integer()));
             };
-            match run(node, conn, KvOp::Get { key: key() }).await {
-                Ok(KvResult::Value(v)) => {
-                    Reply::Bulk(Some(range(&v.unwrap_or_default(), start, end)))
-                }
-                other => unexpected(other),
-            }
+            planned(KvOp::Get { key: key() }, Shape::Range(start, end))
         }
         "SETRANGE" if argc == 4 => {
             let Some(offset) = parse_i64(&args[2]) else {
-                return Some(not_integer());
+                return Some(Err(not_integer()));
             };
             let Ok(offset) = u64::try_from(offset) else {
-                return Some(Reply::error("ERR offset is out of range"));
+                return Some(Err(Reply::error("ERR offset is out of range")));
             };
             let op = KvOp::SetRange {
                 key: key(),
                 offset,
                 value: args[3].clone(),
             };
-            match run(node, conn, op).await {
-                Ok(KvResult::Length(n)) => Reply::Integer(n as i64),
-                other => unexpected(other),
-            }
+            planned(op, Shape::Length)
         }
-        "SETEX" | "PSETEX" | "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" | "PERSIST"
-        | "TTL" | "PTTL" | "EXPIRETIME" | "PEXPIRETIME" | "GETDEL" | "GETEX" | "STRLEN"
-        | "TYPE" | "GETRANGE" | "SUBSTR" | "SETRANGE" => wrong_args(name),
-        _ => return None,
-    })
-}
-
-fn flag(result: Result<KvResult, Reply>) -> Reply {
-    match result {
-        Ok(KvResult::Flag(b)) => Reply::Integer(i64::from(b)),
-        other => unexpected(other),
-    }
-}
-
-fn value(result: Result<KvResult, Reply>) -> Reply {
-    match result {
-        Ok(KvResult::Value(v)) => Reply::Bulk(v),
-        other => unexpected(other),
+        _ if KEY_COMMANDS.contains(&name) => Some(Err(wrong_args(name))),
+        _ => None,
     }
 }
 
 /// `GETRANGE`'s substring: inclusive `start` and `end`, negative counting from the end
-fn range(v: &[u8], start: i64, end: i64) -> Vec<u8> {
+pub(crate) fn range(v: &[u8], start: i64, end: i64) -> Vec<u8> {
     let len = v.len() as i64;
     // Both from the end and in the wrong order: empty (before clamping, as Redis does).
     if len == 0 || (start < 0 && end < 0 && start > end) {
