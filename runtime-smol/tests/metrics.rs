@@ -146,6 +146,9 @@ shale_connections 0
 # HELP shale_connections_total Client connections accepted.
 # TYPE shale_connections_total counter
 shale_connections_total 0
+# HELP shale_forwarded_requests_total Client requests this node sent to a replica on another node (each attempt); zero while cluster-aware clients reach each key's leader directly.
+# TYPE shale_forwarded_requests_total counter
+shale_forwarded_requests_total 0
 # HELP shale_node_step_duration_seconds Time of one round of the node's loop: handling its inputs, then stepping.
 # TYPE shale_node_step_duration_seconds histogram
 shale_node_step_duration_seconds_bucket{le=\"0.00001\"} 0
@@ -274,8 +277,8 @@ fn every_family_renders_once_in_name_order() {
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(names, sorted);
-    // 11 unlabelled, 12 per group, 3 per command, 5 per peer
-    assert_eq!(names.len(), 31);
+    // 12 unlabelled, 12 per group, 3 per command, 5 per peer
+    assert_eq!(names.len(), 32);
     for line in [
         "shale_connections 1",
         "shale_connections_total 1",

@@ -98,8 +98,8 @@ fn main() -> ExitCode {
             Ok(r) => {
                 println!(
                     "sharded seed {seed}: ok ({} faults, {} reconfigurations, {} linearizable client ops, \
-                     {} unknown, trace {:016x})",
-                    r.faults, r.reconfigurations, r.client_ops, r.unknown_ops, r.trace_hash
+                     {} unknown, {} checked transactions, trace {:016x})",
+                    r.faults, r.reconfigurations, r.client_ops, r.unknown_ops, r.txns, r.trace_hash
                 );
                 ExitCode::SUCCESS
             }

@@ -315,9 +315,11 @@ fn delete() {
         ensure(&c.sim, stored <= bound, || {
             format!("groups store {stored} bytes for {live} bytes of live data (bound {bound})")
         })?;
+        // Each stored value carries its header (its type; no expiry here).
         let held = c.held_bytes();
-        ensure(&c.sim, held == 3 * live_bytes, || {
-            format!("replicas hold {held} bytes of data, expected 3 x {live}")
+        let stored_live = live_bytes + (keys * shale_core::shard::value::HEADER_BYTES) as u64;
+        ensure(&c.sim, held == 3 * stored_live, || {
+            format!("replicas hold {held} bytes of data, expected 3 x {stored_live}")
         })?;
         check_all(&mut c, &expected)
     });

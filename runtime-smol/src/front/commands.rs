@@ -218,7 +218,7 @@ pub(crate) async fn execute(
             Ok(status) => Reply::Integer(status.groups.iter().map(|g| g.keys as i64).sum()),
             Err(e) => node_error(&e),
         },
-        "DEL" if argc >= 2 => {
+        "DEL" | "UNLINK" if argc >= 2 => {
             let mut removed = 0;
             for key in &args[1..] {
                 match run(node, conn, KvOp::Delete { key: key.clone() }).await {

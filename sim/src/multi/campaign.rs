@@ -5,7 +5,7 @@
 use shale_core::controller::{ControllerCommand, GroupId};
 use shale_core::time::{Duration, Instant};
 
-use super::{CLERK_POLL, Clerk, KvWorkload, ShardedCluster, ShardedConfig, Workload};
+use super::{CLERK_POLL, Clerk, KvWorkload, ShardedCluster, ShardedConfig, TxnWorkload, Workload};
 use crate::{NetworkConfig, SimError};
 
 /// What one sharded campaign run did
@@ -21,6 +21,8 @@ pub struct ShardedReport {
     pub client_ops: u64,
     /// KV operations given up (outcome unknown)
     pub unknown_ops: u64,
+    /// List-append transactions completed (all checked, see [`TxnWorkload`])
+    pub txns: u64,
     /// Hash of the whole trace (equal for two runs of one seed)
     pub trace_hash: u64,
 }
@@ -65,6 +67,13 @@ pub fn run_sharded_seed(seed: u64) -> Result<ShardedReport, SimError> {
         Some(Duration::from_secs(3)),
     );
     users.think = Duration::from_millis(20);
+    // Transactions (MULTI/EXEC) appending to and reading lists, beside the KV users
+    let mut txns = TxnWorkload::new(
+        &mut c,
+        3,
+        vec!["a".into(), "b".into()],
+        Some(Duration::from_secs(3)),
+    );
     let gids: Vec<GroupId> = c.groups.keys().copied().collect();
     let mut joined: Vec<GroupId> = vec![gids[0]];
     c.join(&joined)?;
@@ -77,7 +86,7 @@ pub fn run_sharded_seed(seed: u64) -> Result<ShardedReport, SimError> {
     while c.sim.now() < end {
         let gap = c.sim.fault_rng().range(100, 600);
         let until = c.sim.now() + Duration::from_millis(gap);
-        run_with(&mut c, &mut users, &mut admin, until, true)?;
+        run_with(&mut c, &mut users, &mut txns, &mut admin, until, true)?;
         match c.sim.fault_rng().range(0, 9) {
             0 if admin.is_idle() => {
                 // Join a group that is out, or have one leave (never the last one).
@@ -174,7 +183,7 @@ pub fn run_sharded_seed(seed: u64) -> Result<ShardedReport, SimError> {
         }
     }
     let until = c.sim.now() + Duration::from_secs(60);
-    run_with(&mut c, &mut users, &mut admin, until, false)?;
+    run_with(&mut c, &mut users, &mut txns, &mut admin, until, false)?;
     if !admin.is_idle() {
         return Err(c
             .sim
@@ -182,6 +191,8 @@ pub fn run_sharded_seed(seed: u64) -> Result<ShardedReport, SimError> {
     }
     users.run_for(&mut c, Duration::from_secs(1))?;
     users.drain(&mut c, Duration::from_secs(30))?;
+    txns.drain(&mut c, Duration::from_secs(30))?;
+    txns.check(&mut c)?;
     let (client_ops, unknown_ops) = (users.completed, users.unknown);
     users.check_linearizable(&c)?;
     Ok(ShardedReport {
@@ -190,6 +201,7 @@ pub fn run_sharded_seed(seed: u64) -> Result<ShardedReport, SimError> {
         reconfigurations,
         client_ops,
         unknown_ops,
+        txns: txns.completed,
         trace_hash: c.sim.trace_hash(),
     })
 }
@@ -199,12 +211,14 @@ pub fn run_sharded_seed(seed: u64) -> Result<ShardedReport, SimError> {
 fn run_with(
     c: &mut ShardedCluster,
     users: &mut KvWorkload,
+    txns: &mut TxnWorkload,
     admin: &mut Clerk,
     until: Instant,
     busy: bool,
 ) -> Result<(), SimError> {
     while c.sim.now() < until && (busy || !admin.is_idle()) {
         users.tick(c, busy)?;
+        txns.tick(c, busy)?;
         if !admin.is_idle() {
             let _ = admin.poll(&mut c.sim);
         }

@@ -80,6 +80,7 @@ mod machine;
 mod node;
 mod route;
 mod sharded;
+mod txn;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -100,6 +101,7 @@ pub use machine::{
 pub use node::GroupSpec;
 pub use route::{APP_CHANNEL, AppMessage, CLIENT_BASE};
 pub use sharded::{ShardedCluster, ShardedConfig};
+pub use txn::TxnWorkload;
 pub use workload::{KvWorkload, Workload};
 
 use check::GroupCheck;
