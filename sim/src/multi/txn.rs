@@ -41,6 +41,9 @@ struct Txn {
     done: Option<Instant>,
 }
 
+/// A read of one list: when its transaction was invoked and acknowledged, and what it saw
+type Read = (Instant, Instant, Vec<Vec<u8>>);
+
 #[derive(Debug)]
 struct TxnUser {
     client: KvClient,
@@ -231,7 +234,7 @@ impl TxnWorkload {
             .filter_map(|t| t.value.as_deref().map(|v| (v, t)))
             .collect();
         // Reads per key: (invoked, done, list), the final one last
-        let mut reads: BTreeMap<Vec<u8>, Vec<(Instant, Instant, Vec<Vec<u8>>)>> = BTreeMap::new();
+        let mut reads: BTreeMap<Vec<u8>, Vec<Read>> = BTreeMap::new();
         for t in self.txns.iter().filter(|t| t.value.is_none()) {
             if let Some(done) = t.done {
                 for (k, list) in t.keys.iter().zip(&t.read) {
