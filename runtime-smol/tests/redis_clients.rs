@@ -802,3 +802,76 @@ fn the_redis_crate_atomic_pipeline_works() {
         .unwrap();
     assert_eq!((n, list), (5, vec!["a".to_owned()]));
 }
+
+/// `SCAN` walks every shard (each key once when nothing changes), with `MATCH`, `COUNT` and
+/// `TYPE`; `KEYS`, `RANDOMKEY`, `CLUSTER COUNTKEYSINSLOT`/`GETKEYSINSLOT`, `FLUSHALL`
+#[test]
+fn scan_keys_and_flushall_cover_every_shard() {
+    let cluster = TestCluster::start(3, 2, None);
+    let mut con = connect(&cluster, 0);
+    let _: String = q(&mut con, &["FLUSHALL"]).unwrap();
+    let mut expected = std::collections::BTreeSet::new();
+    for i in 0..300 {
+        let key = format!("scan-{i}");
+        let _: () = q(&mut con, &["SET", &key, "v"]).unwrap();
+        expected.insert(key);
+    }
+    let _: i64 = q(&mut con, &["SADD", "scan-set", "m"]).unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = "0".to_owned();
+    let mut calls = 0;
+    loop {
+        let (next, keys): (String, Vec<String>) = q(
+            &mut con,
+            &["SCAN", &cursor, "MATCH", "scan-[0-9]*", "COUNT", "50"],
+        )
+        .unwrap();
+        seen.extend(keys);
+        calls += 1;
+        assert!(calls < 1_000, "SCAN never finished");
+        if next == "0" {
+            break;
+        }
+        cursor = next;
+    }
+    let distinct: std::collections::BTreeSet<String> = seen.iter().cloned().collect();
+    assert_eq!(distinct.len(), seen.len(), "a key twice in one quiet scan");
+    assert_eq!(distinct, expected);
+    let (_, sets): (String, Vec<String>) =
+        q(&mut con, &["SCAN", "0", "TYPE", "set", "COUNT", "10000"]).unwrap();
+    assert!(sets.iter().all(|k| k == "scan-set"), "{sets:?}");
+    let mut keys: Vec<String> = q(&mut con, &["KEYS", "scan-1?"]).unwrap();
+    keys.sort();
+    let mut want: Vec<String> = (10..20).map(|i| format!("scan-{i}")).collect();
+    want.sort();
+    assert_eq!(keys, want);
+    let random: Option<String> = q(&mut con, &["RANDOMKEY"]).unwrap();
+    assert!(random.is_some_and(|k| k.starts_with("scan-")));
+    let slot = shale_core::shard::key_slot(b"scan-7").to_string();
+    let in_slot: i64 = q(&mut con, &["CLUSTER", "COUNTKEYSINSLOT", &slot]).unwrap();
+    let listed: Vec<String> = q(&mut con, &["CLUSTER", "GETKEYSINSLOT", &slot, "1000"]).unwrap();
+    assert_eq!(in_slot as usize, listed.len());
+    assert!(listed.contains(&"scan-7".to_owned()), "{listed:?}");
+    assert!(err_text(q(&mut con, &["SCAN", "x"])).contains("invalid cursor"));
+    assert!(
+        err_text(q(&mut con, &["CLUSTER", "COUNTKEYSINSLOT", "16384"])).contains("Invalid slot")
+    );
+    // RENAME, COPY, MSETNX, INCRBYFLOAT (one slot each)
+    let _: () = q(&mut con, &["SET", "{r}a", "1"]).unwrap();
+    let _: String = q(&mut con, &["RENAME", "{r}a", "{r}b"]).unwrap();
+    assert_eq!(q::<i64>(&mut con, &["COPY", "{r}b", "{r}c"]).unwrap(), 1);
+    assert_eq!(
+        q::<i64>(&mut con, &["MSETNX", "{r}c", "x", "{r}d", "y"]).unwrap(),
+        0
+    );
+    assert_eq!(
+        q::<String>(&mut con, &["INCRBYFLOAT", "{r}c", "1.5"]).unwrap(),
+        "2.5"
+    );
+    assert!(err_text(q(&mut con, &["RENAME", "{r}nope", "{r}x"])).contains("no such key"));
+    let _: String = q(&mut con, &["FLUSHALL"]).unwrap();
+    assert_eq!(q::<Option<String>>(&mut con, &["RANDOMKEY"]).unwrap(), None);
+    let (next, left): (String, Vec<String>) =
+        q(&mut con, &["SCAN", "0", "COUNT", "10000"]).unwrap();
+    assert!(left.is_empty(), "{next} {left:?}");
+}

@@ -188,6 +188,12 @@ fn random_command(rng: &mut Rng) -> Vec<String> {
         "LPOS",
         "LMOVE",
         "RPOPLPUSH",
+        "RENAME",
+        "RENAMENX",
+        "COPY",
+        "MSETNX",
+        "INCRBYFLOAT",
+        "UNLINK",
     ];
     let name = pick(&names);
     let vals = |n: usize, rng: &mut Rng| -> Vec<String> {
@@ -263,7 +269,20 @@ fn random_command(rng: &mut Rng) -> Vec<String> {
             cmd.push(if rng.chance(1, 2) { "LEFT" } else { "RIGHT" }.into());
             cmd.push(if rng.chance(1, 2) { "LEFT" } else { "RIGHT" }.into());
         }
-        "RPOPLPUSH" => cmd.push(other),
+        "RPOPLPUSH" | "RENAME" | "RENAMENX" => cmd.push(other),
+        "COPY" => {
+            cmd.push(other);
+            if rng.chance(1, 2) {
+                cmd.push("REPLACE".into());
+            }
+        }
+        "MSETNX" => {
+            cmd.extend(vals(1, rng));
+            cmd.push(other);
+            cmd.extend(vals(1, rng));
+        }
+        "INCRBYFLOAT" => cmd.extend(vals(1, rng)),
+        "UNLINK" => cmd.push(other),
         _ => {}
     }
     cmd

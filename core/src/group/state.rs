@@ -445,7 +445,14 @@ impl GroupState {
         let slot = self.shards.get_mut(&shard).ok_or(GroupError::WrongGroup {
             config_num: self.config.num,
         })?;
-        slot.state.apply(request, &limits).map_err(GroupError::Kv)
+        let outcome = slot.state.apply(request, &limits).map_err(GroupError::Kv);
+        for kv in slot.state.flushed.drain(..) {
+            self.released.push(ShardState {
+                kv,
+                ..ShardState::default()
+            });
+        }
+        outcome
     }
 
     /// Moves to `next` if it is the configuration after the current one and every shard has

@@ -26,14 +26,16 @@ mod store;
 mod transfer;
 pub mod value;
 
+use alloc::vec::Vec;
+
 use serde::{Deserialize, Serialize};
 
 pub use hash::{
     MAX_SHARDS, SLOT_COUNT, crc16, hash_tag, key_shard, key_slot, shard_slots, slot_shard,
 };
 pub use ops::{
-    Bytes, ExpireCondition, Expiry, KvError, KvLimits, KvOp, KvResult, SetCondition, apply_op,
-    apply_op_seeded,
+    Bytes, ExpireCondition, Expiry, KvError, KvLimits, KvOp, KvResult, SCAN_COUNT_MAX,
+    SetCondition, apply_op, apply_op_seeded,
 };
 pub use session::{
     Admission, CLIENT_ISSUER_BITS, ClientId, ExpiryWatermarks, Session, SessionLimits,
@@ -79,6 +81,9 @@ pub struct ShardState {
     pub kv: Store,
     /// The sessions of clients that wrote to this shard
     pub sessions: SessionTable,
+    /// Data a `FLUSHALL` replaced, to drop off the node's loop; the group takes it right after
+    /// the request applies, so it is empty whenever the state is encoded or compared
+    pub flushed: Vec<Store>,
 }
 
 impl ShardState {
@@ -92,6 +97,19 @@ impl ShardState {
             Admission::Duplicate(result) => result,
             Admission::Stale => Err(KvError::StaleRequest),
             Admission::Expired => Err(KvError::SessionExpired),
+            Admission::Apply if matches!(request.op, KvOp::Flush { .. }) => {
+                // The old data is handed to whoever drains `flushed` (the group sends it off
+                // the node's loop: dropping it takes time in proportion to its size).
+                self.flushed.push(core::mem::take(&mut self.kv));
+                let result = Ok(KvResult::Done);
+                self.sessions.record(
+                    request.client,
+                    request.seq,
+                    result.clone(),
+                    &limits.sessions,
+                );
+                result
+            }
             Admission::Apply => {
                 // Random choices (SPOP) are the same on every replica: seeded by the request.
                 let seed = request.stamp_ms

@@ -156,6 +156,57 @@ pub enum KvOp {
         /// The key
         key: Bytes,
     },
+    /// Up to `count` keys of the shard `route` is in, in key order after `after` (`SCAN`,
+    /// `KEYS`, `RANDOMKEY`, `CLUSTER GETKEYSINSLOT`): the live ones that match every filter
+    Scan {
+        /// A key of the shard to scan (it routes the operation; it need not exist)
+        route: Bytes,
+        /// Where the previous call stopped (`None`: from the first key)
+        after: Option<Bytes>,
+        /// Keys to look at, at most (capped at [`SCAN_COUNT_MAX`])
+        count: u32,
+        /// Only keys matching this glob (`MATCH`)
+        pattern: Option<Bytes>,
+        /// Only keys of this type (`TYPE`: `string`, `hash`, `set`, `list`)
+        kind: Option<Bytes>,
+        /// Only keys in this slot
+        slot: Option<u16>,
+    },
+    /// Remove every key of the shard `route` is in (`FLUSHALL`, one shard at a time)
+    Flush {
+        /// A key of the shard to empty
+        route: Bytes,
+    },
+    /// Rename `from` to `to`, keeping its expiry (`RENAME`; `RENAMENX` with `only_if_absent`)
+    Rename {
+        /// The key renamed
+        from: Bytes,
+        /// Its new name
+        to: Bytes,
+        /// Only if `to` does not exist
+        only_if_absent: bool,
+    },
+    /// Copy `from`'s value and expiry to `to` (`COPY`, with `REPLACE` to overwrite)
+    Copy {
+        /// The source
+        from: Bytes,
+        /// The destination
+        to: Bytes,
+        /// Overwrite an existing destination
+        replace: bool,
+    },
+    /// Set every key, only if none exists (`MSETNX`; every key in one shard)
+    MultiSetIfNone {
+        /// The keys and their values
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    /// Add a float to the value (`INCRBYFLOAT`), the amount as the client wrote it
+    IncrFloat {
+        /// The key
+        key: Bytes,
+        /// The amount
+        by: Bytes,
+    },
     /// Move an element from one list to another (`LMOVE`, `RPOPLPUSH`; both in one shard)
     ListMove {
         /// The source
@@ -226,7 +277,9 @@ impl KvOp {
     /// The key the operation touches (the first one for several keys; empty when none)
     pub fn key(&self) -> &[u8] {
         match self {
-            KvOp::MultiSet { pairs } => pairs.first().map_or(&[][..], |(k, _)| k),
+            KvOp::MultiSet { pairs } | KvOp::MultiSetIfNone { pairs } => {
+                pairs.first().map_or(&[][..], |(k, _)| k)
+            }
             KvOp::MultiGet { keys } => keys.first().map_or(&[][..], |k| k),
             KvOp::Get { key }
             | KvOp::Put { key, .. }
@@ -243,6 +296,11 @@ impl KvOp {
             | KvOp::SetRange { key, .. }
             | KvOp::Type { key }
             | KvOp::Watch { key }
+            | KvOp::Scan { route: key, .. }
+            | KvOp::Flush { route: key }
+            | KvOp::Rename { from: key, .. }
+            | KvOp::Copy { from: key, .. }
+            | KvOp::IncrFloat { key, .. }
             | KvOp::Collection { key, .. }
             | KvOp::ListMove { from: key, .. } => key,
             KvOp::SetCombine { keys, store, .. } => store
@@ -260,7 +318,12 @@ impl KvOp {
     /// Every key the operation touches
     pub fn keys(&self) -> Vec<&[u8]> {
         match self {
-            KvOp::MultiSet { pairs } => pairs.iter().map(|(k, _)| k.as_slice()).collect(),
+            KvOp::MultiSet { pairs } | KvOp::MultiSetIfNone { pairs } => {
+                pairs.iter().map(|(k, _)| k.as_slice()).collect()
+            }
+            KvOp::Rename { from, to, .. } | KvOp::Copy { from, to, .. } => {
+                alloc::vec![from.as_slice(), to.as_slice()]
+            }
             KvOp::MultiGet { keys } => keys.iter().map(Vec::as_slice).collect(),
             KvOp::SetCombine { keys, store, .. } => {
                 store.iter().chain(keys.iter()).map(Vec::as_slice).collect()
@@ -282,7 +345,8 @@ impl KvOp {
             | KvOp::MultiGet { .. }
             | KvOp::ReadExpiry { .. }
             | KvOp::Type { .. }
-            | KvOp::Watch { .. } => true,
+            | KvOp::Watch { .. }
+            | KvOp::Scan { .. } => true,
             KvOp::Collection { op, .. } => op.is_read(),
             KvOp::SetCombine { store, .. } => store.is_none(),
             _ => false,
@@ -321,6 +385,13 @@ pub enum KvResult {
     Many(Option<Vec<Result<KvResult, KvError>>>),
     /// A value's fingerprint ([`KvOp::Watch`]; `None`: absent)
     Fingerprint(Option<u64>),
+    /// What a [`KvOp::Scan`] found
+    Scanned {
+        /// The last key looked at, to go on from (`None`: the shard is done)
+        next: Option<Bytes>,
+        /// The keys that matched
+        keys: Vec<Bytes>,
+    },
     /// A key's expiry as of `now_ms` ([`KvOp::ReadExpiry`])
     Expiry {
         /// The key exists
@@ -381,6 +452,8 @@ pub enum KvError {
     NoSuchKey,
     /// The index is out of range (`LSET`)
     IndexOutOfRange,
+    /// `COPY` of a key onto itself
+    SameObject,
     /// A collection would hold more items than the limit
     TooManyItems {
         /// The limit
@@ -429,6 +502,7 @@ impl fmt::Display for KvError {
             KvError::NanOrInfinity => f.write_str("increment would produce NaN or Infinity"),
             KvError::NoSuchKey => f.write_str("no such key"),
             KvError::IndexOutOfRange => f.write_str("index out of range"),
+            KvError::SameObject => f.write_str("source and destination objects are the same"),
             KvError::TooManyItems { max_items } => {
                 write!(f, "a collection holds at most {max_items} items")
             }
@@ -437,6 +511,10 @@ impl fmt::Display for KvError {
 }
 
 impl core::error::Error for KvError {}
+
+/// Keys one [`KvOp::Scan`] looks at, at most, whatever count it asks for: a scan is served on
+/// the node's loop, so each call stays small
+pub const SCAN_COUNT_MAX: u32 = 10_000;
 
 /// Limits on what a store accepts, in bytes
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -727,6 +805,106 @@ pub fn apply_op_seeded<S: ShardStore>(
         )
         .map(KvResult::Reply),
         KvOp::Watch { key } => Ok(KvResult::Fingerprint(fingerprint(store, key, now_ms))),
+        KvOp::Scan {
+            after,
+            count,
+            pattern,
+            kind,
+            slot,
+            ..
+        } => {
+            let count = (*count).clamp(1, SCAN_COUNT_MAX) as usize;
+            let mut keys = Vec::new();
+            let mut last = None;
+            for (key, stored) in store.range_from(after.as_deref()).take(count) {
+                last = Some(key);
+                let Some(v) = live(Some(stored), now_ms) else {
+                    continue;
+                };
+                let wanted = pattern.as_ref().is_none_or(|p| data::glob_match(p, key))
+                    && kind
+                        .as_ref()
+                        .is_none_or(|t| data::type_name(v.kind).as_bytes() == t.as_slice())
+                    && slot.is_none_or(|s| super::key_slot(key) == s);
+                if wanted {
+                    keys.push(key.to_vec());
+                }
+            }
+            let more = last.is_some_and(|l| store.range_from(Some(l)).next().is_some());
+            Ok(KvResult::Scanned {
+                next: if more { last.map(<[u8]>::to_vec) } else { None },
+                keys,
+            })
+        }
+        // Emptied in ShardState::apply, which hands the old data off the node's loop; here
+        // (a store without a shard around it) key by key.
+        KvOp::Flush { .. } => {
+            let all: Vec<Bytes> = store.range_from(None).map(|(k, _)| k.to_vec()).collect();
+            for k in all {
+                store.remove(&k);
+            }
+            Ok(KvResult::Done)
+        }
+        KvOp::Rename {
+            from,
+            to,
+            only_if_absent,
+        } => {
+            let Some((kind, payload, at)) = any(store, from) else {
+                return Err(KvError::NoSuchKey);
+            };
+            if *only_if_absent && any(store, to).is_some() {
+                return Ok(KvResult::Flag(false));
+            }
+            if from != to {
+                store.remove(from);
+                write_kind(store, to, kind, payload, at);
+            }
+            Ok(KvResult::Flag(true))
+        }
+        KvOp::Copy { from, to, replace } => {
+            if from == to {
+                return Err(KvError::SameObject);
+            }
+            let Some((kind, payload, at)) = any(store, from) else {
+                return Ok(KvResult::Flag(false));
+            };
+            if !replace && any(store, to).is_some() {
+                return Ok(KvResult::Flag(false));
+            }
+            write_kind(store, to, kind, payload, at);
+            Ok(KvResult::Flag(true))
+        }
+        KvOp::MultiSetIfNone { pairs } => {
+            if pairs.is_empty() {
+                return Err(KvError::CrossShard);
+            }
+            for (_, value) in pairs {
+                check_value(value.len())?;
+            }
+            if pairs.iter().any(|(k, _)| any(store, k).is_some()) {
+                return Ok(KvResult::Flag(false));
+            }
+            for (key, value) in pairs {
+                store.insert(key.clone(), string_from(value.clone(), None));
+            }
+            Ok(KvResult::Flag(true))
+        }
+        KvOp::IncrFloat { key, by } => {
+            // As Redis checks: the key's type, its value, then the amount.
+            let (current, at) = match read(store, key)? {
+                None => (0.0, None),
+                Some((v, at)) => (parse_float(&v).ok_or(KvError::NotAFloat)?, at),
+            };
+            let by = parse_float(by).ok_or(KvError::NotAFloat)?;
+            let next = current + by;
+            if !next.is_finite() {
+                return Err(KvError::NanOrInfinity);
+            }
+            let text = format_float(next).into_bytes();
+            write(store, key, text.clone(), at);
+            Ok(KvResult::Value(Some(text)))
+        }
         KvOp::Multi { ops, watched } => {
             if watched
                 .iter()

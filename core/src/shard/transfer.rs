@@ -220,6 +220,7 @@ impl ShardBuilder {
                 self.header.expired_below.clone(),
                 self.header.clock,
             ),
+            flushed: Vec::new(),
         }
     }
 }

@@ -371,30 +371,3 @@ pub(crate) const ALL: &[&str] = &[
     "LMOVE",
     "RPOPLPUSH",
 ];
-
-/// Which of [`ALL`] only read
-pub(crate) const READS: &[&str] = &[
-    "HGET",
-    "HMGET",
-    "HGETALL",
-    "HKEYS",
-    "HVALS",
-    "HLEN",
-    "HEXISTS",
-    "HSTRLEN",
-    "HRANDFIELD",
-    "HSCAN",
-    "SMEMBERS",
-    "SISMEMBER",
-    "SMISMEMBER",
-    "SCARD",
-    "SRANDMEMBER",
-    "SSCAN",
-    "SINTER",
-    "SUNION",
-    "SDIFF",
-    "LRANGE",
-    "LLEN",
-    "LINDEX",
-    "LPOS",
-];

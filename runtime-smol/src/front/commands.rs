@@ -170,6 +170,9 @@ pub(crate) async fn execute(
             Err(reply) => reply,
         };
     }
+    if let Some(reply) = super::keyspace::execute(node, config, conn, &name, &args).await {
+        return reply;
+    }
     match name.as_str() {
         "PING" => match argc {
             1 => Reply::Simple("PONG".into()),
@@ -287,24 +290,15 @@ pub(crate) async fn execute(
 /// `-MOVED slot host:port` for a cluster-aware connection whose command's (first) key is
 /// in a slot this node knows another node leads; `None`: serve it here
 fn redirect(config: &FrontConfig, conn: &Conn, name: &str, args: &[Vec<u8>]) -> Option<Reply> {
-    if !conn.cluster_aware || args.len() < 2 {
+    if !conn.cluster_aware || args.len() < 2 || conn.multi.is_some() {
         return None;
     }
-    use super::collections::{ALL, READS};
-    use super::strings::{KEY_COMMANDS, READ_COMMANDS};
-    let read = match name {
-        _ if READS.contains(&name) => true,
-        _ if ALL.contains(&name) => false,
-        "GET" | "EXISTS" | "MGET" => true,
-        "SET" | "DEL" | "APPEND" | "INCR" | "DECR" | "INCRBY" | "DECRBY" | "MSET" | "CAS" => false,
-        _ if READ_COMMANDS.contains(&name) => true,
-        _ if KEY_COMMANDS.contains(&name) => false,
-        _ => return None,
-    };
-    if read && conn.readonly {
+    // Any key command: what it would run says which key decides and whether it only reads.
+    let planned = plan::plan(name, args, true)?.ok()?;
+    if planned.op.is_read() && conn.readonly {
         return None;
     }
-    let slot = shale_core::shard::key_slot(&args[1]);
+    let slot = shale_core::shard::key_slot(planned.op.key());
     let topology = config.topology.get();
     let range = topology.range_of(slot)?;
     let leader = *range.nodes.first().filter(|_| range.leader_known)?;

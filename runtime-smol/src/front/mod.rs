@@ -28,6 +28,7 @@ mod collections;
 pub mod commands;
 pub mod digest;
 mod info;
+pub mod keyspace;
 mod multi;
 mod plan;
 mod strings;
@@ -78,6 +79,8 @@ pub struct FrontConfig {
     pub cluster_clients: BTreeMap<u64, SocketAddr>,
     /// Where each slot range is served, refreshed in the background
     pub topology: Arc<TopologyCache>,
+    /// The `SCAN` cursors handed out
+    pub(crate) scans: std::sync::Mutex<keyspace::ScanCursors>,
 }
 
 impl FrontConfig {
@@ -100,6 +103,7 @@ impl FrontConfig {
             metrics,
             cluster_clients: BTreeMap::new(),
             topology: Arc::new(TopologyCache::default()),
+            scans: std::sync::Mutex::new(keyspace::ScanCursors::default()),
         }
     }
 }

@@ -9,7 +9,7 @@
 use shale_core::shard::data::DataReply;
 use shale_core::shard::{KvOp, KvResult, SetCondition};
 
-use super::commands::{kv_error, not_integer, wrong_args};
+use super::commands::{kv_error, not_integer, syntax_error, wrong_args};
 use super::{collections, strings};
 use crate::resp::Reply;
 
@@ -184,6 +184,55 @@ pub(crate) fn plan(
             },
             Shape::Ok,
         ),
+        "RENAME" | "RENAMENX" if argc == 3 => planned(
+            KvOp::Rename {
+                from: key(),
+                to: args[2].clone(),
+                only_if_absent: name == "RENAMENX",
+            },
+            if name == "RENAME" {
+                Shape::Ok
+            } else {
+                Shape::Flag
+            },
+        ),
+        "COPY" if (3..=6).contains(&argc) => {
+            let mut replace = false;
+            let mut options = args[3..].iter();
+            while let Some(o) = options.next() {
+                match o.to_ascii_uppercase().as_slice() {
+                    b"REPLACE" => replace = true,
+                    b"DB" if options.next().is_some_and(|d| d == b"0") => {}
+                    b"DB" => return Some(Err(Reply::error("ERR DB index is out of range"))),
+                    _ => return Some(Err(syntax_error())),
+                }
+            }
+            planned(
+                KvOp::Copy {
+                    from: key(),
+                    to: args[2].clone(),
+                    replace,
+                },
+                Shape::Flag,
+            )
+        }
+        "MSETNX" if argc >= 3 && argc % 2 == 1 => planned(
+            KvOp::MultiSetIfNone {
+                pairs: args[1..]
+                    .chunks(2)
+                    .map(|p| (p[0].clone(), p[1].clone()))
+                    .collect(),
+            },
+            Shape::Flag,
+        ),
+        "INCRBYFLOAT" if argc == 3 => planned(
+            KvOp::IncrFloat {
+                key: key(),
+                by: args[2].clone(),
+            },
+            Shape::Bulk,
+        ),
+        "RENAME" | "RENAMENX" | "COPY" | "MSETNX" | "INCRBYFLOAT" => Some(Err(wrong_args(name))),
         // Several keys outside a transaction: the front door splits them by shard.
         "DEL" | "UNLINK" | "EXISTS" | "MGET" | "MSET" if !one_operation && argc > 2 => None,
         "GET" | "SET" | "APPEND" | "INCR" | "DECR" | "INCRBY" | "DECRBY" | "CAS" | "SETNX"

@@ -221,18 +221,6 @@ pub(crate) const KEY_COMMANDS: &[&str] = &[
     "SETRANGE",
 ];
 
-/// Which of [`KEY_COMMANDS`] only read
-pub(crate) const READ_COMMANDS: &[&str] = &[
-    "TTL",
-    "PTTL",
-    "EXPIRETIME",
-    "PEXPIRETIME",
-    "STRLEN",
-    "TYPE",
-    "GETRANGE",
-    "SUBSTR",
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
