@@ -489,6 +489,15 @@ fn the_cluster_port_redirects_to_the_leader_and_the_plain_port_serves() {
     assert!(moved(q(&mut aware, &["SET", "k", "w"])).is_some());
     assert_eq!(q::<String>(&mut aware, &["READWRITE"]).unwrap(), "OK");
     assert!(moved(q(&mut aware, &["GET", "k"])).is_some());
+    // Inside MULTI nothing is redirected: a redirected command would leave the transaction
+    // (found by review); the queued commands are forwarded when EXEC runs.
+    let _: String = q(&mut aware, &["MULTI"]).unwrap();
+    assert_eq!(
+        q::<String>(&mut aware, &["SET", "k", "t"]).unwrap(),
+        "QUEUED"
+    );
+    let _: Value = q(&mut aware, &["EXEC"]).unwrap();
+    assert_eq!(q::<String>(&mut plain, &["GET", "k"]).unwrap(), "t");
     // A plain connection that asks for the slot map is cluster-aware from then on.
     assert!(q::<Value>(&mut plain, &["GET", "k"]).is_ok());
     let _: Value = q(&mut plain, &["CLUSTER", "SLOTS"]).unwrap();
@@ -778,6 +787,24 @@ fn transactions_apply_at_once_and_watch_aborts_them() {
     assert!(err_text(q(&mut a, &["MULTI"])).contains("nested"));
     assert!(err_text(q(&mut a, &["WATCH", "x"])).contains("inside MULTI"));
     assert_eq!(q::<String>(&mut a, &["DISCARD"]).unwrap(), "OK");
+    // Too large for one log entry: refused at once, not retried until the deadline (found
+    // by review).
+    let big = "x".repeat(1024 * 1024);
+    let started = std::time::Instant::now();
+    let _: String = q(&mut a, &["MULTI"]).unwrap();
+    for k in ["{u}b1", "{u}b2", "{u}b3"] {
+        let _: String = q(&mut a, &["SET", k, &big]).unwrap();
+    }
+    assert!(err_text(q(&mut a, &["EXEC"])).contains("exceeds the limit"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        q::<Option<String>>(&mut a, &["GET", "{u}b1"]).unwrap(),
+        None
+    );
 }
 
 /// The `redis` crate's atomic pipeline (`MULTI`/`EXEC` underneath), as applications use it

@@ -242,10 +242,11 @@ impl<M: GroupMachine> GroupDriver<M> {
     }
 
     /// The wall clock reads `unix_ms` (Unix milliseconds) now. Client requests this replica
-    /// proposes as leader are stamped with it, and reads decide expiry with it; it never
-    /// goes back (a clock stepped back holds the last reading until it passes it)
+    /// proposes as leader are stamped with it, and reads decide expiry with it (or with the
+    /// shard's time, if later: each shard applies at the latest stamp it has seen, so a clock
+    /// stepped back changes nothing until it catches up)
     pub fn handle_wall_clock(&mut self, unix_ms: u64) {
-        self.wall_ms = self.wall_ms.max(unix_ms);
+        self.wall_ms = unix_ms;
     }
 
     /// The wall clock as of the last [`handle_wall_clock`](Self::handle_wall_clock)
@@ -348,9 +349,28 @@ impl<M: GroupMachine> GroupDriver<M> {
         }
         let mut request = request;
         request.stamp_ms = self.wall_ms;
-        self.replica
+        match self
+            .replica
             .propose(now, token, &GroupCommand::Client(request))
-            .map(|_| ())
+        {
+            Ok(_) => Ok(()),
+            // Too large for one log entry (a transaction of large values): no retry can help,
+            // so the client hears it now instead of retrying until its deadline.
+            Err(ProposeError::TooLarge {
+                size_bytes,
+                max_bytes,
+            }) => {
+                self.replies.push_back(ClientReply {
+                    token,
+                    outcome: Err(GroupError::Kv(crate::shard::KvError::ValueTooLarge {
+                        size_bytes: size_bytes as u64,
+                        max_bytes: u32::try_from(max_bytes).unwrap_or(u32::MAX),
+                    })),
+                });
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The next answer to a client, if any
@@ -745,10 +765,11 @@ impl<M: GroupMachine> GroupDriver<M> {
                 config_num: state.config.num,
             });
         };
-        // A read runs the operation on a view (an O(1) clone) at the leader's clock: only
-        // read operations get here, and they change nothing.
+        // A read runs the operation on a view (an O(1) clone) at this replica's clock, or the
+        // shard's time if that is later (so a read never sees a key that a write already saw
+        // expire): only read operations get here, and they change nothing.
+        let at = self.wall_ms.max(slot.state.sessions.time_ms());
         let mut view = slot.state.kv.clone();
-        crate::shard::apply_op(&mut view, op, &state.limits.kv, self.wall_ms)
-            .map_err(GroupError::Kv)
+        crate::shard::apply_op(&mut view, op, &state.limits.kv, at).map_err(GroupError::Kv)
     }
 }

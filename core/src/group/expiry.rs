@@ -41,7 +41,11 @@ impl<M: GroupMachine> GroupDriver<M> {
         let Some(&first) = served.first() else {
             return;
         };
+        let before = self.sweep_cursor.clone();
         let (mut shard, mut after) = self.sweep_cursor.take().unwrap_or((first, None));
+        // A batch's keys take at most about a hand-over chunk of the log entry.
+        let max_bytes = self.config.handover_chunk_bytes;
+        let mut batch_bytes = 0usize;
         if !served.contains(&shard) {
             (shard, after) = (
                 served.iter().copied().find(|&s| s > shard).unwrap_or(first),
@@ -65,9 +69,14 @@ impl<M: GroupMachine> GroupDriver<M> {
             {
                 looked += 1;
                 if !StoredValue::decode(value).live_at(now_ms) {
+                    batch_bytes += key.len();
                     expired.push(key.to_vec());
                 }
                 last = Some(key);
+                if batch_bytes >= max_bytes {
+                    looked = budget; // full: go on from here next poll
+                    break;
+                }
             }
             if !expired.is_empty() {
                 found.push((shard, expired));
@@ -82,13 +91,19 @@ impl<M: GroupMachine> GroupDriver<M> {
         }
         self.sweep_cursor = Some((shard, after));
         for (shard, keys) in found {
-            self.expired_found += keys.len() as u64;
+            let n = keys.len() as u64;
             let command = GroupCommand::DeleteExpired {
                 shard,
                 now_ms,
                 keys,
             };
-            self.propose_own(now, &command);
+            if self.propose_own(now, &command) {
+                self.expired_found += n;
+            } else {
+                // Refused (busy, a transfer): the same keys are looked at again next poll.
+                self.sweep_cursor = before;
+                return;
+            }
         }
     }
 

@@ -385,9 +385,10 @@ impl GroupState {
                 if self.serves(*shard)
                     && let Some(slot) = self.shards.get_mut(shard)
                 {
+                    let at = slot.state.sessions.advance_time(*now_ms);
                     for key in keys {
                         let expired = slot.state.kv.get(key).is_some_and(|v| {
-                            !crate::shard::value::StoredValue::decode(v).live_at(*now_ms)
+                            !crate::shard::value::StoredValue::decode(v).live_at(at)
                         });
                         if expired {
                             slot.state.kv.remove(key);

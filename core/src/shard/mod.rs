@@ -115,13 +115,10 @@ impl ShardState {
                 let seed = request.stamp_ms
                     ^ request.client.rotate_left(17)
                     ^ request.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                let result = apply_op_seeded(
-                    &mut self.kv,
-                    &request.op,
-                    &limits.kv,
-                    request.stamp_ms,
-                    seed,
-                );
+                // The shard's time: the latest stamp it has seen, so expiry never goes back
+                // when leadership moves to a node whose clock is behind.
+                let at = self.sessions.advance_time(request.stamp_ms);
+                let result = apply_op_seeded(&mut self.kv, &request.op, &limits.kv, at, seed);
                 self.sessions.record(
                     request.client,
                     request.seq,
@@ -136,5 +133,51 @@ impl ShardState {
     /// Bytes of keys and values held
     pub fn data_bytes(&self) -> u64 {
         self.kv.data_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(seq: u64, stamp_ms: u64, op: KvOp) -> ClientRequest {
+        ClientRequest {
+            client: 1,
+            seq,
+            op,
+            stamp_ms,
+        }
+    }
+
+    /// Leadership moved to a node whose clock is behind: its stamps are earlier than those
+    /// already applied, and a key the shard already saw expire must stay expired (found by
+    /// review: each entry was applied at its own stamp)
+    #[test]
+    fn a_shard_applies_at_the_latest_stamp_it_has_seen() {
+        let mut shard = ShardState::default();
+        let limits = ShardLimits::default();
+        let set = KvOp::Set {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            condition: SetCondition::Always,
+            expiry: Expiry::In(100),
+        };
+        let get = || KvOp::Get { key: b"k".to_vec() };
+        assert!(shard.apply(&request(1, 1_000, set), &limits).is_ok());
+        assert_eq!(
+            shard.apply(&request(2, 2_000, get()), &limits),
+            Ok(KvResult::Value(None)),
+            "expired at 1,100"
+        );
+        assert_eq!(
+            shard.apply(&request(3, 1_050, get()), &limits),
+            Ok(KvResult::Value(None)),
+            "a slower leader's stamp brought an expired key back"
+        );
+        assert_eq!(shard.sessions.time_ms(), 2_000);
+        // The time travels with the shard.
+        let mut copy = ShardState::default();
+        copy.apply_chunk(shard.chunk(&ShardCursor::START, usize::MAX));
+        assert_eq!(copy.sessions.time_ms(), 2_000);
     }
 }

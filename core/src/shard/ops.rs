@@ -454,6 +454,11 @@ pub enum KvError {
     IndexOutOfRange,
     /// `COPY` of a key onto itself
     SameObject,
+    /// A `MATCH` pattern longer than the limit
+    PatternTooLong {
+        /// The limit
+        max_bytes: u32,
+    },
     /// A collection would hold more items than the limit
     TooManyItems {
         /// The limit
@@ -503,6 +508,9 @@ impl fmt::Display for KvError {
             KvError::NoSuchKey => f.write_str("no such key"),
             KvError::IndexOutOfRange => f.write_str("index out of range"),
             KvError::SameObject => f.write_str("source and destination objects are the same"),
+            KvError::PatternTooLong { max_bytes } => {
+                write!(f, "a MATCH pattern is at most {max_bytes} bytes")
+            }
             KvError::TooManyItems { max_items } => {
                 write!(f, "a collection holds at most {max_items} items")
             }
@@ -813,6 +821,7 @@ pub fn apply_op_seeded<S: ShardStore>(
             slot,
             ..
         } => {
+            data::check_pattern(pattern.as_deref())?;
             let count = (*count).clamp(1, SCAN_COUNT_MAX) as usize;
             let mut keys = Vec::new();
             let mut last = None;

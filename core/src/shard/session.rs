@@ -95,6 +95,10 @@ pub struct SessionTable {
     expired_below: ExpiryWatermarks,
     /// Operations applied in the shard (its logical clock)
     clock: u64,
+    /// The latest time a request applied in the shard was applied at, Unix milliseconds:
+    /// the shard's time never goes back, whichever leader stamped (see
+    /// [`advance_time`](Self::advance_time))
+    time_ms: u64,
 }
 
 impl SessionTable {
@@ -180,11 +184,25 @@ impl SessionTable {
         self.sessions.range_from(start)
     }
 
-    /// Takes over the expiry watermark and the clock of another copy of this table (a shard
-    /// being moved or restored)
-    pub(crate) fn set_clocks(&mut self, expired_below: ExpiryWatermarks, clock: u64) {
+    /// Takes over the expiry watermark and the clocks of another copy of this table (a shard
+    /// being moved or restored); its time never goes back
+    pub(crate) fn set_clocks(&mut self, expired_below: ExpiryWatermarks, clock: u64, time_ms: u64) {
         self.expired_below = expired_below;
         self.clock = clock;
+        self.time_ms = self.time_ms.max(time_ms);
+    }
+
+    /// The shard's time, Unix milliseconds: the latest an operation was applied at
+    pub fn time_ms(&self) -> u64 {
+        self.time_ms
+    }
+
+    /// Moves the shard's time to `stamp_ms` unless it is already later; the time to apply at.
+    /// Stamps come from whichever replica led when each request was proposed, and clocks
+    /// differ: the shard applies at the latest time it has seen, so expiry never goes back
+    pub fn advance_time(&mut self, stamp_ms: u64) -> u64 {
+        self.time_ms = self.time_ms.max(stamp_ms);
+        self.time_ms
     }
 
     /// Takes over one session of another copy of this table
@@ -197,11 +215,13 @@ impl SessionTable {
         sessions: PersistentMap<ClientId, Session>,
         expired_below: ExpiryWatermarks,
         clock: u64,
+        time_ms: u64,
     ) -> Self {
         SessionTable {
             sessions,
             expired_below,
             clock,
+            time_ms,
         }
     }
 }

@@ -64,6 +64,8 @@ pub struct ShardHeader {
     pub expired_below: ExpiryWatermarks,
     /// The session table's clock (operations applied in the shard)
     pub clock: u64,
+    /// The shard's time, Unix milliseconds (see [`SessionTable::time_ms`])
+    pub time_ms: u64,
     /// Sessions held
     pub sessions: u64,
     /// Keys held
@@ -122,6 +124,7 @@ impl ShardState {
             header: (*from == ShardCursor::START).then(|| ShardHeader {
                 expired_below: self.sessions.expired_below().clone(),
                 clock: self.sessions.clock(),
+                time_ms: self.sessions.time_ms(),
                 sessions: self.sessions.len() as u64,
                 keys: self.kv.len(),
                 bytes: self.kv.data_bytes(),
@@ -172,7 +175,8 @@ impl ShardState {
     /// order, each from where the last one ended)
     pub fn apply_chunk(&mut self, chunk: ShardChunk) {
         if let Some(h) = chunk.header {
-            self.sessions.set_clocks(h.expired_below, h.clock);
+            self.sessions
+                .set_clocks(h.expired_below, h.clock, h.time_ms);
         }
         for (client, session) in chunk.sessions {
             self.sessions.insert(client, session);
@@ -219,6 +223,7 @@ impl ShardBuilder {
                 self.sessions.finish(),
                 self.header.expired_below.clone(),
                 self.header.clock,
+                self.header.time_ms,
             ),
             flushed: Vec::new(),
         }

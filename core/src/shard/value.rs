@@ -7,8 +7,11 @@
 //!
 //! Expiry times are Unix milliseconds from the log: the leader stamps each client request
 //! with its clock when it proposes it ([`ClientRequest::stamp_ms`](super::ClientRequest)),
-//! and every replica decides with that stamp, never with its own clock, so all replicas
-//! agree. Reads are served by the leader and decide with the leader's clock.
+//! and every replica applies it at that stamp or at the shard's time, the latest stamp the
+//! shard has applied ([`SessionTable::time_ms`](super::SessionTable::time_ms)), whichever is
+//! later, never with its own clock, so all replicas agree and a shard's time never goes
+//! back. A read is decided at the serving replica's clock or the shard's time, whichever is
+//! later.
 //!
 //! ```
 //! use shale_core::shard::value::{StoredValue, encode_string};

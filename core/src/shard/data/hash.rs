@@ -3,11 +3,12 @@
 //!
 //! Fields keep the order they were first set in, as a small Redis hash does.
 
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Ctx, DataReply, TYPE_HASH, glob_match};
+use super::{Ctx, DataReply, TYPE_HASH, check_count, check_pattern, glob_match};
 use crate::shard::ShardStore;
 use crate::shard::ops::{Bytes, KvError, format_float, parse_float, parse_i64};
 
@@ -125,12 +126,24 @@ pub(super) fn apply<S: ShardStore>(
     };
     match op {
         HashOp::Set { pairs, only_new } => {
+            // More fields than a hash may hold: refused before any work per field.
+            if pairs.len() > ctx.limits.max_collection_items as usize {
+                return Err(KvError::TooManyItems {
+                    max_items: ctx.limits.max_collection_items,
+                });
+            }
+            let mut index: BTreeMap<Bytes, usize> = hash
+                .iter()
+                .enumerate()
+                .map(|(i, (f, _))| (f.clone(), i))
+                .collect();
             let mut added = 0;
             for (f, v) in pairs {
-                match find(&hash, f) {
-                    Some(i) if !only_new => hash[i].1 = v.clone(),
+                match index.get(f) {
+                    Some(&i) if !only_new => hash[i].1 = v.clone(),
                     Some(_) => {}
                     None => {
+                        index.insert(f.clone(), hash.len());
                         hash.push((f.clone(), v.clone()));
                         added += 1;
                     }
@@ -154,7 +167,8 @@ pub(super) fn apply<S: ShardStore>(
         }
         HashOp::Del { fields } => {
             let before = hash.len();
-            hash.retain(|(f, _)| !fields.contains(f));
+            let gone: BTreeSet<&Bytes> = fields.iter().collect();
+            hash.retain(|(f, _)| !gone.contains(f));
             let removed = before - hash.len();
             if removed > 0 {
                 save(ctx, &hash)?;
@@ -206,6 +220,7 @@ pub(super) fn apply<S: ShardStore>(
             Ok(DataReply::Bulk(text))
         }
         HashOp::RandField { count, with_values } => {
+            check_count(ctx, *count)?;
             let mut rng = ctx.rng();
             let Some(count) = *count else {
                 if hash.is_empty() {
@@ -228,6 +243,7 @@ pub(super) fn apply<S: ShardStore>(
             Ok(DataReply::Array(out))
         }
         HashOp::Scan { pattern } => {
+            check_pattern(pattern.as_deref())?;
             let matching = hash
                 .iter()
                 .filter(|(f, _)| pattern.as_ref().is_none_or(|p| glob_match(p, f)))

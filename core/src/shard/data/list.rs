@@ -122,6 +122,11 @@ pub(super) fn apply<S: ShardStore>(
             if *only_existing && !exists {
                 return Ok(DataReply::Int(0));
             }
+            if list.len().saturating_add(values.len()) > ctx.limits.max_collection_items as usize {
+                return Err(KvError::TooManyItems {
+                    max_items: ctx.limits.max_collection_items,
+                });
+            }
             if *left {
                 let mut head: Vec<Bytes> = values.iter().rev().cloned().collect();
                 head.append(&mut list);
@@ -274,6 +279,9 @@ pub(crate) fn move_element<S: ShardStore>(
     let Some((mut source, source_at)) = ctx.items(from, TYPE_LIST)? else {
         return Ok(DataReply::Nil);
     };
+    if source.is_empty() {
+        return Ok(DataReply::Nil); // a damaged value: nothing to move
+    }
     // The destination's type is checked before anything changes.
     let dest = ctx.items(to, TYPE_LIST)?;
     let element = if from_left {

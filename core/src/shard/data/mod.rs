@@ -206,50 +206,106 @@ pub(crate) fn type_of<S: ShardStore>(store: &S, key: &[u8], now_ms: u64) -> &'st
     live(store.get(key), now_ms).map_or("none", |v: StoredValue<'_>| type_name(v.kind))
 }
 
+/// The longest `MATCH` pattern accepted, in bytes: matching costs up to the pattern's length
+/// times the text's
+pub const GLOB_PATTERN_MAX_BYTES: usize = 1024;
+
 /// Whether `text` matches the glob `pattern` (`*`, `?`, `[...]` with ranges and `^`, `\`
-/// escapes), as Redis's `MATCH` and `KEYS` do
+/// escapes), as Redis's `MATCH` and `KEYS` do. Iterative, in at most
+/// `pattern.len() * text.len()` steps whatever the pattern (a star only backtracks to the
+/// last star), and without recursion
 pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|i| glob_match(rest, &text[i..])),
-        Some((b'?', rest)) => !text.is_empty() && glob_match(rest, &text[1..]),
-        Some((b'[', rest)) => {
-            let Some((&c, text_rest)) = text.split_first() else {
-                return false;
-            };
-            let (negate, mut p) = match rest.split_first() {
-                Some((b'^', r)) => (true, r),
-                _ => (false, rest),
-            };
-            let mut matched = false;
-            loop {
-                match p {
-                    [] => return false, // no closing bracket: no match
-                    [b']', tail @ ..] => {
-                        p = tail;
-                        break;
+    let (mut p, mut t) = (0, 0);
+    // Where to resume after the last star: its pattern position and the text it covers to
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() {
+            let step = match pattern[p] {
+                b'*' => {
+                    while p < pattern.len() && pattern[p] == b'*' {
+                        p += 1;
                     }
-                    [b'\\', e, tail @ ..] => {
-                        matched |= *e == c;
-                        p = tail;
+                    if p == pattern.len() {
+                        return true;
                     }
-                    [a, b'-', b, tail @ ..] if *b != b']' => {
-                        let (lo, hi) = if a <= b { (*a, *b) } else { (*b, *a) };
-                        matched |= (lo..=hi).contains(&c);
-                        p = tail;
-                    }
-                    [a, tail @ ..] => {
-                        matched |= *a == c;
-                        p = tail;
-                    }
+                    star = Some((p, t));
+                    continue;
                 }
+                b'?' => Some(p + 1),
+                b'[' => match class(pattern, p + 1, text[t]) {
+                    Some((true, next)) => Some(next),
+                    _ => None,
+                },
+                b'\\' if p + 1 < pattern.len() => (pattern[p + 1] == text[t]).then_some(p + 2),
+                c => (c == text[t]).then_some(p + 1),
+            };
+            if let Some(next) = step {
+                p = next;
+                t += 1;
+                continue;
             }
-            matched != negate && glob_match(p, text_rest)
         }
-        Some((b'\\', rest)) if !rest.is_empty() => {
-            text.first() == Some(&rest[0]) && glob_match(&rest[1..], &text[1..])
+        match star {
+            Some((sp, st)) => {
+                p = sp;
+                t = st + 1;
+                star = Some((sp, st + 1));
+            }
+            None => return false,
         }
-        Some((&c, rest)) => text.first() == Some(&c) && glob_match(rest, &text[1..]),
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// Whether `c` is in the class that starts at `pattern[at]` (after `[`), and where the
+/// pattern goes on after its `]`; `None` when the class is not closed
+fn class(pattern: &[u8], at: usize, c: u8) -> Option<(bool, usize)> {
+    let mut p = at;
+    let negate = pattern.get(p) == Some(&b'^');
+    if negate {
+        p += 1;
+    }
+    let mut matched = false;
+    loop {
+        match pattern.get(p..)? {
+            [] => return None,
+            [b']', ..] => return Some((matched != negate, p + 1)),
+            [b'\\', e, ..] => {
+                matched |= *e == c;
+                p += 2;
+            }
+            [a, b'-', b, ..] if *b != b']' => {
+                let (lo, hi) = if a <= b { (*a, *b) } else { (*b, *a) };
+                matched |= (lo..=hi).contains(&c);
+                p += 3;
+            }
+            [a, ..] => {
+                matched |= *a == c;
+                p += 1;
+            }
+        }
+    }
+}
+
+/// A random-pick count (`SRANDMEMBER`, `HRANDFIELD`) within the collection limit either way
+pub(crate) fn check_count<S>(ctx: &Ctx<'_, S>, count: Option<i64>) -> Result<(), KvError> {
+    match count {
+        Some(c) if c.unsigned_abs() > u64::from(ctx.limits.max_collection_items) => {
+            Err(KvError::TooManyItems {
+                max_items: ctx.limits.max_collection_items,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A `MATCH` pattern no longer than [`GLOB_PATTERN_MAX_BYTES`]
+pub(crate) fn check_pattern(pattern: Option<&[u8]>) -> Result<(), KvError> {
+    match pattern {
+        Some(p) if p.len() > GLOB_PATTERN_MAX_BYTES => Err(KvError::PatternTooLong {
+            max_bytes: GLOB_PATTERN_MAX_BYTES as u32,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -286,6 +342,11 @@ mod tests {
         assert!(glob_match(b"a\\*", b"a*"));
         assert!(!glob_match(b"a\\*", b"ab"));
         assert!(!glob_match(b"[abc", b"a"));
+        assert!(glob_match(b"*b*", b"aabaa"));
+        assert!(!glob_match(b"a*", b""));
+        assert!(glob_match(b"", b""));
+        assert!(glob_match(b"a*b?c", b"axxbyc"));
+        assert!(!glob_match(b"a*b?c", b"axxbc"));
     }
 
     #[test]
@@ -296,5 +357,117 @@ mod tests {
         assert_eq!(index_range(5, 10, 3), None);
         assert_eq!(index_range(0, -1, 0), None);
         assert_eq!(index_range(-10, -5, 3), None);
+    }
+}
+
+#[cfg(test)]
+mod hostile_input_tests {
+    use super::*;
+    use crate::shard::{KvOp, KvResult, MemStore, apply_op};
+
+    fn op(key: &str, op: CollectionOp) -> KvOp {
+        KvOp::Collection {
+            key: key.as_bytes().to_vec(),
+            op,
+        }
+    }
+
+    /// Found by review: these panicked, hung or took minutes on every replica
+    #[test]
+    fn hostile_counts_patterns_and_sizes_are_refused_or_cheap() {
+        let mut store = MemStore::default();
+        let limits = KvLimits {
+            max_collection_items: 1_000,
+            ..KvLimits::default()
+        };
+        let add = op(
+            "s",
+            CollectionOp::Set(SetOp::Add {
+                members: alloc::vec![b"a".to_vec(), b"b".to_vec()],
+            }),
+        );
+        apply_op(&mut store, &add, &limits, 0).unwrap();
+        // A count of -2^63 + 1: refused, not 2^63 picks.
+        let rand = op(
+            "s",
+            CollectionOp::Set(SetOp::RandMember {
+                count: Some(-i64::MAX),
+            }),
+        );
+        assert!(apply_op(&mut store, &rand, &limits, 0).is_err());
+        // A pattern of many stars against a long member: answered at once.
+        let long = alloc::vec![b'a'; 60];
+        let add_long = op(
+            "s",
+            CollectionOp::Set(SetOp::Add {
+                members: alloc::vec![long],
+            }),
+        );
+        apply_op(&mut store, &add_long, &limits, 0).unwrap();
+        let pattern = b"*a".repeat(50).into_iter().chain(*b"b").collect();
+        let scan = op(
+            "s",
+            CollectionOp::Set(SetOp::Scan {
+                pattern: Some(pattern),
+            }),
+        );
+        assert!(matches!(
+            apply_op(&mut store, &scan, &limits, 0),
+            Ok(KvResult::Reply(_))
+        ));
+        assert!(glob_match(&alloc::vec![b'*'; 100_000], b"x"));
+        // Far more members than a set may hold: refused before any work per member.
+        let many: Vec<Bytes> = (0..200_000u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        let flood = op("t", CollectionOp::Set(SetOp::Add { members: many }));
+        assert!(matches!(
+            apply_op(&mut store, &flood, &limits, 0),
+            Err(KvError::TooManyItems { .. })
+        ));
+        // A store that fails keeps its destination.
+        let big: Vec<Bytes> = (0..600u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        let big2: Vec<Bytes> = (600..1_200u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        for (k, m) in [("{x}1", big), ("{x}2", big2)] {
+            apply_op(
+                &mut store,
+                &op(k, CollectionOp::Set(SetOp::Add { members: m })),
+                &limits,
+                0,
+            )
+            .unwrap();
+        }
+        apply_op(
+            &mut store,
+            &op(
+                "{x}d",
+                CollectionOp::Set(SetOp::Add {
+                    members: alloc::vec![b"keep".to_vec()],
+                }),
+            ),
+            &limits,
+            0,
+        )
+        .unwrap();
+        let union = KvOp::SetCombine {
+            keys: alloc::vec![b"{x}1".to_vec(), b"{x}2".to_vec()],
+            how: Combine::Union,
+            store: Some(b"{x}d".to_vec()),
+        };
+        assert!(apply_op(&mut store, &union, &limits, 0).is_err());
+        assert!(
+            store.get(b"{x}d").is_some(),
+            "the destination was destroyed"
+        );
+        // A damaged list (a header and no items) moves nothing instead of panicking.
+        store.insert(b"{l}a".to_vec(), alloc::vec![TYPE_LIST, 0xff]);
+        let lmove = KvOp::ListMove {
+            from: b"{l}a".to_vec(),
+            to: b"{l}b".to_vec(),
+            from_left: true,
+            to_left: true,
+        };
+        assert_eq!(
+            apply_op(&mut store, &lmove, &limits, 0),
+            Ok(KvResult::Reply(DataReply::Nil))
+        );
     }
 }

@@ -3,11 +3,12 @@
 //!
 //! Members keep the order they were added in.
 
+use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Ctx, DataReply, TYPE_SET, glob_match};
+use super::{Ctx, DataReply, TYPE_SET, check_count, check_pattern, glob_match};
 use crate::rng::Rng;
 use crate::shard::ShardStore;
 use crate::shard::ops::{Bytes, KvError};
@@ -106,9 +107,16 @@ pub(super) fn apply<S: ShardStore>(
     let (mut set, at) = ctx.items(key, TYPE_SET)?.unwrap_or_default();
     match op {
         SetOp::Add { members } => {
+            // More members than a set may hold: refused before any work per member.
+            if members.len() > ctx.limits.max_collection_items as usize {
+                return Err(KvError::TooManyItems {
+                    max_items: ctx.limits.max_collection_items,
+                });
+            }
+            let mut present: BTreeSet<Bytes> = set.iter().cloned().collect();
             let mut added = 0;
             for m in members {
-                if !set.contains(m) {
+                if present.insert(m.clone()) {
                     set.push(m.clone());
                     added += 1;
                 }
@@ -121,7 +129,8 @@ pub(super) fn apply<S: ShardStore>(
         }
         SetOp::Rem { members } => {
             let before = set.len();
-            set.retain(|m| !members.contains(m));
+            let gone: BTreeSet<&Bytes> = members.iter().collect();
+            set.retain(|m| !gone.contains(m));
             let removed = before - set.len();
             if removed > 0 {
                 let n = set.len();
@@ -131,6 +140,7 @@ pub(super) fn apply<S: ShardStore>(
         }
         SetOp::Members => Ok(DataReply::bulks(set.iter().map(Vec::as_slice))),
         SetOp::IsMember { members, many } => {
+            let set: BTreeSet<&Bytes> = set.iter().collect();
             let answers: Vec<DataReply> = members
                 .iter()
                 .map(|m| DataReply::Int(i64::from(set.contains(m))))
@@ -164,6 +174,7 @@ pub(super) fn apply<S: ShardStore>(
             })
         }
         SetOp::RandMember { count } => {
+            check_count(ctx, *count)?;
             let mut rng = ctx.rng();
             match count {
                 None if set.is_empty() => Ok(DataReply::Nil),
@@ -178,6 +189,7 @@ pub(super) fn apply<S: ShardStore>(
             }
         }
         SetOp::Scan { pattern } => {
+            check_pattern(pattern.as_deref())?;
             let matching = set
                 .iter()
                 .filter(|m| pattern.as_ref().is_none_or(|p| glob_match(p, m)))
@@ -207,18 +219,20 @@ pub(crate) fn combine<S: ShardStore>(
         );
     }
     let mut out: Vec<Bytes> = Vec::new();
+    let lookup: Vec<BTreeSet<&Bytes>> = sets.iter().map(|s| s.iter().collect()).collect();
     match how {
         Combine::Union => {
+            let mut seen = BTreeSet::new();
             for set in &sets {
                 for m in set {
-                    if !out.contains(m) {
+                    if seen.insert(m) {
                         out.push(m.clone());
                     }
                 }
             }
         }
         Combine::Inter => {
-            if let Some((first, rest)) = sets.split_first() {
+            if let (Some(first), Some((_, rest))) = (sets.first(), lookup.split_first()) {
                 out = first
                     .iter()
                     .filter(|m| rest.iter().all(|s| s.contains(m)))
@@ -227,7 +241,7 @@ pub(crate) fn combine<S: ShardStore>(
             }
         }
         Combine::Diff => {
-            if let Some((first, rest)) = sets.split_first() {
+            if let (Some(first), Some((_, rest))) = (sets.first(), lookup.split_first()) {
                 out = first
                     .iter()
                     .filter(|m| rest.iter().all(|s| !s.contains(m)))
@@ -239,6 +253,10 @@ pub(crate) fn combine<S: ShardStore>(
     match store {
         Some(dest) => {
             let n = out.len();
+            // Checked before the destination goes: a result too large changes nothing.
+            if n > 0 {
+                ctx.check(&out, n)?;
+            }
             ctx.store.remove(dest);
             ctx.save(dest, TYPE_SET, &out, n, None)?;
             Ok(DataReply::Int(n as i64))
