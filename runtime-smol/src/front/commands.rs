@@ -18,7 +18,7 @@
 //!
 //! Connection and server: `PING`, `ECHO`, `HELLO [2|3] [AUTH user pass] [SETNAME name]`,
 //! `AUTH [user] pass`, `SELECT 0`, `QUIT`, `CLIENT SETNAME|GETNAME|ID|SETINFO|INFO`,
-//! `COMMAND` (empty lists, enough for `redis-cli`), `INFO [section]`, `DBSIZE` (keys of the
+//! `COMMAND` (see [`super::command`]), `INFO [section]`, `DBSIZE` (keys of the
 //! groups this node hosts, as applied here, so it may lag), `CONFIG GET` (the few settings
 //! `redis-benchmark` asks for), `CLUSTER KEYSLOT|MYID|SLOTS|SHARDS|NODES|INFO` (see
 //! [`super::cluster`]), `READONLY`, `READWRITE`, `ASKING` (see the front door's docs on
@@ -97,48 +97,11 @@ fn parse_i64(arg: &[u8]) -> Option<i64> {
     std::str::from_utf8(arg).ok()?.parse().ok()
 }
 
-/// Every command name this front door knows, as metrics label them
-const KNOWN: &[&str] = &[
-    "append",
-    "auth",
-    "cas",
-    "client",
-    "cluster",
-    "command",
-    "config",
-    "dbsize",
-    "decr",
-    "decrby",
-    "del",
-    "echo",
-    "exists",
-    "get",
-    "hello",
-    "incr",
-    "incrby",
-    "info",
-    "mget",
-    "mset",
-    "ping",
-    "quit",
-    "readonly",
-    "readwrite",
-    "asking",
-    "select",
-    "set",
-    "shale",
-];
-
 /// The command's name for metrics: lower case if known, `unknown` otherwise (so clients
 /// cannot create series at will)
 pub(crate) fn metric_name(args: &[Vec<u8>]) -> &'static str {
-    let Some(first) = args.first() else {
-        return "unknown";
-    };
-    KNOWN
-        .iter()
-        .find(|k| k.as_bytes().eq_ignore_ascii_case(first))
-        .copied()
+    args.first()
+        .and_then(|first| super::command::served_name(first))
         .unwrap_or("unknown")
 }
 
@@ -194,11 +157,7 @@ pub(crate) async fn execute(
         "AUTH" if argc == 2 || argc == 3 => auth(config, conn, &args[argc - 1]),
         "HELLO" => hello(config, conn, &args),
         "CLIENT" if argc >= 2 => client(conn, &args),
-        "COMMAND" => match args.get(1).map(|a| a.to_ascii_uppercase()) {
-            Some(sub) if sub == b"COUNT" => Reply::Integer(0),
-            Some(sub) if sub == b"DOCS" => Reply::Map(Vec::new()),
-            _ => Reply::Array(Some(Vec::new())),
-        },
+        "COMMAND" => super::command::execute(&args),
         "CONFIG" if argc == 3 && args[1].eq_ignore_ascii_case(b"GET") => config_get(&args[2]),
         "CLUSTER" if argc >= 2 => super::cluster::execute(config, conn, &args),
         "READONLY" | "READWRITE" | "ASKING" if argc == 1 => {

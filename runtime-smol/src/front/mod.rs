@@ -25,6 +25,7 @@
 mod admin;
 pub mod cluster;
 mod collections;
+mod command;
 pub mod commands;
 pub mod digest;
 mod info;
