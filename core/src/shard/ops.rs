@@ -454,6 +454,8 @@ pub enum KvError {
     IndexOutOfRange,
     /// `COPY` of a key onto itself
     SameObject,
+    /// The resulting score is not a number (`ZINCRBY` of infinities)
+    NotANumber,
     /// A `MATCH` pattern longer than the limit
     PatternTooLong {
         /// The limit
@@ -508,6 +510,7 @@ impl fmt::Display for KvError {
             KvError::NoSuchKey => f.write_str("no such key"),
             KvError::IndexOutOfRange => f.write_str("index out of range"),
             KvError::SameObject => f.write_str("source and destination objects are the same"),
+            KvError::NotANumber => f.write_str("resulting score is not a number (NaN)"),
             KvError::PatternTooLong { max_bytes } => {
                 write!(f, "a MATCH pattern is at most {max_bytes} bytes")
             }

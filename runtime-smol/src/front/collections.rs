@@ -11,7 +11,10 @@
 //! `HSCAN` and `SSCAN` answer the whole collection at once, with cursor 0.
 
 use shale_core::shard::KvOp;
-use shale_core::shard::data::{CollectionOp, Combine, DataReply, HashOp, ListOp, SetOp};
+use shale_core::shard::data::{
+    AddFlags, CollectionOp, Combine, DataReply, HashOp, LexBound, ListOp, RangeBy, ScoreBound,
+    SetOp, ZSetOp,
+};
 
 use super::commands::{not_integer, syntax_error, wrong_args};
 use super::plan::{Planned, Shape};
@@ -97,6 +100,7 @@ pub(crate) fn plan(name: &str, args: &[Vec<u8>]) -> Option<Result<Planned, Reply
     let hash = |op| on(key, CollectionOp::Hash(op));
     let set = |op| on(key, CollectionOp::Set(op));
     let list = |op| on(key, CollectionOp::List(op));
+    let zset = |op| on(key, CollectionOp::ZSet(op));
     let op = match name {
         // ----- hashes -----
         "HSET" | "HMSET" if argc >= 4 && argc.is_multiple_of(2) => hash(HashOp::Set {
@@ -277,9 +281,179 @@ pub(crate) fn plan(name: &str, args: &[Vec<u8>]) -> Option<Result<Planned, Reply
             from_left: false,
             to_left: true,
         },
+        // ----- sorted sets -----
+        "ZADD" if argc >= 4 => match zadd(rest) {
+            Ok(op) => zset(op),
+            Err(r) => return Some(Err(r)),
+        },
+        "ZINCRBY" if argc == 4 => zset(ZSetOp::Add {
+            pairs: vec![(args[2].clone(), args[3].clone())],
+            flags: AddFlags {
+                incr: true,
+                ..AddFlags::default()
+            },
+        }),
+        "ZREM" if argc >= 3 => zset(ZSetOp::Rem {
+            members: rest.to_vec(),
+        }),
+        "ZSCORE" if argc == 3 => zset(ZSetOp::Score {
+            members: rest.to_vec(),
+            many: false,
+        }),
+        "ZMSCORE" if argc >= 3 => zset(ZSetOp::Score {
+            members: rest.to_vec(),
+            many: true,
+        }),
+        "ZCARD" if argc == 2 => zset(ZSetOp::Card),
+        "ZCOUNT" if argc == 4 => match (ScoreBound::parse(&args[2]), ScoreBound::parse(&args[3])) {
+            (Some(min), Some(max)) => zset(ZSetOp::Count { min, max }),
+            _ => return Some(Err(Reply::error("ERR min or max is not a float"))),
+        },
+        "ZRANGE" | "ZRANGEBYSCORE" | "ZREVRANGEBYSCORE" | "ZREVRANGE" | "ZRANGEBYLEX"
+            if argc >= 4 =>
+        {
+            match zrange(name, rest) {
+                Ok(op) => zset(op),
+                Err(r) => return Some(Err(r)),
+            }
+        }
+        "ZRANK" | "ZREVRANK" if argc == 3 => zset(ZSetOp::Rank {
+            member: args[2].clone(),
+            rev: name == "ZREVRANK",
+        }),
+        "ZPOPMIN" | "ZPOPMAX" if argc <= 3 => match positive_count(args, 2) {
+            Ok(count) => zset(ZSetOp::Pop {
+                max: name == "ZPOPMAX",
+                count,
+            }),
+            Err(r) => return Some(Err(r)),
+        },
+        "ZSCAN" if argc >= 3 => match scan_options(rest) {
+            Ok(pattern) => zset(ZSetOp::Scan { pattern }),
+            Err(r) => return Some(Err(r)),
+        },
         _ => return Some(Err(wrong_args(name))),
     };
     Some(Ok(Planned::new(op, Shape::Data)))
+}
+
+/// `ZADD`'s options and pairs
+fn zadd(args: &[Vec<u8>]) -> Result<ZSetOp, Reply> {
+    let mut flags = AddFlags::default();
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        match a.to_ascii_uppercase().as_slice() {
+            b"NX" => flags.nx = true,
+            b"XX" => flags.xx = true,
+            b"GT" => flags.gt = true,
+            b"LT" => flags.lt = true,
+            b"CH" => flags.ch = true,
+            b"INCR" => flags.incr = true,
+            _ => break,
+        }
+        i += 1;
+    }
+    let pairs = &args[i..];
+    if flags.nx && flags.xx {
+        return Err(Reply::error(
+            "ERR XX and NX options at the same time are not compatible",
+        ));
+    }
+    if u8::from(flags.gt) + u8::from(flags.lt) + u8::from(flags.nx) > 1 {
+        return Err(Reply::error(
+            "ERR GT, LT, and/or NX options at the same time are not compatible",
+        ));
+    }
+    if pairs.is_empty() || pairs.len() % 2 == 1 {
+        return Err(syntax_error());
+    }
+    if flags.incr && pairs.len() > 2 {
+        return Err(Reply::error(
+            "ERR INCR option supports a single increment-element pair",
+        ));
+    }
+    Ok(ZSetOp::Add {
+        pairs: pairs
+            .chunks(2)
+            .map(|p| (p[0].clone(), p[1].clone()))
+            .collect(),
+        flags,
+    })
+}
+
+/// `ZRANGE key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES]` and the
+/// older `ZRANGEBYSCORE`, `ZREVRANGEBYSCORE`, `ZREVRANGE`, `ZRANGEBYLEX` (`args` after the key)
+fn zrange(name: &str, args: &[Vec<u8>]) -> Result<ZSetOp, Reply> {
+    let (mut by_score, mut by_lex, mut rev) = match name {
+        "ZRANGEBYSCORE" => (true, false, false),
+        "ZREVRANGEBYSCORE" => (true, false, true),
+        "ZREVRANGE" => (false, false, true),
+        "ZRANGEBYLEX" => (false, true, false),
+        _ => (false, false, false),
+    };
+    let (mut limit, mut with_scores) = (None, false);
+    let mut i = 2;
+    while let Some(a) = args.get(i) {
+        match a.to_ascii_uppercase().as_slice() {
+            b"BYSCORE" if name == "ZRANGE" => by_score = true,
+            b"BYLEX" if name == "ZRANGE" => by_lex = true,
+            b"REV" if name == "ZRANGE" => rev = true,
+            b"WITHSCORES" => with_scores = true,
+            b"LIMIT" => {
+                let (Some(o), Some(c)) = (args.get(i + 1), args.get(i + 2)) else {
+                    return Err(syntax_error());
+                };
+                let (Some(o), Some(c)) = (parse_i64(o), parse_i64(c)) else {
+                    return Err(not_integer());
+                };
+                limit = Some((o, c));
+                i += 2;
+            }
+            _ => return Err(syntax_error()),
+        }
+        i += 1;
+    }
+    if by_score && by_lex {
+        return Err(syntax_error());
+    }
+    if limit.is_some() && !by_score && !by_lex {
+        return Err(Reply::error(
+            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
+        ));
+    }
+    if with_scores && by_lex {
+        return Err(Reply::error(
+            "ERR syntax error, WITHSCORES not supported in combination with BYLEX",
+        ));
+    }
+    // Reversed score and lex ranges name the high end first.
+    let (lo, hi) = if rev && (by_score || by_lex) {
+        (&args[1], &args[0])
+    } else {
+        (&args[0], &args[1])
+    };
+    let by = if by_score {
+        match (ScoreBound::parse(lo), ScoreBound::parse(hi)) {
+            (Some(min), Some(max)) => RangeBy::Score(min, max),
+            _ => return Err(Reply::error("ERR min or max is not a float")),
+        }
+    } else if by_lex {
+        match (LexBound::parse(lo), LexBound::parse(hi)) {
+            (Some(min), Some(max)) => RangeBy::Lex(min, max),
+            _ => return Err(Reply::error("ERR min or max not valid string range item")),
+        }
+    } else {
+        match (parse_i64(lo), parse_i64(hi)) {
+            (Some(a), Some(b)) => RangeBy::Rank(a, b),
+            _ => return Err(not_integer()),
+        }
+    };
+    Ok(ZSetOp::Range {
+        by,
+        rev,
+        limit,
+        with_scores,
+    })
 }
 
 fn combine(name: &str) -> Combine {
@@ -370,4 +544,21 @@ pub(crate) const ALL: &[&str] = &[
     "LPOS",
     "LMOVE",
     "RPOPLPUSH",
+    "ZADD",
+    "ZINCRBY",
+    "ZREM",
+    "ZSCORE",
+    "ZMSCORE",
+    "ZCARD",
+    "ZCOUNT",
+    "ZRANGE",
+    "ZRANGEBYSCORE",
+    "ZREVRANGEBYSCORE",
+    "ZREVRANGE",
+    "ZRANGEBYLEX",
+    "ZRANK",
+    "ZREVRANK",
+    "ZPOPMIN",
+    "ZPOPMAX",
+    "ZSCAN",
 ];

@@ -132,6 +132,24 @@ const SPECS: &[Spec] = &[
     ("lpos", -3, false, 1, 1, 1),
     ("lmove", 5, true, 1, 2, 1),
     ("rpoplpush", 3, true, 1, 2, 1),
+    // sorted sets
+    ("zadd", -4, true, 1, 1, 1),
+    ("zincrby", 4, true, 1, 1, 1),
+    ("zrem", -3, true, 1, 1, 1),
+    ("zscore", 3, false, 1, 1, 1),
+    ("zmscore", -3, false, 1, 1, 1),
+    ("zcard", 2, false, 1, 1, 1),
+    ("zcount", 4, false, 1, 1, 1),
+    ("zrange", -4, false, 1, 1, 1),
+    ("zrangebyscore", -4, false, 1, 1, 1),
+    ("zrevrangebyscore", -4, false, 1, 1, 1),
+    ("zrevrange", -4, false, 1, 1, 1),
+    ("zrangebylex", -4, false, 1, 1, 1),
+    ("zrank", 3, false, 1, 1, 1),
+    ("zrevrank", 3, false, 1, 1, 1),
+    ("zpopmin", -2, true, 1, 1, 1),
+    ("zpopmax", -2, true, 1, 1, 1),
+    ("zscan", -3, false, 1, 1, 1),
 ];
 
 fn info(spec: &Spec) -> Reply {

@@ -1,7 +1,9 @@
 //! Transactions: `MULTI`, `EXEC`, `DISCARD`, `WATCH`, `UNWATCH`
 //!
-//! After `MULTI` each key command is checked and queued (`+QUEUED`), not run; one that is
-//! malformed is answered with its error and makes `EXEC` fail with `-EXECABORT`, as in Redis.
+//! After `MULTI` each key command is checked and queued (`+QUEUED`), not run. As in Redis, a
+//! command of the wrong arity (or one not served) is answered with its error and makes `EXEC`
+//! fail with `-EXECABORT`; any other error (a bad number, a bad range) is queued and shows in
+//! `EXEC`'s reply in its place.
 //! `EXEC` sends every queued command to the key's group as **one operation**, logged in one
 //! Raft entry and applied at once: no other client's command comes between them, on any
 //! replica, and the whole transaction is linearizable. Each command answers on its own; an
@@ -24,10 +26,18 @@ use super::{Conn, FrontConfig};
 use crate::node::NodeClient;
 use crate::resp::Reply;
 
+/// A queued command: its plan, or the error it answers when `EXEC` runs (Redis checks only
+/// a command's name and arity when it is queued; any other error shows in `EXEC`'s reply)
+#[derive(Debug)]
+enum Queued {
+    Run(Planned),
+    Fails(Reply),
+}
+
 /// A transaction being queued on a connection
 #[derive(Debug, Default)]
 pub(crate) struct Transaction {
-    queued: Vec<Planned>,
+    queued: Vec<Queued>,
     /// A queued command was refused: `EXEC` answers `-EXECABORT`
     failed: bool,
 }
@@ -80,7 +90,11 @@ pub(crate) async fn intercept(
             let t = conn.multi.as_mut()?;
             Some(match plan::plan(name, args, true) {
                 Some(Ok(p)) => {
-                    t.queued.push(p);
+                    t.queued.push(Queued::Run(p));
+                    Reply::Simple("QUEUED".into())
+                }
+                Some(Err(reply)) if !is_arity_error(&reply) => {
+                    t.queued.push(Queued::Fails(reply));
                     Reply::Simple("QUEUED".into())
                 }
                 Some(Err(reply)) => {
@@ -97,6 +111,11 @@ pub(crate) async fn intercept(
             })
         }
     }
+}
+
+/// Whether a command was refused for its number of arguments (which aborts a transaction)
+fn is_arity_error(reply: &Reply) -> bool {
+    matches!(reply, Reply::Error(e) if e.contains("wrong number of arguments"))
 }
 
 async fn watch(node: &NodeClient, conn: &mut Conn, keys: &[Vec<u8>]) -> Reply {
@@ -123,8 +142,21 @@ async fn exec(
     if t.queued.is_empty() {
         return Reply::Array(Some(Vec::new()));
     }
-    let (ops, shapes): (Vec<KvOp>, Vec<Shape>) =
-        t.queued.into_iter().map(|p| (p.op, p.shape)).unzip();
+    let mut ops = Vec::new();
+    let mut shapes: Vec<Result<Shape, Reply>> = Vec::new();
+    for q in t.queued {
+        match q {
+            Queued::Run(p) => {
+                ops.push(p.op);
+                shapes.push(Ok(p.shape));
+            }
+            Queued::Fails(reply) => shapes.push(Err(reply)),
+        }
+    }
+    if ops.is_empty() && watched.is_empty() {
+        // Nothing to run: every command answers the error it was queued with.
+        return Reply::Array(Some(shapes.into_iter().filter_map(Result::err).collect()));
+    }
     let op = KvOp::Multi { ops, watched };
     let shards: Vec<u32> = op
         .keys()
@@ -136,13 +168,21 @@ async fn exec(
     }
     match run(node, conn, op).await {
         Ok(KvResult::Many(None)) => Reply::Array(None),
-        Ok(KvResult::Many(Some(results))) => Reply::Array(Some(
-            results
-                .into_iter()
-                .zip(&shapes)
-                .map(|(r, shape)| plan::shape(r.map_err(kv_error), shape))
-                .collect(),
-        )),
+        Ok(KvResult::Many(Some(results))) => {
+            let mut results = results.into_iter();
+            Reply::Array(Some(
+                shapes
+                    .into_iter()
+                    .map(|shape| match shape {
+                        Ok(shape) => match results.next() {
+                            Some(r) => plan::shape(r.map_err(kv_error), &shape),
+                            None => Reply::error("ERR internal: a result is missing"),
+                        },
+                        Err(reply) => reply,
+                    })
+                    .collect(),
+            ))
+        }
         Ok(other) => Reply::error(format!("ERR internal: unexpected result {other:?}")),
         Err(reply) => reply,
     }

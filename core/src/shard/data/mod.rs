@@ -29,6 +29,7 @@ pub mod codec;
 mod hash;
 pub(crate) mod list;
 pub(crate) mod set;
+mod zset;
 
 use alloc::vec::Vec;
 
@@ -41,6 +42,7 @@ use super::value::{StoredValue, TYPE_STRING, encode, live};
 pub use hash::HashOp;
 pub use list::ListOp;
 pub use set::{Combine, SetOp};
+pub use zset::{AddFlags, LexBound, RangeBy, ScoreBound, ZSetOp};
 
 /// The type bits of a hash
 pub const TYPE_HASH: u8 = 1;
@@ -48,6 +50,8 @@ pub const TYPE_HASH: u8 = 1;
 pub const TYPE_SET: u8 = 2;
 /// The type bits of a list
 pub const TYPE_LIST: u8 = 3;
+/// The type bits of a sorted set
+pub const TYPE_ZSET: u8 = 4;
 
 /// The name `TYPE` answers for a stored type
 pub fn type_name(kind: u8) -> &'static str {
@@ -56,6 +60,7 @@ pub fn type_name(kind: u8) -> &'static str {
         TYPE_HASH => "hash",
         TYPE_SET => "set",
         TYPE_LIST => "list",
+        TYPE_ZSET => "zset",
         _ => "none",
     }
 }
@@ -69,6 +74,8 @@ pub enum CollectionOp {
     Set(SetOp),
     /// On a list
     List(ListOp),
+    /// On a sorted set
+    ZSet(ZSetOp),
 }
 
 impl CollectionOp {
@@ -78,6 +85,7 @@ impl CollectionOp {
             CollectionOp::Hash(op) => op.is_read(),
             CollectionOp::Set(op) => op.is_read(),
             CollectionOp::List(op) => op.is_read(),
+            CollectionOp::ZSet(op) => op.is_read(),
         }
     }
 }
@@ -198,6 +206,7 @@ pub(crate) fn apply<S: ShardStore>(
         CollectionOp::Hash(op) => hash::apply(ctx, key, op),
         CollectionOp::Set(op) => set::apply(ctx, key, op),
         CollectionOp::List(op) => list::apply(ctx, key, op),
+        CollectionOp::ZSet(op) => zset::apply(ctx, key, op),
     }
 }
 
