@@ -97,28 +97,23 @@ impl ShardState {
             Admission::Duplicate(result) => result,
             Admission::Stale => Err(KvError::StaleRequest),
             Admission::Expired => Err(KvError::SessionExpired),
-            Admission::Apply if matches!(request.op, KvOp::Flush { .. }) => {
-                // The old data is handed to whoever drains `flushed` (the group sends it off
-                // the node's loop: dropping it takes time in proportion to its size).
-                self.flushed.push(core::mem::take(&mut self.kv));
-                let result = Ok(KvResult::Done);
-                self.sessions.record(
-                    request.client,
-                    request.seq,
-                    result.clone(),
-                    &limits.sessions,
-                );
-                result
-            }
             Admission::Apply => {
-                // Random choices (SPOP) are the same on every replica: seeded by the request.
-                let seed = request.stamp_ms
-                    ^ request.client.rotate_left(17)
-                    ^ request.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
                 // The shard's time: the latest stamp it has seen, so expiry never goes back
                 // when leadership moves to a node whose clock is behind.
                 let at = self.sessions.advance_time(request.stamp_ms);
-                let result = apply_op_seeded(&mut self.kv, &request.op, &limits.kv, at, seed);
+                let result = if matches!(request.op, KvOp::Flush { .. }) {
+                    // The old data is handed to whoever drains `flushed` (the group sends it
+                    // off the node's loop: dropping it takes time in proportion to its size).
+                    self.flushed.push(core::mem::take(&mut self.kv));
+                    Ok(KvResult::Done)
+                } else {
+                    // Random choices (SPOP) are the same on every replica: seeded by the
+                    // request.
+                    let seed = request.stamp_ms
+                        ^ request.client.rotate_left(17)
+                        ^ request.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    apply_op_seeded(&mut self.kv, &request.op, &limits.kv, at, seed)
+                };
                 self.sessions.record(
                     request.client,
                     request.seq,
