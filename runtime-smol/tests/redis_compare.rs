@@ -336,13 +336,6 @@ fn random_command(rng: &mut Rng) -> Vec<String> {
                 cmd.push("WITHSCORES".into());
             }
         }
-        "ZRANGEBYLEX" => {
-            let lex = |rng: &mut Rng| {
-                ["-", "+", "[x", "(x", "[1", "(hello"][rng.below(6) as usize].to_owned()
-            };
-            cmd.push(lex(rng));
-            cmd.push(lex(rng));
-        }
         "ZPOPMIN" | "ZPOPMAX" if rng.chance(1, 2) => cmd.push(rng.below(3).to_string()),
         _ => {}
     }

@@ -214,8 +214,6 @@ pub struct GroupDriver<M: GroupMachine = GroupState> {
     propose_failures: u64,
     /// Where the walk for expired keys goes on (see [`expiry`](super::expiry))
     pub(super) sweep_cursor: Option<super::expiry::SweepCursor>,
-    /// Expired keys proposed for removal
-    pub(super) expired_found: u64,
 }
 
 impl<M: GroupMachine> GroupDriver<M> {
@@ -237,7 +235,6 @@ impl<M: GroupMachine> GroupDriver<M> {
             wall_ms: 0,
             propose_failures: 0,
             sweep_cursor: None,
-            expired_found: 0,
         }
     }
 

@@ -91,24 +91,16 @@ impl<M: GroupMachine> GroupDriver<M> {
         }
         self.sweep_cursor = Some((shard, after));
         for (shard, keys) in found {
-            let n = keys.len() as u64;
             let command = GroupCommand::DeleteExpired {
                 shard,
                 now_ms,
                 keys,
             };
-            if self.propose_own(now, &command) {
-                self.expired_found += n;
-            } else {
+            if !self.propose_own(now, &command) {
                 // Refused (busy, a transfer): the same keys are looked at again next poll.
                 self.sweep_cursor = before;
                 return;
             }
         }
-    }
-
-    /// Expired keys this replica proposed to remove while it led, since it started
-    pub fn expired_found(&self) -> u64 {
-        self.expired_found
     }
 }

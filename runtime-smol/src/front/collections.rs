@@ -16,13 +16,9 @@ use shale_core::shard::data::{
     SetOp, ZSetOp,
 };
 
-use super::commands::{not_integer, syntax_error, wrong_args};
+use super::commands::{not_integer, parse_i64, syntax_error, wrong_args};
 use super::plan::{Planned, Shape};
 use crate::resp::Reply;
-
-fn parse_i64(arg: &[u8]) -> Option<i64> {
-    std::str::from_utf8(arg).ok()?.parse().ok()
-}
 
 /// The reply a [`DataReply`] is sent as
 pub(crate) fn to_reply(reply: DataReply) -> Reply {

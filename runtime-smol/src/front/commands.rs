@@ -93,7 +93,8 @@ pub(crate) fn kv_error(e: KvError) -> Reply {
     }
 }
 
-fn parse_i64(arg: &[u8]) -> Option<i64> {
+/// A decimal signed 64-bit integer argument
+pub(crate) fn parse_i64(arg: &[u8]) -> Option<i64> {
     std::str::from_utf8(arg).ok()?.parse().ok()
 }
 

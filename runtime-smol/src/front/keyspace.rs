@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use shale_core::shard::{KvOp, KvResult, SCAN_COUNT_MAX, key_shard, slot_shard};
 
-use super::commands::{not_integer, run, syntax_error};
+use super::commands::{not_integer, run, syntax_error, wrong_args};
 use super::{Conn, FrontConfig};
 use crate::node::NodeClient;
 use crate::resp::Reply;
@@ -279,10 +279,7 @@ pub(crate) async fn execute(
             };
             keys_in_slot(node, config, conn, slot, want).await
         }
-        "SCAN" | "KEYS" | "RANDOMKEY" | "FLUSHALL" | "FLUSHDB" => Reply::error(format!(
-            "ERR wrong number of arguments for '{}' command",
-            name.to_ascii_lowercase()
-        )),
+        "SCAN" | "KEYS" | "RANDOMKEY" | "FLUSHALL" | "FLUSHDB" => wrong_args(name),
         _ => return None,
     })
 }

@@ -20,7 +20,7 @@
 
 use shale_core::shard::{KvOp, KvResult, key_shard};
 
-use super::commands::{kv_error, run};
+use super::commands::{kv_error, run, wrong_args};
 use super::plan::{self, Planned, Shape};
 use super::{Conn, FrontConfig};
 use crate::node::NodeClient;
@@ -82,10 +82,7 @@ pub(crate) async fn intercept(
             conn.watched.clear();
             Reply::ok()
         }),
-        "MULTI" | "DISCARD" | "EXEC" | "WATCH" | "UNWATCH" => Some(Reply::error(format!(
-            "ERR wrong number of arguments for '{}' command",
-            name.to_ascii_lowercase()
-        ))),
+        "MULTI" | "DISCARD" | "EXEC" | "WATCH" | "UNWATCH" => Some(wrong_args(name)),
         _ => {
             let t = conn.multi.as_mut()?;
             Some(match plan::plan(name, args, true) {

@@ -9,7 +9,7 @@
 use shale_core::shard::data::DataReply;
 use shale_core::shard::{KvOp, KvResult, SetCondition};
 
-use super::commands::{kv_error, not_integer, syntax_error, wrong_args};
+use super::commands::{kv_error, not_integer, parse_i64, syntax_error, wrong_args};
 use super::{collections, strings};
 use crate::resp::Reply;
 
@@ -76,10 +76,6 @@ impl Planned {
     pub(crate) fn new(op: KvOp, shape: Shape) -> Self {
         Planned { op, shape }
     }
-}
-
-fn parse_i64(arg: &[u8]) -> Option<i64> {
-    std::str::from_utf8(arg).ok()?.parse().ok()
 }
 
 /// The plan of key command `name` (upper case), `None` when it is not one; multi-key

@@ -9,7 +9,7 @@
 
 use shale_core::shard::{ExpireCondition, Expiry, KvOp, SetCondition};
 
-use super::commands::{not_integer, syntax_error, wrong_args};
+use super::commands::{not_integer, parse_i64, syntax_error, wrong_args};
 use super::plan::{Planned, Shape, TtlUnit};
 use crate::resp::Reply;
 
@@ -22,10 +22,6 @@ fn invalid_expire(command: &str) -> Reply {
         "ERR invalid expire time in '{}' command",
         command.to_ascii_lowercase()
     ))
-}
-
-fn parse_i64(arg: &[u8]) -> Option<i64> {
-    std::str::from_utf8(arg).ok()?.parse().ok()
 }
 
 /// `value` in `unit_ms` milliseconds as a relative or absolute expiry; `None` when out of

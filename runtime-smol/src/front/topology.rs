@@ -125,15 +125,6 @@ impl Topology {
         let i = self.ranges.partition_point(|r| r.last < slot);
         self.ranges.get(i).filter(|r| r.first <= slot)
     }
-
-    /// The slot ranges node `id` leads, ascending
-    pub fn led_by(&self, id: u64) -> Vec<(u16, u16)> {
-        self.ranges
-            .iter()
-            .filter(|r| r.nodes.first() == Some(&id))
-            .map(|r| (r.first, r.last))
-            .collect()
-    }
 }
 
 /// The front door's current [`Topology`], refreshed in the background

@@ -154,13 +154,7 @@ pub(super) fn apply<S: ShardStore>(
                 tail
             };
             save(ctx, &list)?;
-            Ok(match count {
-                None => popped
-                    .into_iter()
-                    .next()
-                    .map_or(DataReply::Nil, DataReply::Bulk),
-                Some(_) => DataReply::bulks(popped.iter().map(Vec::as_slice)),
-            })
+            Ok(DataReply::popped(popped, count.is_some()))
         }
         ListOp::Range { start, stop } => Ok(match index_range(*start, *stop, list.len()) {
             Some((a, b)) => DataReply::bulks(list[a..=b].iter().map(Vec::as_slice)),

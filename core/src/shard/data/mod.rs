@@ -110,6 +110,18 @@ pub enum DataReply {
 }
 
 impl DataReply {
+    /// What a pop answers: the one value (nil when none) without a count, an array with one
+    fn popped(values: Vec<Bytes>, counted: bool) -> DataReply {
+        if counted {
+            DataReply::bulks(values.iter().map(Vec::as_slice))
+        } else {
+            values
+                .into_iter()
+                .next()
+                .map_or(DataReply::Nil, DataReply::Bulk)
+        }
+    }
+
     fn bulks<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> DataReply {
         DataReply::Array(
             items

@@ -165,13 +165,7 @@ pub(super) fn apply<S: ShardStore>(
                 let n = set.len();
                 ctx.save(key, TYPE_SET, &set, n, at)?;
             }
-            Ok(match count {
-                None => popped
-                    .into_iter()
-                    .next()
-                    .map_or(DataReply::Nil, DataReply::Bulk),
-                Some(_) => DataReply::bulks(popped.iter().map(Vec::as_slice)),
-            })
+            Ok(DataReply::popped(popped, count.is_some()))
         }
         SetOp::RandMember { count } => {
             check_count(ctx, *count)?;
